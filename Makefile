@@ -1,0 +1,23 @@
+# The two commands of the README's quick start:
+#   make demo   set up, then run the main job on the bundled digits
+#   make test   set up (with test extras), then run the whole test suite
+# The environment is $GENLAB_ENV, else the active virtualenv, else ./.venv.
+ENV_DIR := $(or $(GENLAB_ENV),$(VIRTUAL_ENV),$(CURDIR)/.venv)
+PY := $(ENV_DIR)/bin/python
+TEST_EXTRAS ?= test
+
+.PHONY: setup setup-test demo test bench
+setup:
+	@bash scripts/setup.sh "$(ENV_DIR)"
+
+setup-test:
+	@bash scripts/setup.sh "$(ENV_DIR)" "$(TEST_EXTRAS)"
+
+demo: setup
+	$(PY) -m genlab demo
+
+test: setup-test
+	$(PY) -m pytest
+
+bench: setup-test
+	$(PY) benchmarks/classical.py

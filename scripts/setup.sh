@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# Set up (idempotently) a Python environment for genlab.
+#
+#   scripts/setup.sh ENV_DIR [EXTRAS]     e.g. scripts/setup.sh .venv test
+#
+# * ENV_DIR is created as a virtualenv if it does not exist. When the python3 on PATH
+#   already has torch (say a CUDA build), the new env sees it (--system-site-packages)
+#   so that torch is kept, never replaced.
+# * When the env has no torch at all, the CPU build torch==2.13.0 is installed: first
+#   from the local wheel cache (pip's find-links), else from PyTorch's CPU index. Set-up
+#   never lets pip resolve a bare "torch" from PyPI, which would pull a multi-GB CUDA build.
+# * genlab is installed in editable mode with the requested extras.
+# A stamp file skips the pip work when nothing changed since the last run.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ENV_DIR=${1:-.venv}
+EXTRAS=${2:-}
+PYTHON=${PYTHON:-python3}
+
+if [ ! -x "$ENV_DIR/bin/python" ]; then
+    if "$PYTHON" -c "import torch" >/dev/null 2>&1; then
+        echo "setup: $PYTHON already has torch $("$PYTHON" -c 'import torch; print(torch.__version__)'); creating $ENV_DIR on top of it"
+        "$PYTHON" -m venv --system-site-packages "$ENV_DIR"
+    else
+        echo "setup: creating $ENV_DIR"
+        "$PYTHON" -m venv "$ENV_DIR"
+    fi
+fi
+PY="$ENV_DIR/bin/python"
+stamp="$ENV_DIR/.genlab-setup${EXTRAS:+-${EXTRAS//,/-}}"
+if [ -f "$stamp" ] && [ "$stamp" -nt pyproject.toml ] && [ "$stamp" -nt scripts/setup.sh ] && "$PY" -c "import genlab, torch" >/dev/null 2>&1; then
+    exit 0
+fi
+
+export PIP_DISABLE_PIP_VERSION_CHECK=1
+if "$PY" -c "import torch" >/dev/null 2>&1; then
+    echo "setup: keeping the installed torch $("$PY" -c 'import torch; print(torch.__version__)')"
+else
+    echo "setup: no torch found; installing the CPU build torch==2.13.0"
+    "$PY" -m pip install --quiet --no-index --no-deps "torch==2.13.0" 2>/dev/null \
+        || "$PY" -m pip install --quiet --no-deps "torch==2.13.0" --index-url https://download.pytorch.org/whl/cpu \
+        || { echo "setup: could not install a CPU build of torch 2.13.0; install torch yourself (https://pytorch.org/get-started/locally/) into $ENV_DIR and run this again" >&2; exit 1; }
+fi
+echo "setup: installing genlab${EXTRAS:+[$EXTRAS]} into $ENV_DIR"
+"$PY" -m pip install --quiet -e ".${EXTRAS:+[$EXTRAS]}"
+"$PY" -c "import genlab, torch; print(f'setup: genlab {genlab.__version__} with torch {torch.__version__} ready')"
+touch "$stamp"

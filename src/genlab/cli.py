@@ -1,0 +1,343 @@
+"""The ``genlab`` command line: thin over the library.
+
+Every command parses its options, calls the library and prints. Bad input raises
+:class:`GenlabError`; :func:`main` turns it (and click's usage errors) into one line on
+stderr and exit code 2, with no traceback.
+"""
+
+from __future__ import annotations
+
+import ast
+import itertools
+import json
+import sys
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+import click
+import numpy as np
+
+from .errors import GenlabError
+
+DEFAULT_DATA = "digits"
+
+
+# ---------------------------------------------------------------------- helpers
+def parse_value(text: str) -> Any:
+    """'3' -> 3, '1e-3' -> 0.001, 'true' -> True, 'none' -> None, '[1,2]' -> [1, 2], else the string."""
+    lowered = text.strip().lower()
+    if lowered in ("none", "null"):
+        return None
+    if lowered in ("true", "false"):
+        return lowered == "true"
+    for parse in (json.loads, ast.literal_eval):
+        try:
+            return parse(text)
+        except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+            pass
+    return text
+
+
+def parse_params(pairs: tuple[str, ...], option: str = "--param") -> dict[str, Any]:
+    params: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise GenlabError(f"{option} {pair!r}: expected NAME=VALUE")
+        params[key.strip()] = parse_value(value)
+    return params
+
+
+def parse_grid(pairs: tuple[str, ...]) -> dict[str, list[Any]]:
+    grid: dict[str, list[Any]] = {}
+    for pair in pairs:
+        key, sep, values = pair.partition("=")
+        if not sep or not key.strip() or not values.strip():
+            raise GenlabError(f"--grid {pair!r}: expected NAME=V1,V2,...")
+        grid[key.strip()] = [parse_value(v) for v in _split_top_level(values)]
+    return grid
+
+
+def _split_top_level(text: str) -> list[str]:
+    """Split on commas that are not inside brackets ('[1,2],[3]' -> two values)."""
+    parts, depth, current = [], 0, ""
+    for ch in text:
+        if ch in "[(":
+            depth += 1
+        elif ch in "])":
+            depth -= 1
+        if ch == "," and depth == 0:
+            parts.append(current)
+            current = ""
+        else:
+            current += ch
+    parts.append(current)
+    return [p.strip() for p in parts if p.strip()]
+
+
+def echo(text: str = "") -> None:
+    click.echo(text)
+
+
+def fmt_pm(values) -> str:
+    values = np.asarray(values, dtype=float)
+    return f"{values.mean():.4f} ± {values.std(ddof=1) if len(values) > 1 else 0.0:.4f}"
+
+
+def _load_data(spec: str, size: int | None):
+    from .data import load_dataset
+
+    return load_dataset(spec, size=size)
+
+
+def _set_quiet(quiet: bool) -> None:
+    from .progress import set_quiet
+
+    set_quiet(quiet)
+
+
+data_option = click.option("--data", "data_spec", default=DEFAULT_DATA, show_default=True, metavar="SPEC", help="Dataset: digits, mnist, fashion-mnist, npz:PATH or folder:PATH.")
+size_option = click.option("--size", type=click.IntRange(min=1), default=None, help="Resize images to SIZE x SIZE (needed for folders of mixed sizes).")
+quiet_option = click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
+param_option = click.option("--param", "-p", "params", multiple=True, metavar="NAME=VALUE", help="Model hyper-parameter (repeatable), e.g. -p n_components=50.")
+
+
+# ---------------------------------------------------------------------- commands
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="genlab")
+def cli() -> None:
+    """genlab: learn the distribution of an image dataset, generate new images, and evaluate generators honestly.
+
+    Start with 'genlab demo', then 'genlab fit gmm --data digits --out runs/gmm'.
+    """
+
+
+@cli.command()
+def models() -> None:
+    """List the available models."""
+    from .models import get_model_class, list_models
+
+    for name, doc in list_models().items():
+        kind = get_model_class(name).likelihood
+        echo(f"{name:10s} [likelihood: {kind:5s}] {doc}")
+
+
+@cli.command()
+def datasets() -> None:
+    """List the dataset specs genlab can load."""
+    from .data import cache_dir, list_datasets
+
+    for spec, doc in list_datasets().items():
+        echo(f"{spec:14s} {doc}")
+    echo(f"\ndownload cache: {cache_dir()}  (set GENLAB_DATA to move it)")
+
+
+@cli.command()
+@click.argument("model_name", metavar="MODEL")
+@data_option
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path), help="Run directory to write.")
+@param_option
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed for the model's randomness.")
+@click.option("--test-fraction", type=float, default=0.2, show_default=True, help="Held-out share of the data.")
+@click.option("--split-seed", type=int, default=0, show_default=True, help="Seed of the train/test split.")
+@size_option
+@click.option("-n", "n_samples", type=click.IntRange(min=1), default=64, show_default=True, help="Images in samples.png.")
+@quiet_option
+def fit(model_name, data_spec, out_dir, params, seed, test_fraction, split_seed, size, n_samples, quiet) -> None:
+    """Train MODEL on the training split of --data and write a run directory.
+
+    The run directory gets config.json + model.safetensors (the model), run.json (data and
+    split), metrics.json (held-out log-likelihood, bits/dim, timings) and samples.png.
+    """
+    from .images import save_grid
+    from .models import make_model
+    from .runs import RunInfo, now, update_metrics
+
+    _set_quiet(quiet)
+    kwargs = parse_params(params)
+    model = make_model(model_name, **kwargs)
+    if "random_state" in model.get_params() and "random_state" not in kwargs:
+        model.set_params(random_state=seed)
+    train, test = _load_data(data_spec, size).split(test_fraction, split_seed)
+    echo(f"fitting {model_name} on {len(train)} images of {data_spec} (shape {train.image_shape}); {len(test)} held out")
+    start = time.perf_counter()
+    model.fit(train.images, train.labels if model.conditional else None)
+    fit_seconds = time.perf_counter() - start
+    out_dir.mkdir(parents=True, exist_ok=True)
+    model.save(out_dir)
+    RunInfo(model=model_name, data=data_spec, size=size, test_fraction=test_fraction, split_seed=split_seed, seed=seed, created=now()).save(out_dir)
+    metrics: dict[str, Any] = {"model": model_name, "fit_seconds": round(fit_seconds, 3), "n_train": len(train), "n_test": len(test)}
+    if model.likelihood != "none":
+        ll = model.score_samples(test.images)
+        metrics.update(test_log_likelihood_nats=float(ll.mean()), test_bits_per_dim=model.bits_per_dim(test.images), likelihood=model.likelihood)
+    update_metrics(out_dir, **metrics)
+    save_grid(model.sample(n_samples, seed=seed), out_dir / "samples.png")
+    echo(f"fit in {fit_seconds:.1f} s")
+    if "test_bits_per_dim" in metrics:
+        echo(f"held-out log-likelihood: {metrics['test_log_likelihood_nats']:.2f} nats/image ({model.likelihood}), {metrics['test_bits_per_dim']:.4f} bits/dim")
+    echo(f"wrote {out_dir}/ (config.json, model.safetensors, run.json, metrics.json, samples.png)")
+
+
+@cli.command()
+@click.argument("run_dir", type=click.Path(path_type=Path))
+@click.option("-n", "n_samples", type=click.IntRange(min=1), default=64, show_default=True, help="How many images.")
+@click.option("-o", "--out", "out_png", type=click.Path(dir_okay=False, path_type=Path), default=None, help="PNG grid to write (default RUN_DIR/samples.png).")
+@click.option("--npy", "out_npy", type=click.Path(dir_okay=False, path_type=Path), default=None, help="Also write the uint8 images (n, C, H, W) as .npy.")
+@click.option("--seed", type=int, default=None, help="Seed for reproducible samples.")
+@click.option("--label", type=int, default=None, help="Class label for conditional models.")
+@click.option("--ncols", type=click.IntRange(min=1), default=None, help="Columns in the grid.")
+def sample(run_dir, n_samples, out_png, out_npy, seed, label, ncols) -> None:
+    """Draw images from a trained run and write them as a PNG grid (and .npy)."""
+    from .images import save_grid
+    from .io import atomic_write
+    from .models import GenerativeModel
+
+    model = GenerativeModel.load(run_dir)
+    start = time.perf_counter()
+    images = model.sample(n_samples, y=label, seed=seed)
+    elapsed = time.perf_counter() - start
+    out_png = out_png or Path(run_dir) / "samples.png"
+    save_grid(images, out_png, ncols=ncols)
+    echo(f"{n_samples} samples in {elapsed:.2f} s ({n_samples / max(elapsed, 1e-9):.0f} images/s) -> {out_png}")
+    if out_npy is not None:
+        atomic_write(out_npy, lambda tmp: np.save(open(tmp, "wb"), images.numpy()))
+        echo(f"-> {out_npy}")
+
+
+@cli.command()
+@click.argument("run_dir", type=click.Path(path_type=Path))
+@click.option("--data", "data_spec", default=None, metavar="SPEC", help="Dataset to score (default: the run's own data).")
+@click.option("--split", type=click.Choice(["test", "train", "all"]), default=None, help="Which part; default 'test' for the run's own data, 'all' for other data.")
+@size_option
+def score(run_dir, data_spec, split, size) -> None:
+    """Held-out log-likelihood (nats/image) and bits/dim of a trained run."""
+    from .models import GenerativeModel
+    from .runs import RunInfo
+
+    info = RunInfo.load(run_dir)
+    model = GenerativeModel.load(run_dir)
+    same_data = data_spec is None or (data_spec == info.data and (size or info.size) == info.size)
+    split = split or ("test" if same_data else "all")
+    if same_data:
+        train, test = info.load_split()
+        data = {"test": test, "train": train}.get(split) or _load_data(info.data, info.size)
+    else:
+        if split != "all":
+            raise GenlabError(f"--split {split} needs the run's own data ({info.data}); other data is scored whole")
+        data = _load_data(data_spec, size if size is not None else (info.size or None))
+    ll = model.score_samples(data.images)
+    bpd = model.bits_per_dim(data.images)
+    echo(f"{model.name} on {data_spec or info.data} [{split}]: {len(data)} images")
+    echo(f"log-likelihood: {ll.mean():.3f} ± {ll.std(ddof=1) / np.sqrt(len(ll)) if len(ll) > 1 else 0:.3f} nats/image ({model.likelihood})")
+    echo(f"bits/dim:       {bpd:.4f}")
+
+
+@cli.command()
+@click.argument("model_name", metavar="MODEL")
+@data_option
+@click.option("--folds", type=click.IntRange(min=2), default=5, show_default=True, help="Number of folds k.")
+@param_option
+@click.option("--grid", "grid", multiple=True, metavar="NAME=V1,V2,...", help="Hyper-parameter values to compare (repeatable: a product grid).")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the fold assignment and the model.")
+@click.option("--test-fraction", type=float, default=0.2, show_default=True, help="Test split kept out of the cross-validation.")
+@size_option
+@click.option("--json", "json_out", type=click.Path(dir_okay=False, path_type=Path), default=None, help="Write all results as JSON.")
+@quiet_option
+def cv(model_name, data_spec, folds, params, grid, seed, test_fraction, size, json_out, quiet) -> None:
+    """k-fold cross-validation of held-out log-likelihood (on the training split).
+
+    Prints each fold's held-out log-likelihood and mean ± std for every grid point, and
+    the best grid point.
+    """
+    from .io import write_json
+    from .likelihood import bits_per_dim
+    from .models import make_model
+
+    _set_quiet(quiet)
+    base = parse_params(params)
+    grid_values = parse_grid(grid)
+    overlap = sorted(set(base) & set(grid_values))
+    if overlap:
+        raise GenlabError(f"{', '.join(overlap)} given both as --param and --grid")
+    make_model(model_name, **base, **{k: v[0] for k, v in grid_values.items()})  # validates names early
+    train, _ = _load_data(data_spec, size).split(test_fraction, seed)
+    fold_pairs = train.kfold(folds, seed)
+    points = [dict(zip(grid_values, combo)) for combo in itertools.product(*grid_values.values())] or [{}]
+    n_dims = train.n_dims
+    echo(f"{folds}-fold cross-validation of {model_name} on {len(train)} training images of {data_spec}")
+    results = []
+    for point in points:
+        scores = []
+        for i, (fold_train, fold_test) in enumerate(fold_pairs):
+            model = make_model(model_name, **base, **point)
+            if "random_state" in model.get_params() and "random_state" not in base and "random_state" not in point:
+                model.set_params(random_state=seed)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                model.fit(fold_train.images, fold_train.labels if model.conditional else None)
+            scores.append(model.score(fold_test.images))
+        label = ", ".join(f"{k}={v!r}" for k, v in point.items()) or "(defaults)"
+        bpd = [float(bits_per_dim(s, n_dims)) for s in scores]
+        echo(f"{label}: held-out log-likelihood {fmt_pm(scores)} nats/image, {fmt_pm(bpd)} bits/dim")
+        echo("    folds: " + "  ".join(f"{s:.2f}" for s in scores))
+        results.append({"params": point, "fold_scores": scores, "mean": float(np.mean(scores)), "std": float(np.std(scores, ddof=1)), "bits_per_dim": float(np.mean(bpd))})
+    best = max(results, key=lambda r: r["mean"])
+    if len(points) > 1:
+        echo(f"best: {', '.join(f'{k}={v!r}' for k, v in best['params'].items())} ({best['mean']:.3f} nats/image, {best['bits_per_dim']:.4f} bits/dim)")
+    if json_out is not None:
+        write_json(json_out, {"model": model_name, "data": data_spec, "folds": folds, "base_params": base, "results": results, "best": best})
+        echo(f"-> {json_out}")
+
+
+@cli.command()
+@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=Path("runs/demo"), show_default=True, help="Where to write the picture and metrics.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@quiet_option
+def demo(out_dir, seed, quiet) -> None:
+    """The main job: on the bundled digits, train genlab's best model and show it beside real data and uniform noise."""
+    from .demo import run_demo
+
+    _set_quiet(quiet)
+    run_demo(out_dir, seed=seed, echo=echo)
+
+
+# ---------------------------------------------------------------------- entry point
+_NO_ARGS_IS_HELP = getattr(click.exceptions, "NoArgsIsHelpError", ())  # click >= 8.2
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the CLI; user errors become one line on stderr and exit code 2."""
+    try:
+        cli.main(args=argv, prog_name="genlab", standalone_mode=False)
+    except GenlabError as exc:
+        click.echo(f"genlab: error: {exc}", err=True)
+        return 2
+    except _NO_ARGS_IS_HELP as exc:  # bare 'genlab': show the help, not an error
+        click.echo(exc.ctx.get_help() if exc.ctx else str(exc))
+        return 0
+    except click.UsageError as exc:
+        hint = f" (see 'genlab {exc.ctx.command_path.split(' ', 1)[1]} --help')" if exc.ctx and " " in exc.ctx.command_path else " (see 'genlab --help')"
+        click.echo(f"genlab: error: {exc.format_message()}{hint}", err=True)
+        return 2
+    except click.ClickException as exc:
+        click.echo(f"genlab: error: {exc.format_message()}", err=True)
+        return 2
+    except click.exceptions.Abort:
+        click.echo("genlab: aborted", err=True)
+        return 130
+    except KeyboardInterrupt:
+        click.echo("genlab: interrupted", err=True)
+        return 130
+    except Exception as exc:  # noqa: BLE001 - last line of defence: still one line
+        from sklearn.exceptions import NotFittedError
+
+        if isinstance(exc, (NotFittedError, FileNotFoundError, PermissionError, IsADirectoryError)):
+            click.echo(f"genlab: error: {exc}", err=True)
+            return 2
+        raise
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

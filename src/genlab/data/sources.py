@@ -1,0 +1,247 @@
+"""Dataset sources and the ``load_dataset(spec)`` entry point.
+
+Specs: ``digits`` (scikit-learn's bundled 8x8 digits, offline), ``mnist`` /
+``fashion-mnist`` (downloaded once, add ``:test`` for the official test set),
+``npz:PATH`` and ``folder:PATH``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+import numpy as np
+import torch
+from PIL import Image, UnidentifiedImageError
+
+from ..errors import GenlabError
+from .dataset import Dataset
+from .download import IDX_SOURCES, load_idx_dataset
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+
+DATASET_HELP = {
+    "digits": "scikit-learn's bundled 8x8 handwritten digits (1,797 images, 10 classes); offline, the default",
+    "mnist": "MNIST 28x28 digits, 60,000 training images (mnist:test = the 10,000 test images); downloaded once",
+    "fashion-mnist": "Fashion-MNIST 28x28 clothing, 60,000 images (fashion-mnist:test for the test set); downloaded once",
+    "npz:PATH": "a NumPy .npz with x (N,H,W) or (N,C,H,W) uint8 pixels and optional integer labels y",
+    "folder:PATH": "a folder of PNG/JPEG images, one sub-folder per class or flat; resize with --size",
+}
+
+
+def list_datasets() -> dict[str, str]:
+    """Known dataset specs and what they load."""
+    return dict(DATASET_HELP)
+
+
+def load_dataset(spec: str, *, size: int | tuple[int, int] | None = None, channels: str = "auto") -> Dataset:
+    """Load a dataset from a spec string.
+
+    Parameters
+    ----------
+    spec : str
+        ``digits``, ``mnist[:test]``, ``fashion-mnist[:test]``, ``npz:PATH`` or ``folder:PATH``.
+    size : int or (height, width), optional
+        Resize every image to this size (required for folders with mixed sizes).
+    channels : {"auto", "gray", "rgb"}
+        Colour handling for folders: ``auto`` keeps grayscale when every image is grayscale.
+
+    Returns
+    -------
+    Dataset
+        ``images`` uint8 (N, C, H, W), ``labels`` int64 (N,) or None, ``class_names``.
+    """
+    if not isinstance(spec, str) or not spec.strip():
+        raise GenlabError(f"dataset spec {spec!r} is empty; known: {', '.join(DATASET_HELP)}")
+    spec = spec.strip()
+    if channels not in ("auto", "gray", "rgb"):
+        raise GenlabError(f"channels={channels!r}: use 'auto', 'gray' or 'rgb'")
+    kind, _, arg = spec.partition(":")
+    kind_lower = kind.lower()
+    if kind_lower == "digits" and not arg:
+        ds = _load_digits()
+    elif kind_lower in IDX_SOURCES:
+        images, labels, names = load_idx_dataset(kind_lower, arg or "train")
+        ds = Dataset(torch.from_numpy(images.copy())[:, None], torch.from_numpy(labels), names, name=spec)
+    elif kind_lower == "npz" and arg:
+        ds = _load_npz(Path(arg).expanduser(), spec)
+    elif kind_lower == "folder" and arg:
+        return _load_folder(Path(arg).expanduser(), spec, size, channels)
+    else:
+        raise GenlabError(f"unknown dataset {spec!r}; known: {', '.join(DATASET_HELP)}")
+    return resize_dataset(ds, size) if size is not None else ds
+
+
+def _load_digits() -> Dataset:
+    from sklearn.datasets import load_digits
+
+    bunch = load_digits()
+    # 0..16 ink counts -> 0..255, the same mapping as the shared digits.npz
+    images = np.round(bunch.images * 255.0 / 16.0).astype(np.uint8)
+    return Dataset(torch.from_numpy(images)[:, None], torch.from_numpy(bunch.target.astype(np.int64)), [str(i) for i in range(10)], name="digits")
+
+
+def _to_uint8(x: np.ndarray, where: str) -> np.ndarray:
+    """Validate pixel values and return uint8. Floats in [0, 1] are scaled by 255."""
+    if x.dtype == np.uint8:
+        return x
+    if x.dtype == bool or not (np.issubdtype(x.dtype, np.integer) or np.issubdtype(x.dtype, np.floating)):
+        raise GenlabError(f"{where}: pixel dtype {x.dtype} is not supported; use uint8 (0..255) or floats in [0, 1]")
+    if np.issubdtype(x.dtype, np.floating):
+        bad = ~np.isfinite(x)
+        if bad.any():
+            first = np.argwhere(bad)[0]
+            raise GenlabError(f"{where}: {int(bad.sum())} NaN/inf pixel values (first at index {tuple(int(i) for i in first)})")
+        lo, hi = float(x.min()), float(x.max())
+        if lo >= 0.0 and hi <= 1.0:
+            return np.round(x * 255.0).astype(np.uint8)
+        if lo >= 0.0 and hi <= 255.0 and np.all(x == np.round(x)):
+            return x.astype(np.uint8)
+        raise GenlabError(f"{where}: float pixels must lie in [0, 1] (or be whole numbers in 0..255); found range [{lo:g}, {hi:g}]")
+    lo, hi = int(x.min()), int(x.max())
+    if lo < 0 or hi > 255:
+        raise GenlabError(f"{where}: integer pixels must lie in 0..255; found range [{lo}, {hi}]")
+    return x.astype(np.uint8)
+
+
+def _load_npz(path: Path, spec: str) -> Dataset:
+    if not path.is_file():
+        raise GenlabError(f"{path}: file not found")
+    try:
+        archive = np.load(path, allow_pickle=False)
+    except Exception as exc:
+        raise GenlabError(f"{path}: not a readable .npz file ({exc})") from None
+    with archive:
+        if not hasattr(archive, "files"):
+            raise GenlabError(f"{path}: expected an .npz archive with arrays 'x' (and optionally 'y'), got a single array")
+        if "x" not in archive.files:
+            raise GenlabError(f"{path}: missing array 'x' (found: {', '.join(archive.files) or 'nothing'}); expected x (N,H,W) or (N,C,H,W) and optional y (N,)")
+        try:
+            x = archive["x"]
+            y = archive["y"] if "y" in archive.files else None
+        except ValueError as exc:  # object arrays need pickle, which we refuse
+            raise GenlabError(f"{path}: {exc}") from None
+    if x.ndim == 3:
+        x = x[:, None]
+    elif x.ndim == 4:
+        if x.shape[1] not in (1, 3) and x.shape[-1] in (1, 3):
+            x = np.ascontiguousarray(x.transpose(0, 3, 1, 2))  # channels-last (N,H,W,C)
+    else:
+        raise GenlabError(f"{path}: array 'x' has shape {x.shape}; expected (N,H,W) or (N,C,H,W)")
+    if x.shape[0] == 0:
+        raise GenlabError(f"{path}: array 'x' holds no images")
+    x = _to_uint8(x, f"{path}: x")
+    labels = class_names = None
+    if y is not None:
+        if y.ndim != 1 or len(y) != len(x):
+            raise GenlabError(f"{path}: array 'y' has shape {y.shape}; expected ({len(x)},) to match x")
+        if not np.issubdtype(y.dtype, np.integer):
+            if np.issubdtype(y.dtype, np.floating) and np.all(np.isfinite(y)) and np.all(y == np.round(y)):
+                y = y.astype(np.int64)
+            else:
+                raise GenlabError(f"{path}: labels 'y' must be integers, got dtype {y.dtype}")
+        values, labels = np.unique(y, return_inverse=True)
+        class_names = [str(v) for v in values]
+        labels = torch.from_numpy(labels.astype(np.int64))
+    return Dataset(torch.from_numpy(np.ascontiguousarray(x)), labels, class_names, name=spec)
+
+
+def _parse_size(size: int | tuple[int, int] | None) -> tuple[int, int] | None:
+    if size is None:
+        return None
+    if isinstance(size, int):
+        size = (size, size)
+    h, w = (int(s) for s in size)
+    if h < 1 or w < 1:
+        raise GenlabError(f"size={size}: must be positive")
+    return h, w
+
+
+def _load_folder(root: Path, spec: str, size, channels: str) -> Dataset:
+    if not root.is_dir():
+        raise GenlabError(f"{root}: folder not found")
+    target = _parse_size(size)
+    subdirs = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    top_images = sorted(p for p in root.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    if subdirs and top_images:
+        raise GenlabError(f"{root}: holds both images and sub-folders; use one sub-folder per class, or a flat folder of images")
+    files: list[Path] = []
+    labels: list[int] = []
+    class_names = None
+    if subdirs:
+        class_names = []
+        for cls in subdirs:
+            imgs = sorted(p for p in cls.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+            if not imgs:
+                continue
+            class_names.append(cls.name)
+            files += imgs
+            labels += [len(class_names) - 1] * len(imgs)
+    else:
+        files = top_images
+    if not files:
+        raise GenlabError(f"{root}: no PNG/JPEG images found (looked for {', '.join(IMAGE_SUFFIXES)})")
+    pil_images: list[Image.Image] = []
+    for f in files:
+        try:
+            with Image.open(f) as im:
+                im.load()
+                pil_images.append(im.copy())
+        except (UnidentifiedImageError, OSError, SyntaxError) as exc:
+            raise GenlabError(f"{f}: unreadable or corrupt image ({exc.__class__.__name__}: {exc})") from None
+    gray_modes = {"1", "L", "LA", "I", "I;16", "F", "P"}
+    if channels == "auto":
+        is_gray = all(im.mode in gray_modes and (im.mode != "P" or _palette_is_gray(im)) for im in pil_images)
+    else:
+        is_gray = channels == "gray"
+    mode = "L" if is_gray else "RGB"
+    if target is None:
+        sizes = {}
+        for f, im in zip(files, pil_images):
+            sizes.setdefault(im.size, f)
+            if len(sizes) > 1:
+                (s1, f1), (s2, f2) = list(sizes.items())[:2]
+                raise GenlabError(f"{root}: images have different sizes ({f1.name}: {s1[0]}x{s1[1]}, {f2.name}: {s2[0]}x{s2[1]}); pass --size to resize them")
+    arrays = []
+    for im in pil_images:
+        im = _convert(im, mode)
+        if target is not None and im.size != (target[1], target[0]):
+            im = im.resize((target[1], target[0]), Image.LANCZOS)
+        a = np.asarray(im, dtype=np.uint8)
+        arrays.append(a[None] if a.ndim == 2 else a.transpose(2, 0, 1))
+    images = torch.from_numpy(np.stack(arrays))
+    return Dataset(images, torch.tensor(labels) if class_names else None, class_names, name=spec)
+
+
+def _palette_is_gray(im: Image.Image) -> bool:
+    pal = im.getpalette() or []
+    triples = np.asarray(pal[: (len(pal) // 3) * 3]).reshape(-1, 3)
+    return bool(np.all(triples[:, 0] == triples[:, 1]) and np.all(triples[:, 1] == triples[:, 2]))
+
+
+def _convert(im: Image.Image, mode: str) -> Image.Image:
+    if im.mode in ("I", "I;16", "F"):
+        a = np.asarray(im, dtype=np.float64)
+        hi = 65535.0 if a.max() > 255 else 255.0
+        im = Image.fromarray(np.clip(a * 255.0 / hi, 0, 255).astype(np.uint8), "L")
+    if im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info):
+        im = im.convert("RGBA")
+        background = Image.new("RGBA", im.size, (0, 0, 0, 255))
+        im = Image.alpha_composite(background, im)
+    return im.convert(mode)
+
+
+def resize_dataset(ds: Dataset, size) -> Dataset:
+    """Resize every image of ``ds`` (Lanczos) to ``size``."""
+    target = _parse_size(size)
+    if target is None or tuple(ds.images.shape[2:]) == target:
+        return ds
+    out = []
+    for img in ds.images.numpy():
+        mode = "L" if img.shape[0] == 1 else "RGB"
+        pil = Image.fromarray(img[0] if mode == "L" else img.transpose(1, 2, 0), mode)
+        a = np.asarray(pil.resize((target[1], target[0]), Image.LANCZOS), dtype=np.uint8)
+        out.append(a[None] if a.ndim == 2 else a.transpose(2, 0, 1))
+    return Dataset(torch.from_numpy(np.stack(out)), ds.labels, ds.class_names, name=ds.name, captions=ds.captions)
+
+

@@ -1,0 +1,3 @@
+"""Importing this module registers every model family."""
+
+from . import gaussian, gmm, kde, uniform  # noqa: F401

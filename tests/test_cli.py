@@ -1,0 +1,98 @@
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from genlab.cli import main, parse_grid, parse_value
+
+
+def run(capsys, *args):
+    code = main(list(args))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_fit_sample_score_round_trip(tmp_path, capsys):
+    run_dir = tmp_path / "run"
+    code, out, err = run(capsys, "fit", "gmm", "--data", "digits", "--out", str(run_dir), "-p", "n_components=5", "-p", "reg_covar=1e-3", "-q")
+    assert code == 0, err
+    assert "bits/dim" in out
+    assert {p.name for p in run_dir.iterdir()} >= {"config.json", "model.safetensors", "run.json", "metrics.json", "samples.png"}
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["n_train"] == 1437 and metrics["n_test"] == 360 and 5 < metrics["test_bits_per_dim"] < 8
+
+    code, out, err = run(capsys, "sample", str(run_dir), "-n", "10", "-o", str(tmp_path / "g.png"), "--npy", str(tmp_path / "g.npy"), "--seed", "3")
+    assert code == 0, err
+    arr = np.load(tmp_path / "g.npy")
+    assert arr.shape == (10, 1, 8, 8) and arr.dtype == np.uint8
+    assert Image.open(tmp_path / "g.png").size[0] > 8
+
+    code, out, err = run(capsys, "score", str(run_dir))
+    assert code == 0 and "[test]: 360 images" in out
+    assert f"{metrics['test_bits_per_dim']:.4f}" in out
+
+
+def test_cv_with_a_grid_reports_folds_and_best(tmp_path, capsys):
+    code, out, err = run(capsys, "cv", "gmm", "--data", "digits", "--folds", "3", "--grid", "n_components=2,4", "-p", "reg_covar=1e-2", "--json", str(tmp_path / "cv.json"), "-q")
+    assert code == 0, err
+    assert "n_components=2" in out and "n_components=4" in out and "best: n_components=" in out
+    result = json.loads((tmp_path / "cv.json").read_text())
+    assert len(result["results"]) == 2 and all(len(r["fold_scores"]) == 3 for r in result["results"])
+
+
+def test_listing_commands(capsys):
+    code, out, _ = run(capsys, "models")
+    assert code == 0 and all(name in out for name in ("uniform", "gaussian", "gmm", "kde"))
+    code, out, _ = run(capsys, "datasets")
+    assert code == 0 and "digits" in out and "folder:PATH" in out
+
+
+def test_demo_writes_the_picture_and_metrics(tmp_path, capsys):
+    code, out, err = run(capsys, "demo", "--out", str(tmp_path / "demo"), "-q")
+    assert code == 0, err
+    metrics = json.loads((tmp_path / "demo" / "metrics.json").read_text())
+    assert metrics["test_bits_per_dim"] < metrics["uniform_test_bits_per_dim"] == 8.0
+    assert Image.open(tmp_path / "demo" / "demo.png").size[0] > 300
+    assert "demo.png" in out
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["fit", "nosuchmodel", "--out", "X"], "unknown model 'nosuchmodel'"),
+        (["fit", "gmm", "--data", "npz:/no/such.npz", "--out", "X"], "/no/such.npz: file not found"),
+        (["fit", "gmm", "--data", "imagenet", "--out", "X"], "unknown dataset 'imagenet'"),
+        (["fit", "gmm", "--out", "X", "-p", "n_components"], "expected NAME=VALUE"),
+        (["fit", "gmm", "--out", "X", "-p", "n_components=0"], "n_components=0 must be >= 1"),
+        (["fit", "gmm", "--out", "X", "-p", "colour=red"], "unknown parameter(s) colour"),
+        (["fit", "gmm", "--out", "X", "--bogus"], "No such option"),
+        (["sample", "/no/run"], "/no/run: not a model folder"),
+        (["score", "/no/run"], "not a genlab run directory"),
+        (["cv", "kde", "--grid", "bandwidth"], "expected NAME=V1,V2"),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_code_2(tmp_path, capsys, args, message):
+    args = [a.replace("X", str(tmp_path / "x")) for a in args]
+    code, out, err = run(capsys, *args)
+    assert code == 2
+    assert message in err and err.startswith("genlab: error: ")
+    assert err.count("\n") == 1 and "Traceback" not in err
+
+
+def test_bad_npz_from_the_real_command_line(tmp_path):
+    bad = tmp_path / "bad.npz"
+    np.savez(bad, x=np.full((3, 4, 4), np.inf))
+    proc = subprocess.run([sys.executable, "-m", "genlab", "fit", "gmm", "--data", f"npz:{bad}", "--out", str(tmp_path / "r")], capture_output=True, text=True)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().startswith("genlab: error: ") and "NaN/inf" in proc.stderr and "bad.npz" in proc.stderr
+    assert proc.stderr.count("\n") == 1 and not (tmp_path / "r").exists()
+
+
+def test_value_parsing():
+    assert parse_value("3") == 3 and parse_value("1e-3") == 0.001 and parse_value("true") is True
+    assert parse_value("none") is None and parse_value("full") == "full" and parse_value("[1, 2]") == [1, 2]
+    assert parse_grid(("n=1,2", "h=scott,0.1")) == {"n": [1, 2], "h": ["scott", 0.1]}
+    assert parse_grid(("g=[0.1,0.2],[0.3]",)) == {"g": [[0.1, 0.2], [0.3]]}
