@@ -292,6 +292,79 @@ def cv(model_name, data_spec, folds, params, grid, seed, test_fraction, size, js
 
 
 @cli.command()
+@click.argument("run_dir", type=click.Path(path_type=Path))
+@click.option("--data", "data_spec", default=None, metavar="SPEC", help="Dataset to evaluate against (default: the run's own data; split like the run).")
+@click.option("-n", "n_samples", type=click.IntRange(min=10), default=1000, show_default=True, help="Samples to draw.")
+@click.option("--json", "json_out", type=click.Path(dir_okay=False, path_type=Path), default=None, help="Also write the metrics to this JSON file.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@quiet_option
+def evaluate(run_dir, data_spec, n_samples, json_out, seed, quiet) -> None:
+    """Evaluate a trained run on held-out data: FD, precision/recall, density/coverage,
+    memorisation, likelihood, class coverage, intrinsic dimension and sampling speed.
+
+    Prints a table (with real data scored the same way, as the reference) and writes
+    the metrics into RUN_DIR/metrics.json.
+    """
+    from .data import load_dataset
+    from .io import write_json
+    from .metrics.evaluate import evaluate_model, real_data_metrics
+    from .metrics.evaluator import get_evaluator
+    from .models import GenerativeModel
+    from .runs import RunInfo, update_metrics
+
+    _set_quiet(quiet)
+    info = RunInfo.load(run_dir)
+    model = GenerativeModel.load(run_dir)
+    if data_spec is None or data_spec == info.data:
+        train, test = info.load_split()
+    else:
+        train, test = load_dataset(data_spec, size=info.size).split(info.test_fraction, info.split_seed)
+    if tuple(test.image_shape) != tuple(model.image_shape_):
+        raise GenlabError(f"--data {data_spec}: images of shape {test.image_shape}, but the model makes {tuple(model.image_shape_)}")
+    start = time.perf_counter()
+    evaluator = get_evaluator(train, test, seed=seed, echo=echo)
+    evaluation = evaluate_model(model, train, test, evaluator, n_samples=n_samples, seed=seed)
+    real = real_data_metrics(train, test, evaluator, n_samples=n_samples, seed=seed)
+    echo(f"{model.name} on {data_spec or info.data}: {n_samples} samples vs {len(test)} held-out images; {evaluator.describe()}")
+    echo(f"{'metric':28s} {'model':>12s} {'real data':>12s}")
+    for key, value in evaluation.metrics.items():
+        ref = real.get(key)
+        echo(f"{key:28s} {value:12.4f} {'' if ref is None else f'{ref:12.4f}'}")
+    echo(f"(evaluated in {time.perf_counter() - start:.1f} s)")
+    record = {"n_samples": n_samples, "data": data_spec or info.data, "evaluator": evaluator.describe(), "evaluator_accuracy": evaluator.test_accuracy, "metrics": evaluation.metrics, "real_data": real}
+    update_metrics(run_dir, evaluation=record)
+    if json_out is not None:
+        write_json(json_out, record)
+    echo(f"-> {Path(run_dir) / 'metrics.json'}" + (f", {json_out}" if json_out else ""))
+
+
+@cli.command()
+@click.option("--models", "models_csv", required=True, metavar="M1,M2,...", help="Models to compare, e.g. uniform,gaussian,gmm,kde; LABEL:MODEL adds a variant, e.g. narrow:kde with -p narrow.bandwidth=0.02.")
+@data_option
+@click.option("--folds", type=click.IntRange(min=2), default=5, show_default=True)
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path), help="Output folder (rerunning resumes).")
+@click.option("--param", "-p", "params", multiple=True, metavar="MODEL.NAME=VALUE", help="Per-model hyper-parameter, e.g. -p gmm.n_components=50.")
+@click.option("-n", "n_samples", type=click.IntRange(min=10), default=1000, show_default=True, help="Samples per model and fold.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@size_option
+@click.option("--evaluator-epochs", type=click.IntRange(min=1), default=None, help="Epochs for the evaluator classifier (default: about 2,000 steps).")
+@quiet_option
+def compare(models_csv, data_spec, folds, out_dir, params, n_samples, seed, size, evaluator_epochs, quiet) -> None:
+    """k-fold comparison of models: a markdown table (mean ± std over folds, with the
+    real-vs-real spread) and a self-contained HTML report. Rerunning skips finished cells."""
+    from .compare import CompareConfig, parse_model_entries, parse_model_params, run_compare
+
+    _set_quiet(quiet)
+    entries = parse_model_entries(models_csv)
+    labels = list(entries)
+    config = CompareConfig(
+        models=labels, data=data_spec, folds=folds, n_samples=n_samples, seed=seed, size=size,
+        params=parse_model_params(params, labels, parse_value), evaluator_epochs=evaluator_epochs, model_names=entries,
+    )
+    run_compare(config, out_dir, echo=echo)
+
+
+@cli.command()
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=Path("runs/demo"), show_default=True, help="Where to write the picture and metrics.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @quiet_option

@@ -1,0 +1,137 @@
+"""Evaluate one generator honestly: sample metrics in the evaluator's feature space,
+memorisation against the training set, held-out likelihood, class coverage, intrinsic
+dimension and sampling speed — all against real images the model never saw.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from ..data.dataset import Dataset
+from ..errors import GenlabError
+from ..likelihood import bits_per_dim
+from .classes import class_entropy, class_histogram, conditional_accuracy
+from .evaluator import Evaluator
+from .frechet import frechet_distance
+from .intrinsic_dim import mle_intrinsic_dimension, pca_dimension
+from .memorization import MemorizationResult, memorization
+from .prdc import prdc
+
+#: metrics where higher is better (the rest: lower is better, or neither)
+HIGHER_IS_BETTER = {"precision", "recall", "density", "coverage", "class_entropy", "conditional_accuracy", "test_log_likelihood_nats", "sampling_images_per_s"}
+#: metrics where lower is better
+LOWER_IS_BETTER = {"fd", "copies", "test_bits_per_dim", "likelihood_gap_nats"}
+
+
+def unit_flat(images: torch.Tensor) -> torch.Tensor:
+    """uint8 (N, C, H, W) -> float32 (N, D) in [0, 1]: the pixel space for memorisation and intrinsic dimension."""
+    return images.reshape(len(images), -1).float() / 255.0
+
+
+@dataclass
+class Evaluation:
+    """Metrics of one set of samples (``metrics``) plus what the report shows beside them."""
+
+    metrics: dict[str, float]
+    samples: torch.Tensor
+    memorization: MemorizationResult | None = None
+    extras: dict = field(default_factory=dict)
+
+
+def sample_metrics(samples: torch.Tensor, train: Dataset, test: Dataset, evaluator: Evaluator, *, k: int = 5, requested_labels: torch.Tensor | None = None, intrinsic_k: int = 20) -> Evaluation:
+    """Metrics of ``samples`` (uint8 (N, C, H, W)) against held-out ``test`` and the ``train`` set.
+
+    * ``fd``: Fréchet distance between Gaussian fits of evaluator features (samples vs test).
+    * ``precision``, ``recall`` (Kynkäänniemi et al. 2019), ``density``, ``coverage`` (Naeem et al. 2020), k = ``k``.
+    * ``class_entropy``: entropy of the evaluator's predicted classes, normalised (1 = all classes equally often);
+      ``conditional_accuracy`` when ``requested_labels`` were asked for.
+    * ``copies``: share of samples closer to a training image (pixel L2) than 95% of held-out real
+      images are; ``copies_reference`` is the held-out images' own rate (5% by construction).
+    * ``id_mle``, ``id_pca95``: intrinsic dimension of the samples in pixel space.
+    """
+    if tuple(samples.shape[1:]) != tuple(test.image_shape):
+        raise GenlabError(f"samples have shape {tuple(samples.shape[1:])}, the data {tuple(test.image_shape)}")
+    feats_fake = evaluator.features(samples)
+    feats_real = evaluator.features(test.images)
+    metrics: dict[str, float] = {"fd": frechet_distance(feats_real, feats_fake)}
+    metrics.update(prdc(feats_real, feats_fake, k=k))
+    if evaluator.network is not None:
+        predicted = evaluator.predict(samples)
+        n_classes = len(evaluator.class_names or []) or int(predicted.max()) + 1
+        metrics["class_entropy"] = class_entropy(class_histogram(predicted, n_classes), normalized=True)
+        if requested_labels is not None:
+            metrics["conditional_accuracy"] = conditional_accuracy(predicted, requested_labels)
+    mem = memorization(unit_flat(samples), unit_flat(train.images), unit_flat(test.images), quantile=0.05)
+    metrics["copies"] = mem.copy_fraction
+    metrics["copies_reference"] = mem.reference_fraction
+    x = unit_flat(samples)
+    metrics["id_mle"] = mle_intrinsic_dimension(x, k=intrinsic_k)
+    metrics["id_pca95"] = float(pca_dimension(x, variance=0.95))
+    return Evaluation(metrics=metrics, samples=samples, memorization=mem)
+
+
+def evaluate_model(model, train: Dataset, test: Dataset, evaluator: Evaluator, *, n_samples: int = 1000, seed: int = 0, k: int = 5) -> Evaluation:
+    """Sample ``n_samples`` images from a fitted model and compute every metric.
+
+    Conditional models are asked for a balanced set of labels and also get
+    ``conditional_accuracy``. Models with a likelihood get held-out
+    ``test_log_likelihood_nats`` and ``test_bits_per_dim``.
+    """
+    requested = None
+    start = time.perf_counter()
+    if getattr(model, "conditional", False) and getattr(model, "n_classes_", None):
+        requested = torch.arange(n_samples) % int(model.n_classes_)
+        samples = model.sample(n_samples, y=requested, seed=seed)
+    else:
+        samples = model.sample(n_samples, seed=seed)
+    sample_seconds = time.perf_counter() - start
+    evaluation = sample_metrics(samples, train, test, evaluator, k=k, requested_labels=requested)
+    evaluation.metrics["sampling_images_per_s"] = n_samples / max(sample_seconds, 1e-9)
+    if getattr(model, "likelihood", "none") != "none":
+        ll = model.score_samples(test.images)
+        evaluation.metrics["test_log_likelihood_nats"] = float(np.mean(ll))
+        evaluation.metrics["test_bits_per_dim"] = float(bits_per_dim(float(np.mean(ll)), test.n_dims))
+        # the overfitting signal: how much more likely the training images are than unseen ones
+        g = torch.Generator().manual_seed(seed)
+        train_subset = train.images[torch.randperm(len(train), generator=g)[: max(len(test), 1000)]]
+        train_ll = float(np.mean(model.score_samples(train_subset)))
+        evaluation.metrics["train_log_likelihood_nats"] = train_ll
+        evaluation.metrics["likelihood_gap_nats"] = train_ll - float(np.mean(ll))
+    return evaluation
+
+
+def real_data_metrics(train: Dataset, test: Dataset, evaluator: Evaluator, *, n_samples: int, seed: int, k: int = 5) -> dict[str, float]:
+    """The noise floor: a random subset of *real* training images scored like samples.
+
+    Their Fréchet distance, precision, ... against the held-out images show how far two
+    real sets of this size already differ. (Their ``copies`` is 1 by construction — they
+    are training images — so it is dropped.)
+    """
+    g = torch.Generator().manual_seed(seed)
+    n = min(n_samples, len(train))
+    idx = torch.randperm(len(train), generator=g)[:n]
+    subset = train.images[idx]
+    ev = sample_metrics(subset, train, test, evaluator, k=k)
+    metrics = {k_: v for k_, v in ev.metrics.items() if k_ not in ("copies", "copies_reference")}
+    return metrics
+
+
+def uniform_noise_intrinsic_dimension(image_shape: tuple[int, int, int], n: int = 1000, seed: int = 0, k: int = 20) -> dict[str, float]:
+    """Intrinsic dimension of uniform noise images: what "filling pixel space" looks like."""
+    g = torch.Generator().manual_seed(seed)
+    noise = torch.randint(0, 256, (n, *image_shape), generator=g, dtype=torch.uint8)
+    x = unit_flat(noise)
+    return {"id_mle": mle_intrinsic_dimension(x, k=k), "id_pca95": float(pca_dimension(x, variance=0.95))}
+
+
+def summarize(values: list[float]) -> tuple[float, float]:
+    """(mean, sample std) ignoring NaN; std is 0 for one value."""
+    arr = np.asarray([v for v in values if v is not None and not math.isnan(v)], dtype=float)
+    if arr.size == 0:
+        return float("nan"), float("nan")
+    return float(arr.mean()), float(arr.std(ddof=1)) if arr.size > 1 else 0.0
