@@ -18,6 +18,7 @@ from typing import Any
 
 import click
 import numpy as np
+import torch
 
 from .errors import GenlabError
 
@@ -144,12 +145,24 @@ def datasets() -> None:
 @click.option("--split-seed", type=int, default=0, show_default=True, help="Seed of the train/test split.")
 @size_option
 @click.option("-n", "n_samples", type=click.IntRange(min=1), default=64, show_default=True, help="Images in samples.png.")
+@click.option("--condition", type=click.Choice(["none", "label", "text"]), default=None, help="Conditioning (models that support it): class labels or captions.")
+@click.option("--preset", type=click.Choice(["auto", "quick", "full"]), default=None, help="Neural models: size of network and training (auto = full on a GPU, quick on a CPU).")
+@click.option("--epochs", type=click.IntRange(min=1), default=None, help="Neural models: training epochs (default: the preset's).")
+@click.option("--max-steps", type=click.IntRange(min=1), default=None, help="Neural models: optimiser steps (default: the preset's).")
+@click.option("--device", default=None, help="Neural models: auto, cpu, cuda, cuda:1, mps.")
+@click.option("--precision", type=click.Choice(["auto", "fp32", "bf16"]), default=None, help="Neural models: bf16 autocast (auto = on CUDA).")
+@click.option("--checkpoint-every", type=click.IntRange(min=1), default=None, help="Neural models: also checkpoint every N steps (always at each epoch end).")
+@click.option("--sample-every", type=click.IntRange(min=1), default=None, help="Neural models: write a sample grid every N epochs into RUN_DIR/checkpoints/samples.")
+@click.option("--resume", is_flag=True, help="Neural models: continue from the last checkpoint in RUN_DIR/checkpoints (same command otherwise).")
 @quiet_option
-def fit(model_name, data_spec, out_dir, params, seed, test_fraction, split_seed, size, n_samples, quiet) -> None:
+def fit(model_name, data_spec, out_dir, params, seed, test_fraction, split_seed, size, n_samples, condition, preset, epochs, max_steps, device, precision, checkpoint_every, sample_every, resume, quiet) -> None:
     """Train MODEL on the training split of --data and write a run directory.
 
     The run directory gets config.json + model.safetensors (the model), run.json (data and
-    split), metrics.json (held-out log-likelihood, bits/dim, timings) and samples.png.
+    split), metrics.json (held-out log-likelihood, bits/dim, timings) and samples.png; neural
+    models also checkpoint into RUN_DIR/checkpoints (metrics.csv, crash-safe checkpoints),
+    so an interrupted run continues with --resume. Under torchrun every process trains and
+    rank 0 writes.
     """
     from .images import save_grid
     from .models import make_model
@@ -157,27 +170,57 @@ def fit(model_name, data_spec, out_dir, params, seed, test_fraction, split_seed,
 
     _set_quiet(quiet)
     kwargs = parse_params(params)
+    flags = {"condition": condition, "preset": preset, "epochs": epochs, "max_steps": max_steps, "device": device, "precision": precision, "checkpoint_every": checkpoint_every, "sample_every": sample_every}
     model = make_model(model_name, **kwargs)
-    if "random_state" in model.get_params() and "random_state" not in kwargs:
-        model.set_params(random_state=seed)
-    train, test = _load_data(data_spec, size).split(test_fraction, split_seed)
-    echo(f"fitting {model_name} on {len(train)} images of {data_spec} (shape {train.image_shape}); {len(test)} held out")
+    valid = model.get_params()
+    for name, value in flags.items():
+        if value is None:
+            continue
+        if name not in valid:
+            raise GenlabError(f"--{name.replace('_', '-')}: {model_name} has no such setting (it is not a neural model, or does not support it)")
+        if name in kwargs:
+            raise GenlabError(f"{name} given both as --{name.replace('_', '-')} and --param")
+        kwargs[name] = value
+    neural = "checkpoint_dir" in valid
+    if resume and not neural:
+        raise GenlabError(f"--resume: {model_name} is not trained in steps, so there is nothing to resume")
+    if neural and "checkpoint_dir" not in kwargs:
+        kwargs["checkpoint_dir"] = str(out_dir / "checkpoints")
+    if "random_state" in valid and "random_state" not in kwargs:
+        kwargs["random_state"] = seed
+    model = make_model(model_name, **kwargs)
+    data = _load_data(data_spec, size)
+    if model.conditional and data.labels is None:
+        raise GenlabError(f"--condition label: {data_spec} has no labels")
+    train, test = data.split(test_fraction, split_seed)
+    from .training import is_main_process
+
+    main_process = is_main_process()
+    if main_process:
+        echo(f"fitting {model_name} on {len(train)} images of {data_spec} (shape {train.image_shape}); {len(test)} held out")
     start = time.perf_counter()
-    model.fit(train.images, train.labels if model.conditional else None)
+    fit_kwargs = {"resume": True} if resume else {}
+    model.fit(train.images, train.labels if model.conditional else None, **fit_kwargs)
     fit_seconds = time.perf_counter() - start
+    if not main_process:
+        return
     out_dir.mkdir(parents=True, exist_ok=True)
     model.save(out_dir)
     RunInfo(model=model_name, data=data_spec, size=size, test_fraction=test_fraction, split_seed=split_seed, seed=seed, created=now()).save(out_dir)
     metrics: dict[str, Any] = {"model": model_name, "fit_seconds": round(fit_seconds, 3), "n_train": len(train), "n_test": len(test)}
+    summary = getattr(model, "training_summary_", None)
+    if summary:
+        metrics["training"] = summary
     if model.likelihood != "none":
         ll = model.score_samples(test.images)
         metrics.update(test_log_likelihood_nats=float(ll.mean()), test_bits_per_dim=model.bits_per_dim(test.images), likelihood=model.likelihood)
     update_metrics(out_dir, **metrics)
-    save_grid(model.sample(n_samples, seed=seed), out_dir / "samples.png")
+    labels = (torch.arange(n_samples) % int(model.n_classes_)) if model.conditional and getattr(model, "n_classes_", None) else None
+    save_grid(model.sample(n_samples, y=labels, seed=seed), out_dir / "samples.png", ncols=int(model.n_classes_) if labels is not None and model.n_classes_ <= 16 else None)
     echo(f"fit in {fit_seconds:.1f} s")
     if "test_bits_per_dim" in metrics:
         echo(f"held-out log-likelihood: {metrics['test_log_likelihood_nats']:.2f} nats/image ({model.likelihood}), {metrics['test_bits_per_dim']:.4f} bits/dim")
-    echo(f"wrote {out_dir}/ (config.json, model.safetensors, run.json, metrics.json, samples.png)")
+    echo(f"wrote {out_dir}/ (config.json, model.safetensors, run.json, metrics.json, samples.png{', checkpoints/' if neural else ''})")
 
 
 @cli.command()
