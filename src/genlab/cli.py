@@ -8,6 +8,7 @@ stderr and exit code 2, with no traceback.
 from __future__ import annotations
 
 import ast
+import inspect
 import itertools
 import json
 import sys
@@ -229,23 +230,36 @@ def fit(model_name, data_spec, out_dir, params, seed, test_fraction, split_seed,
 @click.option("-o", "--out", "out_png", type=click.Path(dir_okay=False, path_type=Path), default=None, help="PNG grid to write (default RUN_DIR/samples.png).")
 @click.option("--npy", "out_npy", type=click.Path(dir_okay=False, path_type=Path), default=None, help="Also write the uint8 images (n, C, H, W) as .npy.")
 @click.option("--seed", type=int, default=None, help="Seed for reproducible samples.")
-@click.option("--label", type=int, default=None, help="Class label for conditional models.")
+@click.option("--label", type=int, default=None, help="Class label (class-conditional models).")
+@click.option("--prompt", default=None, help="Text description (text-conditional models).")
+@click.option("--guidance", type=float, default=None, help="Classifier-free guidance scale (diffusion).")
+@click.option("--steps", type=click.IntRange(min=1), default=None, help="Sampling steps (diffusion).")
+@click.option("--sampler", default=None, help="Sampler: ddpm, ddim, dpm++ (diffusion); prior or gmm (autoencoders).")
 @click.option("--ncols", type=click.IntRange(min=1), default=None, help="Columns in the grid.")
-def sample(run_dir, n_samples, out_png, out_npy, seed, label, ncols) -> None:
+def sample(run_dir, n_samples, out_png, out_npy, seed, label, prompt, guidance, steps, sampler, ncols) -> None:
     """Draw images from a trained run and write them as a PNG grid (and .npy)."""
     from .images import save_grid
     from .io import atomic_write
     from .models import GenerativeModel
 
     model = GenerativeModel.load(run_dir)
+    options = {k: v for k, v in {"prompt": prompt, "guidance": guidance, "steps": steps, "sampler": sampler}.items() if v is not None}
+    accepted = inspect.signature(model.sample).parameters
+    for name in options:
+        if name not in accepted:
+            raise GenlabError(f"--{name}: {model.name} models do not take it")
     start = time.perf_counter()
-    images = model.sample(n_samples, y=label, seed=seed)
+    images = model.sample(n_samples, y=label, seed=seed, **options)
     elapsed = time.perf_counter() - start
     out_png = out_png or Path(run_dir) / "samples.png"
     save_grid(images, out_png, ncols=ncols)
     echo(f"{n_samples} samples in {elapsed:.2f} s ({n_samples / max(elapsed, 1e-9):.0f} images/s) -> {out_png}")
     if out_npy is not None:
-        atomic_write(out_npy, lambda tmp: np.save(open(tmp, "wb"), images.numpy()))
+        def write_npy(tmp: str) -> None:
+            with open(tmp, "wb") as f:  # a file object: np.save would append ".npy" to a path
+                np.save(f, images.numpy())
+
+        atomic_write(out_npy, write_npy)
         echo(f"-> {out_npy}")
 
 
