@@ -354,8 +354,9 @@ def cv(model_name, data_spec, folds, params, grid, seed, test_fraction, size, js
 @click.option("-n", "n_samples", type=click.IntRange(min=10), default=1000, show_default=True, help="Samples to draw.")
 @click.option("--json", "json_out", type=click.Path(dir_okay=False, path_type=Path), default=None, help="Also write the metrics to this JSON file.")
 @click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--inception-weights", type=click.Path(dir_okay=False, path_type=Path), default=None, metavar="PATH", help="Also compute the standard FID (fid_inception) with this FID Inception-v3 weights file (weights-inception-2015-12-05-6726825d.pth); needs genlab[fid], never downloads.")
 @quiet_option
-def evaluate(run_dir, data_spec, n_samples, json_out, seed, quiet) -> None:
+def evaluate(run_dir, data_spec, n_samples, json_out, seed, inception_weights, quiet) -> None:
     """Evaluate a trained run on held-out data: FD, precision/recall, density/coverage,
     memorisation, likelihood, class coverage, intrinsic dimension and sampling speed.
 
@@ -372,6 +373,10 @@ def evaluate(run_dir, data_spec, n_samples, json_out, seed, quiet) -> None:
     _set_quiet(quiet)
     info = RunInfo.load(run_dir)
     model = GenerativeModel.load(run_dir)
+    if inception_weights is not None:
+        from .metrics.inception import check_inception_backend
+
+        check_inception_backend(inception_weights)
     if data_spec is None or data_spec == info.data:
         train, test = info.load_split()
     else:
@@ -380,8 +385,8 @@ def evaluate(run_dir, data_spec, n_samples, json_out, seed, quiet) -> None:
         raise GenlabError(f"--data {data_spec}: images of shape {test.image_shape}, but the model makes {tuple(model.image_shape_)}")
     start = time.perf_counter()
     evaluator = get_evaluator(train, test, seed=seed, echo=echo)
-    evaluation = evaluate_model(model, train, test, evaluator, n_samples=n_samples, seed=seed)
-    real = real_data_metrics(train, test, evaluator, n_samples=n_samples, seed=seed)
+    evaluation = evaluate_model(model, train, test, evaluator, n_samples=n_samples, seed=seed, inception_weights=inception_weights)
+    real = real_data_metrics(train, test, evaluator, n_samples=n_samples, seed=seed, inception_weights=inception_weights)
     echo(f"{model.name} on {data_spec or info.data}: {n_samples} samples vs {len(test)} held-out images; {evaluator.describe()}")
     echo(f"{'metric':28s} {'model':>12s} {'real data':>12s}")
     for key, value in evaluation.metrics.items():
@@ -405,8 +410,9 @@ def evaluate(run_dir, data_spec, n_samples, json_out, seed, quiet) -> None:
 @click.option("--seed", type=int, default=0, show_default=True)
 @size_option
 @click.option("--evaluator-epochs", type=click.IntRange(min=1), default=None, help="Epochs for the evaluator classifier (default: about 2,000 steps).")
+@click.option("--inception-weights", type=click.Path(dir_okay=False, path_type=Path), default=None, metavar="PATH", help="Also compute the standard FID (fid_inception) with this FID Inception-v3 weights file (weights-inception-2015-12-05-6726825d.pth); needs genlab[fid], never downloads.")
 @quiet_option
-def compare(models_csv, data_spec, folds, out_dir, params, n_samples, seed, size, evaluator_epochs, quiet) -> None:
+def compare(models_csv, data_spec, folds, out_dir, params, n_samples, seed, size, evaluator_epochs, inception_weights, quiet) -> None:
     """k-fold comparison of models: a markdown table (mean ± std over folds, with the
     real-vs-real spread) and a self-contained HTML report. Rerunning skips finished cells."""
     from .compare import CompareConfig, parse_model_entries, parse_model_params, run_compare
@@ -417,6 +423,7 @@ def compare(models_csv, data_spec, folds, out_dir, params, n_samples, seed, size
     config = CompareConfig(
         models=labels, data=data_spec, folds=folds, n_samples=n_samples, seed=seed, size=size,
         params=parse_model_params(params, labels, parse_value), evaluator_epochs=evaluator_epochs, model_names=entries,
+        inception_weights=None if inception_weights is None else str(inception_weights),
     )
     run_compare(config, out_dir, echo=echo)
 

@@ -36,6 +36,7 @@ REAL_ROW = "real data"
 REAL_SEEDS = (0, 1, 2)
 TABLE_COLUMNS = [
     ("fd", "FD ↓", "{:.2f}"),
+    ("fid_inception", "FID Inception ↓", "{:.2f}"),  # only shown when computed (--inception-weights)
     ("precision", "precision ↑", "{:.3f}"),
     ("recall", "recall ↑", "{:.3f}"),
     ("density", "density ↑", "{:.3f}"),
@@ -98,6 +99,7 @@ class CompareConfig:
     params: dict[str, dict[str, Any]] | None = None
     evaluator_epochs: int | None = None
     model_names: dict[str, str] | None = None  # label -> registry name (default: the label itself)
+    inception_weights: str | None = None  # FID Inception-v3 weights file: adds the standard FID, fid_inception
 
     def model_name(self, label: str) -> str:
         return (self.model_names or {}).get(label, label)
@@ -109,18 +111,22 @@ def run_compare(config: CompareConfig, out_dir: Path, echo: Callable[[str], None
     params = config.params or {m: {} for m in config.models}
     for label in config.models:  # fail fast on unknown models / parameters
         make_model(config.model_name(label), **params.get(label, {}))
+    if config.inception_weights is not None:
+        from .metrics.inception import check_inception_backend
+
+        check_inception_backend(config.inception_weights)
     data = load_dataset(config.data, size=config.size)
     folds = data.kfold(config.folds, config.seed)
     echo(f"comparing {', '.join(config.models)} on {config.data} ({len(data)} images {data.image_shape}), {config.folds} folds, {config.n_samples} samples per model")
     start = time.perf_counter()
-    write_json(out_dir / "compare.json", {"models": config.models, "model_names": {m: config.model_name(m) for m in config.models}, "data": config.data, "folds": config.folds, "n_samples": config.n_samples, "seed": config.seed, "size": config.size, "params": params})
+    write_json(out_dir / "compare.json", {"models": config.models, "model_names": {m: config.model_name(m) for m in config.models}, "data": config.data, "folds": config.folds, "n_samples": config.n_samples, "seed": config.seed, "size": config.size, "params": params, "inception_weights": config.inception_weights})
     for i, (train, test) in enumerate(folds):
         evaluator = get_evaluator(train, test, seed=config.seed, epochs=config.evaluator_epochs, echo=echo)
         ev_cell = cells / "_evaluator" / f"fold{i}.json"
         write_json(ev_cell, {"kind": evaluator.kind, "test_accuracy": evaluator.test_accuracy, "describe": evaluator.describe()})
         real_cell = cells / "_real" / f"fold{i}.json"
-        if not real_cell.is_file():
-            runs = [real_data_metrics(train, test, evaluator, n_samples=config.n_samples, seed=s) for s in REAL_SEEDS]
+        if not real_cell.is_file() or (config.inception_weights is not None and "fid_inception" not in read_json(real_cell)["runs"][0]):
+            runs = [real_data_metrics(train, test, evaluator, n_samples=config.n_samples, seed=s, inception_weights=config.inception_weights) for s in REAL_SEEDS]
             write_json(real_cell, {"fold": i, "runs": runs})
             save_grid(test.images[:64], cells / "_real" / f"fold{i}_samples.png", ncols=8)
         for label in config.models:
@@ -143,6 +149,7 @@ def _run_cell(name: str, model_params: dict, fold: int, train: Dataset, test: Da
     if cell.is_file():
         old = read_json(cell)
         same = old.get("params") == json.loads(json.dumps(model_params)) and old.get("n_samples") == config.n_samples and old.get("model") == config.model_name(name)
+        same = same and (config.inception_weights is None or "fid_inception" in old.get("metrics", {}))
         if same and "metrics" in old:  # failed cells are tried again
             echo(f"fold {fold + 1}/{config.folds} {name}: done before, skipped")
             return
@@ -156,7 +163,7 @@ def _run_cell(name: str, model_params: dict, fold: int, train: Dataset, test: Da
             warnings.simplefilter("ignore")
             model.fit(train.images, train.labels if model.conditional else None)
         fit_seconds = time.perf_counter() - t0
-        evaluation = evaluate_model(model, train, test, evaluator, n_samples=config.n_samples, seed=config.seed + fold)
+        evaluation = evaluate_model(model, train, test, evaluator, n_samples=config.n_samples, seed=config.seed + fold, inception_weights=config.inception_weights)
         record["metrics"] = dict(evaluation.metrics, fit_seconds=fit_seconds)
         save_grid(evaluation.samples[:64], cells / name / f"fold{fold}_samples.png", ncols=8)
         strip = memorization_strip(evaluation.samples, train.images, evaluation.memorization, n=8)
@@ -230,18 +237,22 @@ def markdown_table(summary: dict) -> str:
     elif ev.get("describe"):
         lines.append(f"Evaluator: {ev['describe']}.")
     lines.append("")
-    header = ["model"] + [title for _, title, _ in TABLE_COLUMNS]
+    shown = any("fid_inception" in row["metrics"] for row in summary["rows"].values())
+    columns = [c for c in TABLE_COLUMNS if c[0] != "fid_inception" or shown]
+    header = ["model"] + [title for _, title, _ in columns]
     lines.append("| " + " | ".join(header) + " |")
     lines.append("|" + "---|" * len(header))
     for name, row in summary["rows"].items():
         label = f"{name} (train subset, {row['n']} draws)" if name == REAL_ROW else name
-        cells = [_fmt_cell(row["metrics"].get(key, (None, None)), fmt) for key, _, fmt in TABLE_COLUMNS]
+        cells = [_fmt_cell(row["metrics"].get(key, (None, None)), fmt) for key, _, fmt in columns]
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
     real = summary["rows"][REAL_ROW]["metrics"]
     if "fd" in real:
         lines.append("")
         lines.append(
-            f"Real-vs-real spread (noise floor): FD {real['fd'][0]:.2f} ± {real['fd'][1]:.2f}, precision {real['precision'][0]:.3f} ± {real['precision'][1]:.3f}, "
+            f"Real-vs-real spread (noise floor): FD {real['fd'][0]:.2f} ± {real['fd'][1]:.2f}, "
+            + (f"FID Inception {real['fid_inception'][0]:.2f} ± {real['fid_inception'][1]:.2f}, " if "fid_inception" in real else "")
+            + f"precision {real['precision'][0]:.3f} ± {real['precision'][1]:.3f}, "
             f"recall {real['recall'][0]:.3f} ± {real['recall'][1]:.3f} between {summary['n_samples']} real training images and the held-out fold "
             f"({summary['folds']} folds × {len(REAL_SEEDS)} seeds). Differences smaller than this spread are noise."
         )

@@ -8,6 +8,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -25,7 +26,7 @@ from .prdc import prdc
 #: metrics where higher is better (the rest: lower is better, or neither)
 HIGHER_IS_BETTER = {"precision", "recall", "density", "coverage", "class_entropy", "conditional_accuracy", "test_log_likelihood_nats", "sampling_images_per_s"}
 #: metrics where lower is better
-LOWER_IS_BETTER = {"fd", "copies", "test_bits_per_dim", "likelihood_gap_nats"}
+LOWER_IS_BETTER = {"fd", "fid_inception", "copies", "test_bits_per_dim", "likelihood_gap_nats"}
 
 
 def unit_flat(images: torch.Tensor) -> torch.Tensor:
@@ -43,7 +44,7 @@ class Evaluation:
     extras: dict = field(default_factory=dict)
 
 
-def sample_metrics(samples: torch.Tensor, train: Dataset, test: Dataset, evaluator: Evaluator, *, k: int = 5, requested_labels: torch.Tensor | None = None, intrinsic_k: int = 20) -> Evaluation:
+def sample_metrics(samples: torch.Tensor, train: Dataset, test: Dataset, evaluator: Evaluator, *, k: int = 5, requested_labels: torch.Tensor | None = None, intrinsic_k: int = 20, inception_weights: str | Path | None = None) -> Evaluation:
     """Metrics of ``samples`` (uint8 (N, C, H, W)) against held-out ``test`` and the ``train`` set.
 
     * ``fd``: Fréchet distance between Gaussian fits of evaluator features (samples vs test).
@@ -53,6 +54,8 @@ def sample_metrics(samples: torch.Tensor, train: Dataset, test: Dataset, evaluat
     * ``copies``: share of samples closer to a training image (pixel L2) than 95% of held-out real
       images are; ``copies_reference`` is the held-out images' own rate (5% by construction).
     * ``id_mle``, ``id_pca95``: intrinsic dimension of the samples in pixel space.
+    * ``fid_inception`` (only with ``inception_weights``, the FID Inception-v3 weights file):
+      the standard FID of the samples against ``test``, via torch-fidelity (:mod:`.inception`).
     """
     if tuple(samples.shape[1:]) != tuple(test.image_shape):
         raise GenlabError(f"samples have shape {tuple(samples.shape[1:])}, the data {tuple(test.image_shape)}")
@@ -60,6 +63,10 @@ def sample_metrics(samples: torch.Tensor, train: Dataset, test: Dataset, evaluat
     feats_real = evaluator.features(test.images)
     metrics: dict[str, float] = {"fd": frechet_distance(feats_real, feats_fake)}
     metrics.update(prdc(feats_real, feats_fake, k=k))
+    if inception_weights is not None:
+        from .inception import inception_fid
+
+        metrics["fid_inception"] = inception_fid(samples, test.images, inception_weights)
     if evaluator.network is not None:
         predicted = evaluator.predict(samples)
         n_classes = len(evaluator.class_names or []) or int(predicted.max()) + 1
@@ -75,12 +82,13 @@ def sample_metrics(samples: torch.Tensor, train: Dataset, test: Dataset, evaluat
     return Evaluation(metrics=metrics, samples=samples, memorization=mem)
 
 
-def evaluate_model(model, train: Dataset, test: Dataset, evaluator: Evaluator, *, n_samples: int = 1000, seed: int = 0, k: int = 5) -> Evaluation:
+def evaluate_model(model, train: Dataset, test: Dataset, evaluator: Evaluator, *, n_samples: int = 1000, seed: int = 0, k: int = 5, inception_weights: str | Path | None = None) -> Evaluation:
     """Sample ``n_samples`` images from a fitted model and compute every metric.
 
     Conditional models are asked for a balanced set of labels and also get
     ``conditional_accuracy``. Models with a likelihood get held-out
-    ``test_log_likelihood_nats`` and ``test_bits_per_dim``.
+    ``test_log_likelihood_nats`` and ``test_bits_per_dim``. With ``inception_weights`` also
+    the standard FID, ``fid_inception``.
     """
     requested = None
     start = time.perf_counter()
@@ -90,7 +98,7 @@ def evaluate_model(model, train: Dataset, test: Dataset, evaluator: Evaluator, *
     else:
         samples = model.sample(n_samples, seed=seed)
     sample_seconds = time.perf_counter() - start
-    evaluation = sample_metrics(samples, train, test, evaluator, k=k, requested_labels=requested)
+    evaluation = sample_metrics(samples, train, test, evaluator, k=k, requested_labels=requested, inception_weights=inception_weights)
     evaluation.metrics["sampling_images_per_s"] = n_samples / max(sample_seconds, 1e-9)
     if getattr(model, "likelihood", "none") != "none":
         ll = model.score_samples(test.images)
@@ -105,7 +113,7 @@ def evaluate_model(model, train: Dataset, test: Dataset, evaluator: Evaluator, *
     return evaluation
 
 
-def real_data_metrics(train: Dataset, test: Dataset, evaluator: Evaluator, *, n_samples: int, seed: int, k: int = 5) -> dict[str, float]:
+def real_data_metrics(train: Dataset, test: Dataset, evaluator: Evaluator, *, n_samples: int, seed: int, k: int = 5, inception_weights: str | Path | None = None) -> dict[str, float]:
     """The noise floor: a random subset of *real* training images scored like samples.
 
     Their Fréchet distance, precision, ... against the held-out images show how far two
@@ -116,7 +124,7 @@ def real_data_metrics(train: Dataset, test: Dataset, evaluator: Evaluator, *, n_
     n = min(n_samples, len(train))
     idx = torch.randperm(len(train), generator=g)[:n]
     subset = train.images[idx]
-    ev = sample_metrics(subset, train, test, evaluator, k=k)
+    ev = sample_metrics(subset, train, test, evaluator, k=k, inception_weights=inception_weights)
     metrics = {k_: v for k_, v in ev.metrics.items() if k_ not in ("copies", "copies_reference")}
     return metrics
 
