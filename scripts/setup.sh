@@ -9,7 +9,8 @@
 # * When the env has no torch at all, the CPU build torch==2.13.0 is installed: first
 #   from the local wheel cache (pip's find-links), else from PyTorch's CPU index. Set-up
 #   never lets pip resolve a bare "torch" from PyPI, which would pull a multi-GB CUDA build.
-# * genlab is installed in editable mode with the requested extras.
+# * genlab is installed in editable mode with the requested extras, with the present torch
+#   pinned so that no dependency can replace it.
 # A stamp file skips the pip work when nothing changed since the last run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -42,6 +43,10 @@ else
         || { echo "setup: could not install a CPU build of torch 2.13.0; install torch yourself (https://pytorch.org/get-started/locally/) into $ENV_DIR and run this again" >&2; exit 1; }
 fi
 echo "setup: installing genlab${EXTRAS:+[$EXTRAS]} into $ENV_DIR"
-"$PY" -m pip install --quiet -e ".${EXTRAS:+[$EXTRAS]}"
+# pin the torch that is there now, so no extra (e.g. one that wants a newer torchvision) can swap it
+pin=$(mktemp)
+trap 'rm -f "$pin"' EXIT
+"$PY" -c "import torch; print('torch==' + torch.__version__)" > "$pin"
+"$PY" -m pip install --quiet -c "$pin" -e ".${EXTRAS:+[$EXTRAS]}"
 "$PY" -c "import genlab, torch; print(f'setup: genlab {genlab.__version__} with torch {torch.__version__} ready')"
 touch "$stamp"
