@@ -19,23 +19,17 @@ import numpy as np
 import torch
 
 from ..errors import GenlabError
+from ..models.validation import as_integer_array
 from ..models.validation import check_int
 
 
 def _as_labels(labels: Any, name: str) -> np.ndarray:
     """1-D non-negative integer labels as int64 (floats equal to integers are accepted)."""
-    if isinstance(labels, torch.Tensor):
-        labels = labels.detach().cpu().numpy()
-    y = np.asarray(labels)
+    y = as_integer_array(labels, name)
     if y.ndim != 1:
         raise GenlabError(f"{name}: shape {y.shape}, expected (N,) — one label per sample")
     if y.size == 0:
         raise GenlabError(f"{name}: no labels")
-    if not np.issubdtype(y.dtype, np.integer):
-        if np.issubdtype(y.dtype, np.floating) and np.all(np.isfinite(y)) and np.all(y == np.round(y)):
-            y = y.astype(np.int64)
-        else:
-            raise GenlabError(f"{name}: labels must be integers, got dtype {y.dtype}")
     if y.min() < 0:
         raise GenlabError(f"{name}: negative label {int(y.min())}")
     return y.astype(np.int64)

@@ -52,25 +52,30 @@ def check_images(X: Any, *, name: str = "X", expected_shape: tuple[int, ...] | N
     return X.contiguous()
 
 
-def check_labels(y: Any, n: int, *, name: str = "y", n_classes: int | None = None) -> torch.Tensor:
-    """Integer labels (n,) as int64; with ``n_classes`` checks the range 0..n_classes-1."""
+def as_integer_array(y: Any, name: str) -> np.ndarray:
+    """``y`` as an int64 NumPy array; floats equal to whole numbers are accepted, anything else raises."""
     if isinstance(y, torch.Tensor):
         y = y.detach().cpu().numpy()
     y = np.asarray(y)
+    if not np.issubdtype(y.dtype, np.integer):
+        if np.issubdtype(y.dtype, np.floating) and np.all(np.isfinite(y)) and np.all(y == np.round(y)):
+            return y.astype(np.int64)
+        raise GenlabError(f"{name}: labels must be integers, got dtype {y.dtype}")
+    return y.astype(np.int64)
+
+
+def check_labels(y: Any, n: int, *, name: str = "y", n_classes: int | None = None) -> torch.Tensor:
+    """Integer labels (n,) as int64; with ``n_classes`` checks the range 0..n_classes-1."""
+    y = as_integer_array(y, name)
     if y.ndim == 0:
         y = np.full(n, y)
     if y.shape != (n,):
         raise GenlabError(f"{name}: shape {y.shape}, expected ({n},) — one label per image")
-    if not np.issubdtype(y.dtype, np.integer):
-        if np.issubdtype(y.dtype, np.floating) and np.all(np.isfinite(y)) and np.all(y == np.round(y)):
-            y = y.astype(np.int64)
-        else:
-            raise GenlabError(f"{name}: labels must be integers, got dtype {y.dtype}")
     if y.min() < 0:
         raise GenlabError(f"{name}: negative label {int(y.min())}")
     if n_classes is not None and y.max() >= n_classes:
         raise GenlabError(f"{name}: label {int(y.max())} is unknown; the model knows labels 0..{n_classes - 1}")
-    return torch.from_numpy(y.astype(np.int64))
+    return torch.from_numpy(y)
 
 
 def check_choice(name: str, value: Any, choices: Iterable[Any]) -> Any:
