@@ -19,8 +19,7 @@ import numpy as np
 import torch
 
 from ..errors import GenlabError
-from ..models.validation import as_integer_array
-from ..models.validation import check_int
+from ..models.validation import as_integer_array, check_int
 
 
 def _as_labels(labels: Any, name: str) -> np.ndarray:
