@@ -4,7 +4,7 @@
 # The environment is $GENLAB_ENV, else the active virtualenv, else ./.venv.
 ENV_DIR := $(or $(GENLAB_ENV),$(VIRTUAL_ENV),$(CURDIR)/.venv)
 PY := $(ENV_DIR)/bin/python
-TEST_EXTRAS ?= test
+TEST_EXTRAS ?= test,text
 
 .PHONY: setup setup-test demo test bench
 setup:

@@ -2,7 +2,8 @@
 
 Specs: ``digits`` (scikit-learn's bundled 8x8 digits, offline), ``mnist`` /
 ``fashion-mnist`` (downloaded once, add ``:test`` for the official test set),
-``npz:PATH`` and ``folder:PATH``.
+``npz:PATH`` and ``folder:PATH``. ``captions=`` attaches one caption per image: a caption file
+for folders, or ``"auto"`` (genlab writes them from labels and measured attributes, digit datasets).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import torch
 from PIL import Image, UnidentifiedImageError
 
 from ..errors import GenlabError
+from .captions import captions_for_files
 from .dataset import Dataset
 from .download import IDX_SOURCES, load_idx_dataset
 
@@ -34,7 +36,7 @@ def list_datasets() -> dict[str, str]:
     return dict(DATASET_HELP)
 
 
-def load_dataset(spec: str, *, size: int | tuple[int, int] | None = None, channels: str = "auto") -> Dataset:
+def load_dataset(spec: str, *, size: int | tuple[int, int] | None = None, channels: str = "auto", captions: str | Path | None = None) -> Dataset:
     """Load a dataset from a spec string.
 
     Parameters
@@ -45,11 +47,18 @@ def load_dataset(spec: str, *, size: int | tuple[int, int] | None = None, channe
         Resize every image to this size (required for folders with mixed sizes).
     channels : {"auto", "gray", "rgb"}
         Colour handling for folders: ``auto`` keeps grayscale when every image is grayscale.
+    captions : str or path, optional
+        ``"auto"``: captions written by genlab from each image's label and measured stroke thickness,
+        slant and size (labelled digit datasets only; see :func:`genlab.text.auto_captions`).
+        A file path (``folder:PATH`` only): CSV with columns ``image,caption`` (or ``file,text``) or
+        JSONL ``{"image": ..., "caption": ...}``, relative to the folder or absolute; every image
+        needs exactly one caption.
 
     Returns
     -------
     Dataset
-        ``images`` uint8 (N, C, H, W), ``labels`` int64 (N,) or None, ``class_names``.
+        ``images`` uint8 (N, C, H, W), ``labels`` int64 (N,) or None, ``class_names``, ``captions``
+        (list of N strings, or None without ``captions=``).
     """
     if not isinstance(spec, str) or not spec.strip():
         raise GenlabError(f"dataset spec {spec!r} is empty; known: {', '.join(DATASET_HELP)}")
@@ -66,10 +75,29 @@ def load_dataset(spec: str, *, size: int | tuple[int, int] | None = None, channe
     elif kind_lower == "npz" and arg:
         ds = _load_npz(Path(arg).expanduser(), spec)
     elif kind_lower == "folder" and arg:
-        return _load_folder(Path(arg).expanduser(), spec, size, channels)
+        caption_file = None if captions is None or _is_auto(captions) else captions
+        ds = _load_folder(Path(arg).expanduser(), spec, size, channels, caption_file)
+        return _auto_captions(ds) if _is_auto(captions) else ds
     else:
         raise GenlabError(f"unknown dataset {spec!r}; known: {', '.join(DATASET_HELP)}")
-    return resize_dataset(ds, size) if size is not None else ds
+    if captions is not None and not _is_auto(captions):
+        raise GenlabError(
+            f"captions={str(captions)!r}: caption files map image files to captions, so they apply to folder:PATH datasets; "
+            f"for {spec} use captions='auto' (genlab writes captions for digit datasets)"
+        )
+    ds = resize_dataset(ds, size) if size is not None else ds
+    return _auto_captions(ds) if _is_auto(captions) else ds
+
+
+def _is_auto(captions) -> bool:
+    return isinstance(captions, str) and captions.strip().lower() == "auto"
+
+
+def _auto_captions(ds: Dataset) -> Dataset:
+    from ..text.captions import auto_captions  # lazy: data does not need the text package otherwise
+
+    ds.captions = auto_captions(ds)
+    return ds
 
 
 def _load_digits() -> Dataset:
@@ -157,7 +185,7 @@ def _parse_size(size: int | tuple[int, int] | None) -> tuple[int, int] | None:
     return h, w
 
 
-def _load_folder(root: Path, spec: str, size, channels: str) -> Dataset:
+def _load_folder(root: Path, spec: str, size, channels: str, captions: str | Path | None = None) -> Dataset:
     if not root.is_dir():
         raise GenlabError(f"{root}: folder not found")
     target = _parse_size(size)
@@ -181,6 +209,8 @@ def _load_folder(root: Path, spec: str, size, channels: str) -> Dataset:
         files = top_images
     if not files:
         raise GenlabError(f"{root}: no PNG/JPEG images found (looked for {', '.join(IMAGE_SUFFIXES)})")
+    # captions are checked before any image is decoded, so a bad caption file fails fast
+    caption_list = captions_for_files(captions, root, files) if captions is not None else None
     pil_images: list[Image.Image] = []
     for f in files:
         try:
@@ -210,7 +240,7 @@ def _load_folder(root: Path, spec: str, size, channels: str) -> Dataset:
         a = np.asarray(im, dtype=np.uint8)
         arrays.append(a[None] if a.ndim == 2 else a.transpose(2, 0, 1))
     images = torch.from_numpy(np.stack(arrays))
-    return Dataset(images, torch.tensor(labels) if class_names else None, class_names, name=spec)
+    return Dataset(images, torch.tensor(labels) if class_names else None, class_names, name=spec, captions=caption_list)
 
 
 def _palette_is_gray(im: Image.Image) -> bool:
