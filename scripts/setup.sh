@@ -38,9 +38,13 @@ if "$PY" -c "import torch" >/dev/null 2>&1; then
     echo "setup: keeping the installed torch $("$PY" -c 'import torch; print(torch.__version__)')"
 else
     echo "setup: no torch found; installing the CPU build torch==2.13.0"
+    # the wheel itself only from the local file or PyTorch's CPU index (never PyPI's CUDA build) ...
     "$PY" -m pip install --quiet --no-index --no-deps "torch==2.13.0" 2>/dev/null \
         || "$PY" -m pip install --quiet --no-deps "torch==2.13.0" --index-url https://download.pytorch.org/whl/cpu \
         || { echo "setup: could not install a CPU build of torch 2.13.0; install torch yourself (https://pytorch.org/get-started/locally/) into $ENV_DIR and run this again" >&2; exit 1; }
+    # ... then its small pure-Python dependencies (typing_extensions, sympy, ...) from PyPI; the
+    # installed CPU torch already satisfies the pin, so pip keeps it
+    "$PY" -m pip install --quiet "torch==$("$PY" -m pip show torch | sed -n 's/^Version: //p')"
 fi
 echo "setup: installing genlab${EXTRAS:+[$EXTRAS]} into $ENV_DIR"
 # pin the torch that is there now, so no extra (e.g. one that wants a newer torchvision) can swap it
