@@ -96,3 +96,40 @@ def test_value_parsing():
     assert parse_value("none") is None and parse_value("full") == "full" and parse_value("[1, 2]") == [1, 2]
     assert parse_grid(("n=1,2", "h=scott,0.1")) == {"n": [1, 2], "h": ["scott", 0.1]}
     assert parse_grid(("g=[0.1,0.2],[0.3]",)) == {"g": [[0.1, 0.2], [0.3]]}
+
+
+def test_conditional_vae_from_the_command_line(tmp_path, capsys):
+    """fit --condition label, sample --label, interpolate and reconstruct on a tiny CVAE."""
+    run_dir = tmp_path / "cvae"
+    code, out, err = run(
+        capsys, "fit", "vae", "--data", "digits", "--out", str(run_dir), "--condition", "label", "--max-steps", "30",
+        "-p", "width=8", "-p", "latent_dim=4", "-p", "latent_components=3", "-p", "iwae_samples=4", "-q",
+    )
+    assert code == 0, err
+    assert (run_dir / "checkpoints").is_dir()
+
+    code, out, err = run(capsys, "sample", str(run_dir), "-n", "6", "--label", "7", "--npy", str(tmp_path / "s.npy"), "-o", str(tmp_path / "s.png"))
+    assert code == 0, err
+    assert np.load(tmp_path / "s.npy").shape == (6, 1, 8, 8)
+
+    strip = tmp_path / "strip.png"
+    code, out, err = run(capsys, "interpolate", str(run_dir), "--from-label", "3", "--to-label", "8", "--steps", "5", "--mode", "slerp", "-o", str(strip))
+    assert code == 0, err
+    # 5 interpolated images plus the two real ends, in one row
+    width, height = Image.open(strip).size
+    assert width > 6 * height
+
+    grid = tmp_path / "recon.png"
+    code, out, err = run(capsys, "reconstruct", str(run_dir), "-n", "16", "-o", str(grid))
+    assert code == 0, err
+    assert "mean absolute error" in out and grid.exists()
+
+
+def test_manipulation_commands_reject_bad_requests(tmp_path, capsys):
+    run_dir = tmp_path / "gmm"
+    assert run(capsys, "fit", "gmm", "--data", "digits", "--out", str(run_dir), "-p", "n_components=2", "-q")[0] == 0
+    code, out, err = run(capsys, "reconstruct", str(run_dir), "-o", str(tmp_path / "r.png"))
+    assert code == 2 and "encoder" in err and "Traceback" not in err
+    code, out, err = run(capsys, "interpolate", str(run_dir), "--from-index", "0", "-o", str(tmp_path / "i.png"))
+    assert code == 2 and "--to-index" in err
+    assert not (tmp_path / "r.png").exists() and not (tmp_path / "i.png").exists()

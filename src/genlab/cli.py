@@ -440,6 +440,85 @@ def demo(out_dir, seed, quiet) -> None:
     run_demo(out_dir, seed=seed, echo=echo)
 
 
+def _images_for_manipulation(run_dir: Path, data_spec: str | None):
+    """(model, dataset) for the latent-manipulation commands: ``--data`` or the run's data."""
+    from .models import GenerativeModel
+    from .runs import RunInfo
+
+    model = GenerativeModel.load(run_dir)
+    if not (hasattr(model, "encode") and hasattr(model, "decode")):
+        raise GenlabError(f"{model.name} has no encoder/decoder; this command needs an autoencoder run (vae, wae)")
+    if data_spec is None:
+        info = RunInfo.load(run_dir)
+        data = _load_data(info.data, info.size)
+        data_spec = info.data
+    else:
+        data = _load_data(data_spec, None)
+    if tuple(data.image_shape) != tuple(model.image_shape_):
+        raise GenlabError(f"--data {data_spec}: images of shape {data.image_shape}, but the model works on {tuple(model.image_shape_)}")
+    return model, data
+
+
+@cli.command()
+@click.argument("run_dir", type=click.Path(path_type=Path))
+@click.option("--data", "data_spec", default=None, metavar="SPEC", help="Where the two images come from (default: the run's data).")
+@click.option("--from-index", type=int, default=None, help="Index of the first image in --data.")
+@click.option("--to-index", type=int, default=None, help="Index of the second image in --data.")
+@click.option("--from-label", type=int, default=None, help="Use the first image with this label instead of an index.")
+@click.option("--to-label", type=int, default=None, help="Use the first image with this label instead of an index.")
+@click.option("--steps", type=click.IntRange(min=2), default=10, show_default=True, help="Images in the strip, ends included.")
+@click.option("--mode", type=click.Choice(["linear", "slerp"]), default="linear", show_default=True, help="Straight line or great circle between the two codes.")
+@click.option("-o", "--out", "out_png", type=click.Path(dir_okay=False, path_type=Path), required=True, help="PNG strip to write.")
+def interpolate(run_dir, data_spec, from_index, to_index, from_label, to_label, steps, mode, out_png) -> None:
+    """Walk through an autoencoder's latent space from one real image to another.
+
+    Writes a strip: the first image, the decoded interpolation (its ends are the model's
+    reconstructions), the second image.
+    """
+    from .images import save_grid
+    from .manipulate import interpolate as interpolate_images
+    from .manipulate import pick_image
+
+    if (from_index is None) == (from_label is None) or (to_index is None) == (to_label is None):
+        raise GenlabError("give --from-index or --from-label, and --to-index or --to-label")
+    model, data = _images_for_manipulation(run_dir, data_spec)
+    a, label_a = pick_image(data, index=from_index, label=from_label)
+    b, label_b = pick_image(data, index=to_index, label=to_label)
+    conditional = bool(model.conditional)
+    strip = interpolate_images(model, a, b, steps, mode, y_a=label_a if conditional else None, y_b=label_b if conditional else None)
+    save_grid(torch.cat([a, strip, b]), out_png, ncols=steps + 2)
+    echo(f"{steps}-step {mode} interpolation -> {out_png} (first and last: the real images)")
+
+
+@cli.command()
+@click.argument("run_dir", type=click.Path(path_type=Path))
+@click.option("--data", "data_spec", default=None, metavar="SPEC", help="Images to reconstruct (default: the run's held-out test images).")
+@click.option("-n", "n_images", type=click.IntRange(min=1), default=32, show_default=True, help="How many images.")
+@click.option("-o", "--out", "out_png", type=click.Path(dir_okay=False, path_type=Path), required=True, help="PNG grid to write: rows of originals above rows of reconstructions.")
+def reconstruct(run_dir, data_spec, n_images, out_png) -> None:
+    """Encode and decode real images with an autoencoder run: originals above reconstructions."""
+    from .images import save_grid
+    from .runs import RunInfo
+
+    model, data = _images_for_manipulation(run_dir, data_spec)
+    if data_spec is None:
+        _, data = RunInfo.load(run_dir).load_split()  # held-out images: reconstructions the model did not train on
+    n = min(n_images, len(data))
+    ncols = min(n, 16)
+    n -= n % ncols  # whole rows, so each row of originals sits above its reconstructions
+    images = data.images[:n]
+    labels = data.labels[:n] if model.conditional else None
+    if model.conditional and labels is None:
+        raise GenlabError(f"{model.name} is class-conditional and the data has no labels")
+    recon = model.reconstruct(images, y=labels)
+    rows = []
+    for start in range(0, n, ncols):
+        rows += [images[start : start + ncols], recon[start : start + ncols]]
+    save_grid(torch.cat(rows), out_png, ncols=ncols)
+    err = (images.float() - recon.float()).abs().mean() / 255
+    echo(f"{n} images and their reconstructions -> {out_png} (mean absolute error {err:.4f} of full scale)")
+
+
 # ---------------------------------------------------------------------- entry point
 _NO_ARGS_IS_HELP = getattr(click.exceptions, "NoArgsIsHelpError", ())  # click >= 8.2
 
