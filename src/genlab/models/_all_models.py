@@ -1,3 +1,5 @@
 """Importing this module registers every model family."""
 
 from . import gaussian, gmm, kde, uniform  # noqa: F401
+from . import diffusion  # noqa: F401
+from . import vae, wae  # noqa: F401  (autoencoder family)

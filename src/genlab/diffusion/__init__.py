@@ -1,0 +1,54 @@
+"""Gaussian diffusion, separate from any one model: noise schedules, the training loss
+and likelihood bound around a denoising network, and samplers.
+
+* :mod:`.schedules` — :class:`NoiseSchedule` ("cosine", "linear"): log-SNR, alphas_cumprod
+* :mod:`.gaussian` — :class:`GaussianDiffusion` (loss, denoisers with classifier-free
+  guidance, the variational bound), :func:`q_sample`, parametrisations
+* :mod:`.samplers` — :class:`DDPMSampler`, :class:`DDIMSampler`, :class:`DPMSolverPP2M`,
+  :func:`make_sampler`, :func:`ddim_invert`, :func:`classifier_free_guidance`
+
+The registered model ``diffusion`` (:mod:`genlab.models.diffusion`) puts them together
+with :class:`genlab.nn.UNet`.
+"""
+
+from .gaussian import LOSS_WEIGHTINGS, PREDICTIONS, GaussianDiffusion, loss_weight, q_sample, to_prediction, training_target
+from .samplers import (
+    SAMPLERS,
+    DDIMSampler,
+    DDPMSampler,
+    Denoiser,
+    DPMSolverPP2M,
+    Prediction,
+    Sampler,
+    check_guidance,
+    classifier_free_guidance,
+    ddim_invert,
+    make_sampler,
+)
+from .schedules import SCHEDULES, CosineSchedule, LinearSchedule, NoiseSchedule, make_schedule
+
+__all__ = [
+    "LOSS_WEIGHTINGS",
+    "PREDICTIONS",
+    "SAMPLERS",
+    "SCHEDULES",
+    "CosineSchedule",
+    "DDIMSampler",
+    "DDPMSampler",
+    "DPMSolverPP2M",
+    "Denoiser",
+    "GaussianDiffusion",
+    "LinearSchedule",
+    "NoiseSchedule",
+    "Prediction",
+    "Sampler",
+    "check_guidance",
+    "classifier_free_guidance",
+    "ddim_invert",
+    "loss_weight",
+    "make_sampler",
+    "make_schedule",
+    "q_sample",
+    "to_prediction",
+    "training_target",
+]

@@ -1,0 +1,313 @@
+"""``diffusion``: a denoising diffusion model with a U-Net (Ho et al. 2020 and successors).
+
+Training regresses the noise (or v) of images noised at random levels; sampling runs a
+sampler from :mod:`genlab.diffusion.samplers` (DDPM ancestral, DDIM, DPM-Solver++) from
+pure noise; ``score_samples`` is the variational bound of :mod:`genlab.diffusion.gaussian`.
+With ``condition="label"`` the network also sees the class (dropped to a null label
+``label_dropout`` of the time), and sampling uses classifier-free guidance.
+
+The "quick" preset is the CPU recipe: a lean U-Net (patchified input above 16 px, two or
+three levels, 32 base channels), the cosine schedule with v-prediction and Min-SNR-5
+weighting, Adam at 2e-3 with warm-up and cosine decay, EMA weights, and DPM-Solver++(2M)
+with 20 steps. See /work/notes/diffusion_runs.md (project notes) for the measurements.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Sequence
+
+import torch
+
+from ..diffusion.gaussian import LOSS_WEIGHTINGS, PREDICTIONS, GaussianDiffusion
+from ..diffusion.samplers import SAMPLERS, check_guidance, make_sampler
+from ..diffusion.schedules import SCHEDULES
+from ..errors import GenlabError
+from ..nn.unet import UNet
+from .neural import NeuralGenerativeModel
+from .registry import register
+from .validation import check_choice, check_float, check_int
+
+CONDITIONS = ("none", "label", "text")
+#: guidance scale when neither the model nor the call sets one (MNIST quick: FD 17.8 and
+#: 98% of samples of the requested class at 1.5, versus FD 20.6 / 91% at 1.0 and 35.1 / 99.9% at 2.0)
+DEFAULT_GUIDANCE = 1.5
+#: fixed seed of the noise in the likelihood bound (scores are reproducible)
+ELBO_SEED = 0
+
+
+@register("diffusion")
+class Diffusion(NeuralGenerativeModel):
+    """Denoising diffusion with a U-Net: DDPM/DDIM/DPM-Solver++ sampling, classifier-free guidance, an ELBO.
+
+    Parameters
+    ----------
+    condition : {"none", "label", "text"}
+        "label": class-conditional (``fit(X, y)``, ``sample(n, y=...)``) with
+        classifier-free guidance; "text" is not available yet.
+    width : int or None
+        Channels of the U-Net's first level (None = preset: 32 quick, 64 full).
+    channel_mults : sequence of int or None
+        Channel multiplier per U-Net level (None = preset, sized from the image shape).
+    n_res_blocks : int or None
+        Residual blocks per level (None = preset: 1 quick, 2 full).
+    patch_size : int or None
+        Space-to-depth factor of the input (None = preset: 2 for quick on images >= 16 px, else 1).
+    attention_size : int
+        Self-attention at U-Net levels whose larger side is at most this many pixels.
+    dropout : float
+        Dropout in the residual blocks.
+    schedule : {"cosine", "linear"}
+        Noise schedule (training levels and sampler grids).
+    prediction : {"v", "eps"}
+        What the network predicts.
+    loss_weighting : {"min_snr", "simple"}
+        Per-level weight of the MSE ("simple" = plain MSE of the target).
+    snr_gamma : float
+        gamma of Min-SNR weighting.
+    label_dropout : float
+        Share of training labels replaced by the null label (condition="label").
+    sampler : {"dpm++", "ddim", "ddpm"}
+        Default sampler of :meth:`sample`.
+    steps : int or None
+        Default number of sampling steps (None = the sampler's: 20 dpm++, 50 ddim, 1000 ddpm).
+    guidance : float or None
+        Default classifier-free guidance scale for labelled samples (None = 1.5);
+        0 = unconditional model, 1 = plain conditional model, larger = closer to the
+        class at the cost of diversity.
+    eta : float
+        Default stochasticity of DDIM (0 = deterministic, 1 = ancestral).
+    clip_denoised : bool
+        Clamp the predicted clean image to the pixel range at every sampling step.
+    elbo_points : int
+        Noise levels per image in the Monte Carlo estimate of the likelihood bound.
+    (training parameters: see :class:`~genlab.models.neural.NeuralGenerativeModel`)
+    """
+
+    likelihood = "bound"
+    sample_grid_size = 100
+
+    def __init__(
+        self,
+        condition: str = "none",
+        *,
+        width: int | None = None,
+        channel_mults: Sequence[int] | None = None,
+        n_res_blocks: int | None = None,
+        patch_size: int | None = None,
+        attention_size: int = 8,
+        dropout: float = 0.0,
+        schedule: str = "cosine",
+        prediction: str = "v",
+        loss_weighting: str = "min_snr",
+        snr_gamma: float = 5.0,
+        label_dropout: float = 0.1,
+        sampler: str = "dpm++",
+        steps: int | None = None,
+        guidance: float | None = None,
+        eta: float = 0.0,
+        clip_denoised: bool = True,
+        elbo_points: int = 32,
+        preset: str = "auto",
+        epochs: int | None = None,
+        max_steps: int | None = None,
+        batch_size: int = 64,
+        optimizer: str = "adam",
+        lr: float | None = None,
+        weight_decay: float = 0.0,
+        warmup_steps: int | None = None,
+        lr_schedule: str = "cosine",
+        grad_clip: float | None = 1.0,
+        ema_decay: float | None = None,
+        val_fraction: float = 0.1,
+        patience: int | None = None,
+        device: str = "auto",
+        precision: str = "auto",
+        compile: bool = False,
+        num_workers: int = 0,
+        random_state: int | None = 0,
+        checkpoint_dir: str | None = None,
+        checkpoint_every: int | None = None,
+        sample_every: int | None = None,
+    ) -> None:
+        self.condition = condition
+        self.width = width
+        self.channel_mults = channel_mults
+        self.n_res_blocks = n_res_blocks
+        self.patch_size = patch_size
+        self.attention_size = attention_size
+        self.dropout = dropout
+        self.schedule = schedule
+        self.prediction = prediction
+        self.loss_weighting = loss_weighting
+        self.snr_gamma = snr_gamma
+        self.label_dropout = label_dropout
+        self.sampler = sampler
+        self.steps = steps
+        self.guidance = guidance
+        self.eta = eta
+        self.clip_denoised = clip_denoised
+        self.elbo_points = elbo_points
+        self._set_training_params(locals())
+
+    @property
+    def conditional(self) -> bool:  # type: ignore[override]
+        """Class-conditional when ``condition == "label"``."""
+        return self.condition == "label"
+
+    # ------------------------------------------------------------------ presets
+    def _preset_values(self, preset: str, image_shape: tuple[int, ...], n_images: int) -> dict[str, Any]:
+        values = super()._preset_values(preset, image_shape, n_images)
+        _, h, w = image_shape
+        if preset == "quick":
+            patch = 2 if min(h, w) >= 16 else 1
+            target_steps = 4_000 if min(h, w) >= 16 else 3_000
+            values.update(width=32, n_res_blocks=1, patch_size=patch, lr=2e-3, warmup_steps=200, ema_decay=0.999)
+        else:
+            patch = 1 if max(h, w) <= 64 else 2
+            target_steps = 100_000
+            values.update(width=64, n_res_blocks=2, patch_size=patch, lr=2e-4, warmup_steps=1_000, ema_decay=0.9999)
+        values["epochs"] = self._epochs_for_steps(target_steps, n_images)
+        return values
+
+    # ------------------------------------------------------------------ validation
+    def _check_hyper_parameters(self) -> None:
+        check_choice("condition", self.condition, CONDITIONS)
+        if self.condition == "text":
+            raise GenlabError("condition='text' is not available yet; use 'none' or 'label'")
+        check_choice("schedule", self.schedule, SCHEDULES)
+        check_choice("prediction", self.prediction, PREDICTIONS)
+        check_choice("loss_weighting", self.loss_weighting, LOSS_WEIGHTINGS)
+        check_float("snr_gamma", self.snr_gamma, minimum=0.0, exclusive=True)
+        check_float("label_dropout", self.label_dropout, minimum=0.0, maximum=1.0)
+        check_float("dropout", self.dropout, minimum=0.0, maximum=1.0)
+        check_int("attention_size", self.attention_size, minimum=0)
+        check_int("elbo_points", self.elbo_points, minimum=1)
+        for name in ("width", "n_res_blocks", "patch_size"):
+            if getattr(self, name) is not None:
+                check_int(name, getattr(self, name), minimum=1)
+        if self.channel_mults is not None:
+            if isinstance(self.channel_mults, (str, bytes)) or not all(isinstance(m, int) and not isinstance(m, bool) and m >= 1 for m in self.channel_mults) or len(self.channel_mults) == 0:
+                raise GenlabError(f"channel_mults={self.channel_mults!r} must be a non-empty list of positive integers, one per U-Net level")
+        self._sampling_options(None, None, None, None)  # the sampling defaults must be valid too
+        if not isinstance(self.clip_denoised, bool):
+            raise GenlabError(f"clip_denoised={self.clip_denoised!r} must be True or False")
+
+    def _sampling_options(self, sampler: str | None, steps: int | None, guidance: float | None, eta: float | None) -> dict[str, Any]:
+        """Resolve and check sampling options against the model's defaults."""
+        name = check_choice("sampler", self.sampler if sampler is None else sampler, SAMPLERS)
+        steps = self.steps if steps is None else steps
+        if steps is not None:
+            check_int("steps", steps, minimum=1)
+        if guidance is not None:
+            check_guidance(guidance)
+        elif self.guidance is not None:
+            guidance = check_guidance(self.guidance)
+        if eta is not None and name != "ddim":
+            raise GenlabError(f"eta={eta} only applies to sampler='ddim' (not {name!r})")
+        eta = check_float("eta", self.eta if eta is None else eta, minimum=0.0, maximum=1.0)
+        return {"sampler": name, "steps": steps, "guidance": DEFAULT_GUIDANCE if guidance is None else float(guidance), "eta": eta if name == "ddim" else None}
+
+    # ------------------------------------------------------------------ fit
+    def _fit(self, images: torch.Tensor, labels: torch.Tensor | None) -> None:
+        self._check_hyper_parameters()
+        if self.conditional and labels is None:
+            raise GenlabError("condition='label' needs class labels: fit(X, y)")
+        super()._fit(images, labels)
+
+    def _build_modules(self) -> None:
+        n_classes = getattr(self, "n_classes_", None) if self.conditional else None
+        unet = UNet(
+            self.image_shape_,
+            width=int(self._param("width")),
+            channel_mults=None if self._param("channel_mults") is None else tuple(int(m) for m in self._param("channel_mults")),
+            n_res_blocks=int(self._param("n_res_blocks")),
+            attention_size=int(self.attention_size),
+            dropout=float(self.dropout),
+            patch_size=int(self._param("patch_size")),
+            n_classes=n_classes,
+        )
+        self.network_ = GaussianDiffusion(
+            unet,
+            schedule=self.schedule,
+            prediction=self.prediction,
+            loss_weighting=self.loss_weighting,
+            snr_gamma=self.snr_gamma,
+            label_dropout=self.label_dropout,
+            n_classes=n_classes,
+        )
+
+    # ------------------------------------------------------------------ sampling
+    def sample(
+        self,
+        n: int,
+        *,
+        y: Any = None,
+        seed: int | None = None,
+        sampler: str | None = None,
+        steps: int | None = None,
+        guidance: float | None = None,
+        eta: float | None = None,
+    ) -> torch.Tensor:
+        """Draw ``n`` images, uint8 (n, C, H, W).
+
+        ``y``: class labels (condition="label"); without them the unconditional model samples.
+        ``sampler`` ("dpm++", "ddim", "ddpm"), ``steps`` (network calls), ``guidance``
+        (classifier-free guidance scale, >= 0; 0 = unconditional, 1 = conditional) and
+        ``eta`` (DDIM only) override the model's defaults for this call.
+        """
+        self._check_fitted()
+        if guidance is not None and not self.conditional:
+            raise GenlabError("guidance needs a class-conditional model (condition='label')")
+        self._pending_sampling = self._sampling_options(sampler, steps, guidance, eta)
+        try:
+            return super().sample(n, y=y, seed=seed)
+        finally:
+            del self._pending_sampling
+
+    def _sample(self, n: int, labels: torch.Tensor | None, generator: torch.Generator) -> torch.Tensor:
+        opts = getattr(self, "_pending_sampling", None) or self._sampling_options(None, None, None, None)
+        net: GaussianDiffusion = self.network_
+        device = self._network_device()
+        sampler = make_sampler(opts["sampler"], net.schedule, opts["steps"], eta=opts["eta"])
+        noise = torch.randn((n, *self.image_shape_), generator=generator, dtype=torch.float32)
+        out = []
+        was_training = net.training
+        net.eval()
+        try:
+            with torch.no_grad():
+                for start in range(0, n, self._batch_for_sampling()):
+                    stop = min(n, start + self._batch_for_sampling())
+                    chunk_labels = labels[start:stop].to(device) if labels is not None else None
+                    denoise = net.denoiser_fn(labels=chunk_labels, guidance=opts["guidance"], clip=bool(self.clip_denoised))
+                    x = sampler.sample(denoise, noise[start:stop].to(device), generator=generator)
+                    out.append(net.data_to_unit(x).cpu())
+        finally:
+            net.train(was_training)
+        return torch.cat(out)
+
+    def _batch_for_sampling(self) -> int:
+        return 250
+
+    # ------------------------------------------------------------------ likelihood
+    def _log_likelihood(self, images: torch.Tensor) -> torch.Tensor:
+        """Lower bound on log p(u) of the dequantised images (nats): -negative ELBO + D log 2
+        (the Jacobian of u -> x = 2u - 1); the unconditional model for class-conditional fits."""
+        from ..likelihood import score_generator
+
+        net: GaussianDiffusion = self.network_
+        device = self._network_device()
+        dequant = score_generator()
+        noise = torch.Generator().manual_seed(ELBO_SEED)
+        d = int(math.prod(self.image_shape_))
+        out = []
+        was_training = net.training
+        net.eval()
+        try:
+            for start in range(0, len(images), 250):
+                x = net.images_to_data(images[start : start + 250], dequant).to(device)
+                nelbo = net.negative_elbo(x, n_points=int(self.elbo_points), generator=noise)
+                out.append((-nelbo + d * net.log_det_to_unit).cpu())
+        finally:
+            net.train(was_training)
+        return torch.cat(out)
