@@ -120,6 +120,14 @@ def test_ema_update_matches_hand_computation():
             expected[k] = 0.9 * expected[k] + 0.1 * v.double() if k in params else v.double()
     for k, v in ema.state_dict().items():
         np.testing.assert_allclose(v.double().numpy(), expected[k].numpy(), rtol=1e-6, atol=1e-7)
+    # with the step, the decay warms up: (1 + t) / (10 + t) until it reaches the set decay
+    assert [EMA(net, 0.999).decay_at(t) for t in (0, 8, 10_000)] == [0.1, 0.5, 0.999]
+    weights = net[0].weight.detach().clone()
+    fresh = EMA(net, decay=0.999)
+    with torch.no_grad():
+        net[0].weight.add_(1.0)
+    fresh.update(net, step=0)  # decay 0.1: the shadow moves 90% of the way
+    np.testing.assert_allclose(fresh.state_dict()["0.weight"].numpy(), (weights + 0.9).numpy(), rtol=1e-6)
     before = {k: v.clone() for k, v in net.state_dict().items()}
     with ema.applied_to(net):
         assert torch.equal(net[0].weight, ema.state_dict()["0.weight"])

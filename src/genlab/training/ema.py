@@ -15,6 +15,11 @@ class EMA:
     After every optimiser step, each floating-point parameter is updated as
     ``shadow = decay * shadow + (1 - decay) * param``; buffers (e.g. BatchNorm running
     statistics) are copied as they are. The shadow starts as a copy of the weights.
+
+    Given the optimiser ``step`` (0-based count of earlier updates), the decay warms up as
+    ``min(decay, (1 + step) / (10 + step))`` (TensorFlow's ``num_updates`` rule): a
+    0.999 average would otherwise keep mostly the random initial weights for the first
+    few thousand steps, which is all a short run has.
     """
 
     def __init__(self, network: nn.Module, decay: float) -> None:
@@ -22,14 +27,19 @@ class EMA:
         self.shadow: dict[str, torch.Tensor] = {k: v.detach().clone() for k, v in network.state_dict().items()}
         self._param_names = [name for name, _ in network.named_parameters()]
 
+    def decay_at(self, step: int | None) -> float:
+        """The decay used for the update after optimiser step ``step`` (None: no warm-up)."""
+        return self.decay if step is None else min(self.decay, (1.0 + step) / (10.0 + step))
+
     @torch.no_grad()
-    def update(self, network: nn.Module) -> None:
+    def update(self, network: nn.Module, step: int | None = None) -> None:
+        decay = self.decay_at(step)
         state = network.state_dict()
         averaged = [k for k in self._param_names if state[k].is_floating_point()]
         shadows = [self.shadow[k] for k in averaged]
         currents = [state[k].detach() for k in averaged]
         if shadows:
-            torch._foreach_lerp_(shadows, currents, 1.0 - self.decay)
+            torch._foreach_lerp_(shadows, currents, 1.0 - decay)
         param_set = set(averaged)
         for key, value in state.items():
             if key not in param_set:

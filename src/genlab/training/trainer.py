@@ -395,7 +395,7 @@ class Trainer:
                 lr = self.schedule.apply(st.step)
                 loss, logs = self.train_step(batch)
                 if self.ema is not None:
-                    self.ema.update(self.network)
+                    self.ema.update(self.network, st.step)
                 st.step += 1
                 st.batch_in_epoch += 1
                 self._record_step(loss, logs, lr, bar)
