@@ -133,3 +133,19 @@ def test_manipulation_commands_reject_bad_requests(tmp_path, capsys):
     code, out, err = run(capsys, "interpolate", str(run_dir), "--from-index", "0", "-o", str(tmp_path / "i.png"))
     assert code == 2 and "--to-index" in err
     assert not (tmp_path / "r.png").exists() and not (tmp_path / "i.png").exists()
+
+
+def test_text_to_image_from_the_command_line(tmp_path, capsys):
+    pytest.importorskip("sentence_transformers")
+    run_dir = tmp_path / "t2i"
+    code, out, err = run(capsys, "fit", "diffusion", "--data", "digits", "--condition", "text", "--out", str(run_dir), "--max-steps", "10", "-p", "width=8", "-p", "elbo_points=2", "-n", "4", "-q")
+    assert code == 0, err
+    assert json.loads((run_dir / "run.json").read_text())["captions"] == "auto"
+    assert len((run_dir / "samples-prompts.txt").read_text().splitlines()) == 4  # one held-out caption per sample
+    code, out, err = run(capsys, "sample", str(run_dir), "--prompt", "a thick seven", "-n", "3", "--steps", "4", "--guidance", "2", "--npy", str(tmp_path / "p.npy"), "-o", str(tmp_path / "p.png"))
+    assert code == 0, err
+    assert np.load(tmp_path / "p.npy").shape == (3, 1, 8, 8)
+    code, out, err = run(capsys, "sample", str(run_dir), "--label", "3", "-o", str(tmp_path / "l.png"))
+    assert code == 2 and "text-conditional" in err and "Traceback" not in err
+    code, out, err = run(capsys, "fit", "gmm", "--data", "digits", "--captions", "auto", "--out", str(tmp_path / "g"))
+    assert code == 2 and "--captions" in err

@@ -178,3 +178,93 @@ def test_bad_input_names_the_argument(labelled, data):
         unconditional.sample(2, guidance=2.0)
     with pytest.raises(GenlabError, match="not class-conditional"):
         unconditional.sample(2, y=1)
+
+
+# ---------------------------------------------------------------------------- text conditioning
+try:
+    import sentence_transformers  # noqa: F401
+
+    HAVE_TEXT = True
+except ImportError:  # the text extra is optional
+    HAVE_TEXT = False
+needs_text = pytest.mark.skipif(not HAVE_TEXT, reason="the text extra (sentence-transformers) is not installed")
+
+
+@pytest.fixture(scope="module")
+def zeros_and_ones(digits):
+    from genlab.text import auto_captions
+
+    keep = digits.labels < 2
+    captions = [c for c, k in zip(auto_captions(digits), keep.tolist()) if k]
+    return digits.images[keep], digits.labels[keep], captions
+
+
+@pytest.fixture(scope="module")
+def texted(zeros_and_ones):
+    torch.set_num_threads(1)
+    X, _, captions = zeros_and_ones
+    return Diffusion(condition="text", **{**TINY, "width": 16, "max_steps": 200, "lr": 3e-3}).fit(X, captions)
+
+
+@needs_text
+def test_the_denoiser_uses_the_caption(texted, zeros_and_ones):
+    """After brief training, denoising a digit is easier with its own caption than with a
+    caption naming the other digit (same images, same noise)."""
+    X, y, captions = zeros_and_ones
+    idx = torch.arange(0, len(X), 3)[:96]
+    own = texted.encode_prompts([captions[i] for i in idx.tolist()], len(idx))
+    swapped = texted.encode_prompts(["a handwritten one" if y[i] == 0 else "a handwritten zero" for i in idx.tolist()], len(idx))
+    net = texted.network_
+    net.label_dropout = 0.0
+
+    def loss(cond):
+        total = 0.0
+        for seed in range(6):
+            torch.manual_seed(seed)
+            with torch.no_grad():
+                total += float(net({"images": X[idx], "cond": cond})[0])
+        return total
+
+    assert loss(own) < 0.95 * loss(swapped)
+
+
+@needs_text
+def test_text_guidance_zero_is_the_unconditional_model_and_prompts_can_come_as_y(texted):
+    a = texted.sample(4, prompt="a bold zero", guidance=0.0, seed=3)
+    b = texted.sample(4, seed=3)
+    assert torch.equal(a, b)
+    c = texted.sample(2, y=["a zero", "a one"], seed=1)
+    d = texted.sample(2, prompt=["a zero", "a one"], seed=1)
+    assert torch.equal(c, d)
+
+
+@needs_text
+def test_text_model_saves_its_encoder_identity_and_reloads(texted, tmp_path):
+    texted.save(tmp_path / "m")
+    loaded = genlab.models.GenerativeModel.load(tmp_path / "m")
+    assert loaded.text_encoder_id_ == texted.text_encoder_id_ and "all-MiniLM-L6-v2@sha256:" in loaded.text_encoder_id_
+    assert torch.equal(loaded.sample(3, prompt="a one", seed=2), texted.sample(3, prompt="a one", seed=2))
+    loaded.text_encoder_id_ = "all-MiniLM-L6-v2@sha256:0000000000000000"
+    loaded._text_encoder_cache = None
+    with pytest.raises(GenlabError, match="trained with text encoder"):
+        loaded.sample(1, prompt="a one")
+
+
+@needs_text
+def test_text_conditioning_errors_name_the_problem(texted, zeros_and_ones, data):
+    X, _, captions = zeros_and_ones
+    with pytest.raises(GenlabError, match="one caption per image"):
+        Diffusion(condition="text", **TINY).fit(X)
+    with pytest.raises(GenlabError, match=r"captions: \d+ given for \d+ images"):
+        Diffusion(condition="text", **TINY).fit(X, captions[:-1])
+    with pytest.raises(GenlabError, match=r"captions\[0\]"):
+        Diffusion(condition="text", **TINY).fit(X, [""] + captions[1:])
+    with pytest.raises(GenlabError, match="not class labels"):
+        texted.sample(2, y=1)
+    with pytest.raises(GenlabError, match="not both"):
+        texted.sample(2, y=["a", "b"], prompt="a one")
+    with pytest.raises(GenlabError, match="prompt"):
+        texted.sample(2, prompt="")
+    unconditional = Diffusion(**TINY).fit(data[0][:64])
+    with pytest.raises(GenlabError, match="not text-conditional"):
+        unconditional.sample(1, prompt="a one")

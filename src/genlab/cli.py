@@ -147,6 +147,7 @@ def datasets() -> None:
 @size_option
 @click.option("-n", "n_samples", type=click.IntRange(min=1), default=64, show_default=True, help="Images in samples.png.")
 @click.option("--condition", type=click.Choice(["none", "label", "text"]), default=None, help="Conditioning (models that support it): class labels or captions.")
+@click.option("--captions", default=None, metavar="auto|FILE", help="--condition text: 'auto' (default; genlab describes each digit: identity, thickness, slant, size) or a CSV/JSONL caption file for folder:PATH data.")
 @click.option("--preset", type=click.Choice(["auto", "quick", "full"]), default=None, help="Neural models: size of network and training (auto = full on a GPU, quick on a CPU).")
 @click.option("--epochs", type=click.IntRange(min=1), default=None, help="Neural models: training epochs (default: the preset's).")
 @click.option("--max-steps", type=click.IntRange(min=1), default=None, help="Neural models: optimiser steps (default: the preset's).")
@@ -156,7 +157,7 @@ def datasets() -> None:
 @click.option("--sample-every", type=click.IntRange(min=1), default=None, help="Neural models: write a sample grid every N epochs into RUN_DIR/checkpoints/samples.")
 @click.option("--resume", is_flag=True, help="Neural models: continue from the last checkpoint in RUN_DIR/checkpoints (same command otherwise).")
 @quiet_option
-def fit(model_name, data_spec, out_dir, params, seed, test_fraction, split_seed, size, n_samples, condition, preset, epochs, max_steps, device, precision, checkpoint_every, sample_every, resume, quiet) -> None:
+def fit(model_name, data_spec, out_dir, params, seed, test_fraction, split_seed, size, n_samples, condition, captions, preset, epochs, max_steps, device, precision, checkpoint_every, sample_every, resume, quiet) -> None:
     """Train MODEL on the training split of --data and write a run directory.
 
     The run directory gets config.json + model.safetensors (the model), run.json (data and
@@ -190,7 +191,15 @@ def fit(model_name, data_spec, out_dir, params, seed, test_fraction, split_seed,
     if "random_state" in valid and "random_state" not in kwargs:
         kwargs["random_state"] = seed
     model = make_model(model_name, **kwargs)
-    data = _load_data(data_spec, size)
+    text = bool(getattr(model, "text_conditional", False))
+    if captions is not None and not text:
+        raise GenlabError("--captions only applies with --condition text")
+    if text:
+        from .data import load_dataset
+
+        data = load_dataset(data_spec, size=size, captions=captions or "auto")
+    else:
+        data = _load_data(data_spec, size)
     if model.conditional and data.labels is None:
         raise GenlabError(f"--condition label: {data_spec} has no labels")
     train, test = data.split(test_fraction, split_seed)
@@ -201,13 +210,14 @@ def fit(model_name, data_spec, out_dir, params, seed, test_fraction, split_seed,
         echo(f"fitting {model_name} on {len(train)} images of {data_spec} (shape {train.image_shape}); {len(test)} held out")
     start = time.perf_counter()
     fit_kwargs = {"resume": True} if resume else {}
-    model.fit(train.images, train.labels if model.conditional else None, **fit_kwargs)
+    targets = train.captions if text else (train.labels if model.conditional else None)
+    model.fit(train.images, targets, **fit_kwargs)
     fit_seconds = time.perf_counter() - start
     if not main_process:
         return
     out_dir.mkdir(parents=True, exist_ok=True)
     model.save(out_dir)
-    RunInfo(model=model_name, data=data_spec, size=size, test_fraction=test_fraction, split_seed=split_seed, seed=seed, created=now()).save(out_dir)
+    RunInfo(model=model_name, data=data_spec, size=size, captions=(captions or "auto") if text else None, test_fraction=test_fraction, split_seed=split_seed, seed=seed, created=now()).save(out_dir)
     metrics: dict[str, Any] = {"model": model_name, "fit_seconds": round(fit_seconds, 3), "n_train": len(train), "n_test": len(test)}
     summary = getattr(model, "training_summary_", None)
     if summary:
@@ -217,7 +227,12 @@ def fit(model_name, data_spec, out_dir, params, seed, test_fraction, split_seed,
         metrics.update(test_log_likelihood_nats=float(ll.mean()), test_bits_per_dim=model.bits_per_dim(test.images), likelihood=model.likelihood)
     update_metrics(out_dir, **metrics)
     labels = (torch.arange(n_samples) % int(model.n_classes_)) if model.conditional and getattr(model, "n_classes_", None) else None
-    save_grid(model.sample(n_samples, y=labels, seed=seed), out_dir / "samples.png", ncols=int(model.n_classes_) if labels is not None and model.n_classes_ <= 16 else None)
+    if text:  # samples for the held-out images' captions (sentences the model did not train on)
+        prompts = [test.captions[i % len(test)] for i in range(n_samples)]
+        save_grid(model.sample(n_samples, prompt=prompts, seed=seed), out_dir / "samples.png")
+        (out_dir / "samples-prompts.txt").write_text("\n".join(prompts) + "\n")
+    else:
+        save_grid(model.sample(n_samples, y=labels, seed=seed), out_dir / "samples.png", ncols=int(model.n_classes_) if labels is not None and model.n_classes_ <= 16 else None)
     echo(f"fit in {fit_seconds:.1f} s")
     if "test_bits_per_dim" in metrics:
         echo(f"held-out log-likelihood: {metrics['test_log_likelihood_nats']:.2f} nats/image ({model.likelihood}), {metrics['test_bits_per_dim']:.4f} bits/dim")

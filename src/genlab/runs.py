@@ -29,6 +29,8 @@ class RunInfo:
     test_fraction: float = 0.2
     split_seed: int = 0
     seed: int = 0
+    #: caption source of a text-conditional run ("auto" or a caption file), else None
+    captions: str | None = None
     created: str = ""
 
     def save(self, run_dir: Path) -> None:
@@ -47,7 +49,7 @@ class RunInfo:
 
     def load_split(self) -> tuple[Dataset, Dataset]:
         """The exact (train, test) split this run was trained on."""
-        return load_dataset(self.data, size=self.size).split(self.test_fraction, self.split_seed)
+        return load_dataset(self.data, size=self.size, captions=self.captions).split(self.test_fraction, self.split_seed)
 
 
 def now() -> str:

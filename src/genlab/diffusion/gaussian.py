@@ -182,6 +182,7 @@ class GaussianDiffusion(nn.Module):
         kwargs = dict(conditioning)
         if self.n_classes is not None:
             kwargs["labels"] = labels
+        if drop is not None:
             kwargs["drop"] = drop
         return self.denoiser(z, self.noise_level(logsnr), **kwargs)
 
@@ -195,9 +196,11 @@ class GaussianDiffusion(nn.Module):
         noise = torch.randn_like(x)
         z = q_sample(x, logsnr, noise)
         labels, drop = batch.get("labels"), None
-        if self.n_classes is not None and labels is not None:
+        # a text embedding per image (condition="text"): FiLM conditioning vector of the U-Net
+        conditioning = {"cond": batch["cond"]} if batch.get("cond") is not None else {}
+        if (self.n_classes is not None and labels is not None) or conditioning:
             drop = torch.rand(b, device=x.device) < self.label_dropout
-        output = self.network_output(z, logsnr, labels=labels if self.n_classes is not None else None, drop=drop)
+        output = self.network_output(z, logsnr, labels=labels if self.n_classes is not None else None, drop=drop, **conditioning)
         target = training_target(x, noise, logsnr, self.prediction)
         per_row = (output - target).pow(2).flatten(1).mean(1)
         loss = (loss_weight(logsnr, self.prediction, self.loss_weighting, self.snr_gamma) * per_row).mean()
@@ -217,25 +220,27 @@ class GaussianDiffusion(nn.Module):
     ) -> Denoiser:
         """A :data:`~genlab.diffusion.samplers.Denoiser` for the samplers.
 
-        With ``labels`` (and a class-conditional network) the prediction is guided:
+        With ``labels`` (and a class-conditional network) or a ``conditioning`` vector
+        (``{"cond": (B, dim)}``, e.g. text embeddings) the prediction is guided:
         ``uncond + guidance * (cond - uncond)`` (0 = unconditional, 1 = conditional); both
         halves run in one batched call. ``clip`` clamps x0_hat to [-1, 1].
         """
         conditioning = conditioning or {}
-        guided = labels is not None and self.n_classes is not None and guidance != 1.0
+        has_condition = (labels is not None and self.n_classes is not None) or bool(conditioning)
+        guided = has_condition and guidance != 1.0
 
         def denoise(z: torch.Tensor, logsnr: float) -> Prediction:
             b = z.shape[0]
             lam = torch.full((b,), logsnr, dtype=z.dtype, device=z.device)
-            if labels is None or self.n_classes is None:
-                out = self.network_output(z, lam, labels=None, **conditioning)
+            if not has_condition:
+                out = self.network_output(z, lam, labels=None)
             elif not guided:
                 out = self.network_output(z, lam, labels=labels, **conditioning)
             elif guidance == 0.0:
-                out = self.network_output(z, lam, labels=None, **conditioning)
+                out = self.network_output(z, lam, labels=None)
             else:
                 drop = torch.cat([torch.zeros(b, dtype=torch.bool), torch.ones(b, dtype=torch.bool)]).to(z.device)
-                both = self.network_output(torch.cat([z, z]), torch.cat([lam, lam]), labels=torch.cat([labels, labels]), drop=drop,
+                both = self.network_output(torch.cat([z, z]), torch.cat([lam, lam]), labels=None if labels is None else torch.cat([labels, labels]), drop=drop,
                                            **{k: torch.cat([v, v]) for k, v in conditioning.items()})
                 cond, uncond = both[:b], both[b:]
                 out = classifier_free_guidance(uncond, cond, guidance)

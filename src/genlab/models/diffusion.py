@@ -4,7 +4,10 @@ Training regresses the noise (or v) of images noised at random levels; sampling 
 sampler from :mod:`genlab.diffusion.samplers` (DDPM ancestral, DDIM, DPM-Solver++) from
 pure noise; ``score_samples`` is the variational bound of :mod:`genlab.diffusion.gaussian`.
 With ``condition="label"`` the network also sees the class (dropped to a null label
-``label_dropout`` of the time), and sampling uses classifier-free guidance.
+``label_dropout`` of the time), and sampling uses classifier-free guidance. With
+``condition="text"`` it sees a sentence embedding of each image's caption
+(:class:`genlab.text.TextEncoder`, all-MiniLM-L6-v2 by default, offline) through FiLM, with
+the same dropout and guidance: ``fit(X, captions)``, then ``sample(n, prompt="a thick seven")``.
 
 The "quick" preset is the CPU recipe: a lean U-Net (patchified input above 16 px, two or
 three levels, 32 base channels), the cosine schedule with v-prediction and Min-SNR-5
@@ -24,6 +27,7 @@ from ..diffusion.samplers import SAMPLERS, check_guidance, make_sampler
 from ..diffusion.schedules import SCHEDULES
 from ..errors import GenlabError
 from ..nn.unet import UNet
+from ..text.encoder import DEFAULT_MODEL as DEFAULT_TEXT_ENCODER
 from .neural import NeuralGenerativeModel
 from .registry import register
 from .validation import check_choice, check_float, check_int
@@ -44,7 +48,13 @@ class Diffusion(NeuralGenerativeModel):
     ----------
     condition : {"none", "label", "text"}
         "label": class-conditional (``fit(X, y)``, ``sample(n, y=...)``) with
-        classifier-free guidance; "text" is not available yet.
+        classifier-free guidance. "text": text-conditional: ``fit(X, captions)`` with one
+        caption string per image, ``sample(n, prompt="...")`` (one prompt or n of them),
+        guided on the text the same way.
+    text_encoder : str
+        condition="text": the sentence-transformers model (a name or a local folder) that
+        embeds captions and prompts; never downloaded (see :mod:`genlab.text.encoder`). Its
+        weights' hash is saved with the model and checked when prompts are encoded again.
     width : int or None
         Channels of the U-Net's first level (None = preset: 32 quick, 64 full).
     channel_mults : sequence of int or None
@@ -66,13 +76,14 @@ class Diffusion(NeuralGenerativeModel):
     snr_gamma : float
         gamma of Min-SNR weighting.
     label_dropout : float
-        Share of training labels replaced by the null label (condition="label").
+        Share of training labels (or captions) replaced by the null label (conditioned
+        models), which teaches the unconditional model that guidance needs.
     sampler : {"dpm++", "ddim", "ddpm"}
         Default sampler of :meth:`sample`.
     steps : int or None
         Default number of sampling steps (None = the sampler's: 20 dpm++, 50 ddim, 1000 ddpm).
     guidance : float or None
-        Default classifier-free guidance scale for labelled samples (None = 1.5);
+        Default classifier-free guidance scale for labelled or prompted samples (None = 1.5);
         0 = unconditional model, 1 = plain conditional model, larger = closer to the
         class at the cost of diversity.
     eta : float
@@ -91,6 +102,7 @@ class Diffusion(NeuralGenerativeModel):
         self,
         condition: str = "none",
         *,
+        text_encoder: str = DEFAULT_TEXT_ENCODER,
         width: int | None = None,
         channel_mults: Sequence[int] | None = None,
         n_res_blocks: int | None = None,
@@ -131,6 +143,7 @@ class Diffusion(NeuralGenerativeModel):
         sample_every: int | None = None,
     ) -> None:
         self.condition = condition
+        self.text_encoder = text_encoder
         self.width = width
         self.channel_mults = channel_mults
         self.n_res_blocks = n_res_blocks
@@ -155,6 +168,11 @@ class Diffusion(NeuralGenerativeModel):
         """Class-conditional when ``condition == "label"``."""
         return self.condition == "label"
 
+    @property
+    def text_conditional(self) -> bool:
+        """Text-conditional when ``condition == "text"``: ``fit`` takes captions, ``sample`` prompts."""
+        return self.condition == "text"
+
     # ------------------------------------------------------------------ presets
     def _preset_values(self, preset: str, image_shape: tuple[int, ...], n_images: int) -> dict[str, Any]:
         values = super()._preset_values(preset, image_shape, n_images)
@@ -173,8 +191,8 @@ class Diffusion(NeuralGenerativeModel):
     # ------------------------------------------------------------------ validation
     def _check_hyper_parameters(self) -> None:
         check_choice("condition", self.condition, CONDITIONS)
-        if self.condition == "text":
-            raise GenlabError("condition='text' is not available yet; use 'none' or 'label'")
+        if not isinstance(self.text_encoder, str) or not self.text_encoder.strip():
+            raise GenlabError(f"text_encoder={self.text_encoder!r} must name a sentence-transformers model or folder")
         check_choice("schedule", self.schedule, SCHEDULES)
         check_choice("prediction", self.prediction, PREDICTIONS)
         check_choice("loss_weighting", self.loss_weighting, LOSS_WEIGHTINGS)
@@ -209,11 +227,64 @@ class Diffusion(NeuralGenerativeModel):
         return {"sampler": name, "steps": steps, "guidance": DEFAULT_GUIDANCE if guidance is None else float(guidance), "eta": eta if name == "ddim" else None}
 
     # ------------------------------------------------------------------ fit
+    def fit(self, X: Any, y: Any = None, *, resume: bool = False) -> "Diffusion":
+        """Train on uint8 images ``X`` (N, C, H, W); ``y`` = int labels (condition="label"),
+        one caption string per image (condition="text"; a Dataset's ``captions`` when X is
+        one), or nothing. ``resume`` continues from the last checkpoint."""
+        if not self.text_conditional:
+            return super().fit(X, y, resume=resume)
+        from ..data.dataset import Dataset
+
+        if y is None and isinstance(X, Dataset):
+            y = X.captions
+        n = len(X) if hasattr(X, "__len__") else None
+        self._pending_captions = _check_captions(y, n)
+        try:
+            return super().fit(X, None, resume=resume)
+        finally:
+            del self._pending_captions
+
     def _fit(self, images: torch.Tensor, labels: torch.Tensor | None) -> None:
         self._check_hyper_parameters()
         if self.conditional and labels is None:
             raise GenlabError("condition='label' needs class labels: fit(X, y)")
-        super()._fit(images, labels)
+        self._caption_embeddings = None
+        if self.text_conditional:
+            encoder = self._get_text_encoder(check=False)
+            self.text_encoder_id_ = encoder.model_id
+            self.text_dim_ = int(encoder.dim)
+            self._caption_embeddings = encoder.encode(self._pending_captions)
+        try:
+            super()._fit(images, labels)
+        finally:
+            del self._caption_embeddings
+
+    def _training_data(self, images: torch.Tensor, labels: torch.Tensor | None) -> dict[str, Any]:
+        data = super()._training_data(images, labels)
+        if getattr(self, "_caption_embeddings", None) is not None:
+            data["cond"] = self._caption_embeddings
+        return data
+
+    def _get_text_encoder(self, check: bool = True):
+        """The sentence encoder (loaded once per model object); ``check`` compares its weights
+        with those the model was trained with."""
+        from ..text.encoder import TextEncoder
+
+        encoder = getattr(self, "_text_encoder_cache", None)
+        if encoder is None:
+            encoder = TextEncoder(self.text_encoder, device="cpu")  # a few prompts: the CPU is fast enough
+            self._text_encoder_cache = encoder
+        if check:
+            encoder.check_model_id(self.text_encoder_id_, "this diffusion model")
+        return encoder
+
+    def encode_prompts(self, prompts: str | Sequence[str], n: int) -> torch.Tensor:
+        """Text embeddings (n, text_dim) for one prompt (repeated) or n prompts."""
+        self._check_fitted()
+        if not self.text_conditional:
+            raise GenlabError("prompts need a text-conditional model (condition='text')")
+        texts = [prompts] * n if isinstance(prompts, str) else list(_check_captions(prompts, n, what="prompt"))
+        return self._get_text_encoder().encode(texts)
 
     def _build_modules(self) -> None:
         n_classes = getattr(self, "n_classes_", None) if self.conditional else None
@@ -226,6 +297,7 @@ class Diffusion(NeuralGenerativeModel):
             dropout=float(self.dropout),
             patch_size=int(self._param("patch_size")),
             n_classes=n_classes,
+            cond_dim=int(self.text_dim_) if self.text_conditional else None,
         )
         self.network_ = GaussianDiffusion(
             unet,
@@ -243,6 +315,7 @@ class Diffusion(NeuralGenerativeModel):
         n: int,
         *,
         y: Any = None,
+        prompt: str | Sequence[str] | None = None,
         seed: int | None = None,
         sampler: str | None = None,
         steps: int | None = None,
@@ -251,15 +324,26 @@ class Diffusion(NeuralGenerativeModel):
     ) -> torch.Tensor:
         """Draw ``n`` images, uint8 (n, C, H, W).
 
-        ``y``: class labels (condition="label"); without them the unconditional model samples.
+        ``y``: class labels (condition="label"); ``prompt``: a text or n texts
+        (condition="text"; ``y`` may hold them too). Without either the unconditional model samples.
         ``sampler`` ("dpm++", "ddim", "ddpm"), ``steps`` (network calls), ``guidance``
         (classifier-free guidance scale, >= 0; 0 = unconditional, 1 = conditional) and
         ``eta`` (DDIM only) override the model's defaults for this call.
         """
         self._check_fitted()
-        if guidance is not None and not self.conditional:
-            raise GenlabError("guidance needs a class-conditional model (condition='label')")
+        if guidance is not None and not (self.conditional or self.text_conditional):
+            raise GenlabError("guidance needs a conditional model (condition='label' or 'text')")
+        if prompt is not None and not self.text_conditional:
+            raise GenlabError(f"prompt: this model is not text-conditional (condition={self.condition!r}); refit with condition='text'")
+        if self.text_conditional:
+            if y is not None and prompt is not None:
+                raise GenlabError("give the prompts as prompt= or as y=, not both")
+            if y is not None and not (isinstance(y, str) or (isinstance(y, (list, tuple)) and all(isinstance(t, str) for t in y))):
+                raise GenlabError("y: this model is text-conditional; give prompts (text), not class labels: sample(n, prompt='a thick seven')")
+            prompt, y = (y if prompt is None else prompt), None
         self._pending_sampling = self._sampling_options(sampler, steps, guidance, eta)
+        if prompt is not None:
+            self._pending_sampling["cond"] = self.encode_prompts(prompt, check_int("n", n, minimum=1))
         try:
             return super().sample(n, y=y, seed=seed)
         finally:
@@ -279,7 +363,9 @@ class Diffusion(NeuralGenerativeModel):
                 for start in range(0, n, self._batch_for_sampling()):
                     stop = min(n, start + self._batch_for_sampling())
                     chunk_labels = labels[start:stop].to(device) if labels is not None else None
-                    denoise = net.denoiser_fn(labels=chunk_labels, guidance=opts["guidance"], clip=bool(self.clip_denoised))
+                    cond = opts.get("cond")
+                    conditioning = {"cond": cond[start:stop].to(device)} if cond is not None else None
+                    denoise = net.denoiser_fn(labels=chunk_labels, guidance=opts["guidance"], clip=bool(self.clip_denoised), conditioning=conditioning)
                     x = sampler.sample(denoise, noise[start:stop].to(device), generator=generator)
                     out.append(net.data_to_unit(x).cpu())
         finally:
@@ -311,3 +397,21 @@ class Diffusion(NeuralGenerativeModel):
         finally:
             net.train(was_training)
         return torch.cat(out)
+
+
+def _check_captions(captions: Any, n: int | None, *, what: str = "caption") -> list[str]:
+    """One non-empty string per image: a clear error for missing, short or non-text captions."""
+    if captions is None:
+        raise GenlabError(f"condition='text' needs one {what} per image: fit(X, captions) (load digit data with captions='auto')")
+    if isinstance(captions, str):
+        raise GenlabError(f"{what}s: expected one string per image, got a single string")
+    try:
+        items = list(captions)
+    except TypeError:
+        raise GenlabError(f"{what}s: expected a list of strings, got {type(captions).__name__}") from None
+    if n is not None and len(items) != n:
+        raise GenlabError(f"{what}s: {len(items)} given for {n} images")
+    for i, c in enumerate(items):
+        if not isinstance(c, str) or not c.strip():
+            raise GenlabError(f"{what}s[{i}]: expected a non-empty string, got {c!r}")
+    return items

@@ -1,0 +1,134 @@
+"""Text-to-image with genlab's diffusion model: do prompts in unseen wording work?
+
+    python benchmarks/text_to_image.py --data digits              # quick preset, minutes
+    python benchmarks/text_to_image.py --data mnist10k            # quick preset, ~25 min on one core
+
+Trains ``diffusion`` with ``condition="text"`` on the train split (captions written by
+genlab from each digit's label and measured thickness / slant / size), or reuses the run in
+``--run-dir``, then measures with the dataset's evaluator network:
+
+* held-out prompts (:data:`genlab.text.captions.HELD_OUT_PROMPTS`, wording that no training
+  caption uses, e.g. "the number five, drawn with a heavy pen"): share of samples the
+  evaluator classifies as the named digit (target >= 90%);
+* "a thick SEVEN" vs "a thin SEVEN" for every digit: mean measured stroke thickness of the
+  thick samples over that of the thin ones (target >= 1.3), and the same for the held-out
+  thick/thin prompts;
+* sample quality for the held-out images' own captions: Fréchet distance etc. against the
+  test images, and the share of samples of the caption's digit.
+
+Prints markdown tables and writes ``benchmarks/results/text-to-image-DATA.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import SHARED_DATA, table  # noqa: E402
+from genlab.data import load_dataset  # noqa: E402
+from genlab.metrics.evaluate import sample_metrics  # noqa: E402
+from genlab.metrics.evaluator import get_evaluator  # noqa: E402
+from genlab.models import GenerativeModel, make_model  # noqa: E402
+from genlab.progress import set_quiet  # noqa: E402
+from genlab.text.captions import HELD_OUT_TARGETS, NUMBER_WORDS, measure_digit_attributes  # noqa: E402
+
+RESULTS = Path(__file__).resolve().parent / "results"
+SPECS = {"digits": "digits", "mnist10k": f"npz:{SHARED_DATA / 'mnist10k.npz'}"}
+
+
+def fit_or_load(run_dir: Path, train, max_steps: int | None, seed: int) -> tuple[GenerativeModel, float | None]:
+    if (run_dir / "config.json").is_file():
+        print(f"reusing the model in {run_dir}")
+        return GenerativeModel.load(run_dir), None
+    model = make_model("diffusion", condition="text", max_steps=max_steps, random_state=seed, checkpoint_dir=str(run_dir / "checkpoints"))
+    start = time.perf_counter()
+    # an interrupted benchmark continues from its last checkpoint (the fit time then counts only this part)
+    model.fit(train.images, train.captions, resume=(run_dir / "checkpoints").is_dir())
+    seconds = time.perf_counter() - start
+    model.save(run_dir)
+    (run_dir / "fit.json").write_text(json.dumps({"fit_seconds": seconds, "training": model.training_summary_}, indent=1))
+    return model, seconds
+
+
+def prompt_metrics(model, evaluator, n_per_prompt: int, guidance: float | None, seed: int) -> tuple[list[dict], dict]:
+    rows = []
+    thickness = {"thick": [], "thin": []}
+    for i, (prompt, target) in enumerate(HELD_OUT_TARGETS.items()):
+        images = model.sample(n_per_prompt, prompt=prompt, guidance=guidance, seed=seed + i)
+        predicted = evaluator.predict(images).numpy()
+        attrs = measure_digit_attributes(images)
+        rows.append({"prompt": prompt, "digit": target["digit"], "accuracy": float(np.mean(predicted == target["digit"])),
+                     "thickness_px": float(np.nanmean(attrs["thickness"])), "wanted": ", ".join(f"{k}={v}" for k, v in target.items() if k != "digit")})
+        if target.get("thickness") in thickness:
+            thickness[target["thickness"]].append(float(np.nanmean(attrs["thickness"])))
+    # thick vs thin, every digit, plain wording
+    per_digit = []
+    n = max(10, n_per_prompt // 2)
+    for d, word in enumerate(NUMBER_WORDS):
+        thick = measure_digit_attributes(model.sample(n, prompt=f"a thick {word}", guidance=guidance, seed=seed + 100 + d))["thickness"]
+        thin = measure_digit_attributes(model.sample(n, prompt=f"a thin {word}", guidance=guidance, seed=seed + 200 + d))["thickness"]
+        per_digit.append(float(np.nanmean(thick) / np.nanmean(thin)))
+    summary = {
+        "held_out_accuracy": float(np.mean([r["accuracy"] for r in rows])),
+        "held_out_accuracy_min": float(np.min([r["accuracy"] for r in rows])),
+        "thick_thin_ratio_per_digit": per_digit,
+        "thick_thin_ratio_mean": float(np.mean(per_digit)),
+        "held_out_thick_thin_ratio": float(np.mean(thickness["thick"]) / np.mean(thickness["thin"])),
+    }
+    return rows, summary
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data", choices=sorted(SPECS), default="digits")
+    parser.add_argument("--run-dir", type=Path, default=None, help="Where the model is saved / reused (default /tmp/genlab-bench/text-DATA).")
+    parser.add_argument("--max-steps", type=int, default=None, help="Training steps (default: the quick preset's).")
+    parser.add_argument("--guidance", type=float, nargs="*", default=[None], help="Guidance scales to evaluate (default: the model's).")
+    parser.add_argument("--n-per-prompt", type=int, default=100)
+    parser.add_argument("--n-samples", type=int, default=1000, help="Samples for the Fréchet distance.")
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    set_quiet(True)
+
+    data = load_dataset(SPECS[args.data], captions="auto")
+    train, test = data.split(0.2, 0)
+    run_dir = args.run_dir or Path("/tmp/genlab-bench") / f"text-{args.data}"
+    run_dir.mkdir(parents=True, exist_ok=True)
+    model, fit_seconds = fit_or_load(run_dir, train, args.max_steps, args.seed)
+    evaluator = get_evaluator(train, test, seed=0)
+    print(f"evaluator: {evaluator.describe()}")
+
+    results = {"data": args.data, "threads": args.threads, "torch": torch.__version__, "date": time.strftime("%Y-%m-%d"),
+               "fit_seconds": fit_seconds, "training": getattr(model, "training_summary_", None), "by_guidance": []}
+    for guidance in args.guidance:
+        start = time.perf_counter()
+        rows, summary = prompt_metrics(model, evaluator, args.n_per_prompt, guidance, args.seed)
+        captions = [test.captions[i % len(test)] for i in range(args.n_samples)]
+        requested = test.labels[torch.arange(args.n_samples) % len(test)]
+        samples = model.sample(args.n_samples, prompt=captions, guidance=guidance, seed=args.seed)
+        quality = sample_metrics(samples, train, test, evaluator, requested_labels=requested).metrics
+        label = "model default" if guidance is None else f"{guidance}"
+        print(f"\n## guidance {label} ({time.perf_counter() - start:.0f} s)\n")
+        print(table(rows, ["prompt", "digit", "wanted", "accuracy", "thickness_px"]))
+        print(f"\nheld-out prompts: accuracy {summary['held_out_accuracy']:.3f} (min {summary['held_out_accuracy_min']:.2f}); "
+              f"thick/thin thickness ratio {summary['thick_thin_ratio_mean']:.2f} (plain prompts), {summary['held_out_thick_thin_ratio']:.2f} (held-out wording)")
+        print(f"held-out captions: FD {quality['fd']:.2f}, precision {quality['precision']:.3f}, recall {quality['recall']:.3f}, "
+              f"digit of the caption {quality.get('conditional_accuracy', float('nan')):.3f}, copies {quality['copies']:.3f}")
+        results["by_guidance"].append({"guidance": guidance, "prompts": rows, **summary, "caption_samples": quality})
+    out = RESULTS / f"text-to-image-{args.data}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(results, indent=1))
+    print(f"\nwrote {out}")
+
+
+if __name__ == "__main__":
+    main()
