@@ -149,3 +149,25 @@ def test_text_to_image_from_the_command_line(tmp_path, capsys):
     assert code == 2 and "text-conditional" in err and "Traceback" not in err
     code, out, err = run(capsys, "fit", "gmm", "--data", "digits", "--captions", "auto", "--out", str(tmp_path / "g"))
     assert code == 2 and "--captions" in err
+
+
+def test_diffusion_editing_verbs(tmp_path, capsys):
+    run_dir = tmp_path / "ddpm"
+    code, out, err = run(capsys, "fit", "diffusion", "--data", "digits", "--condition", "label", "--out", str(run_dir), "--max-steps", "10", "-p", "width=8", "-p", "elbo_points=2", "-p", "steps=3", "-n", "4", "-q")
+    assert code == 0, err
+    code, out, err = run(capsys, "edit", str(run_dir), "-n", "3", "--strength", "0.2,0.8", "--label", "5", "-o", str(tmp_path / "e.png"))
+    assert code == 0, err
+    width, height = Image.open(tmp_path / "e.png").size
+    assert abs(width - height) <= 2  # 3 rows (images) x 3 columns (original + 2 strengths)
+    code, out, err = run(capsys, "inpaint", str(run_dir), "--index", "0", "--index", "1", "--region", "center", "--variants", "2", "-o", str(tmp_path / "i.png"))
+    assert code == 0 and "16 of 64 pixels" in out, err
+    Image.fromarray(np.full((8, 8), 255, dtype=np.uint8)).save(tmp_path / "mask.png")
+    code, out, err = run(capsys, "inpaint", str(run_dir), "--index", "0", "--mask-file", str(tmp_path / "mask.png"), "--variants", "1", "-o", str(tmp_path / "i2.png"))
+    assert code == 0 and "64 of 64 pixels" in out, err
+    code, out, err = run(capsys, "interpolate", str(run_dir), "--data", "digits", "--from-index", "3", "--to-index", "13", "--steps", "4", "--inversion-steps", "5", "-o", str(tmp_path / "x.png"))
+    assert code == 0 and "DDIM inversion" in out, err
+    code, out, err = run(capsys, "edit", str(run_dir), "--strength", "2", "-o", str(tmp_path / "bad.png"))
+    assert code == 2 and "strength" in err and not (tmp_path / "bad.png").exists()
+    Image.fromarray(np.zeros((4, 4), dtype=np.uint8)).save(tmp_path / "small.png")
+    code, out, err = run(capsys, "inpaint", str(run_dir), "--mask-file", str(tmp_path / "small.png"), "-o", str(tmp_path / "bad.png"))
+    assert code == 2 and "small.png" in err

@@ -268,3 +268,64 @@ def test_text_conditioning_errors_name_the_problem(texted, zeros_and_ones, data)
     unconditional = Diffusion(**TINY).fit(data[0][:64])
     with pytest.raises(GenlabError, match="not text-conditional"):
         unconditional.sample(1, prompt="a one")
+
+
+# ---------------------------------------------------------------------------- editing
+def test_sdedit_strength_moves_the_result_away_from_the_input(labelled, data):
+    X, y = data
+    images = torch.from_numpy(X[:16])
+
+    def change(strength):
+        out = labelled.edit(images, strength, y=y[:16], seed=0, steps=8)
+        assert out.shape == images.shape and out.dtype == torch.uint8
+        return (out.float() - images.float()).abs().mean().item()
+
+    small, large = change(0.05), change(0.95)
+    assert small < 0.5 * large
+    # reproducible with a seed; a label steers the edit
+    assert torch.equal(labelled.edit(images[:3], 0.5, seed=1, steps=4), labelled.edit(images[:3], 0.5, seed=1, steps=4))
+
+
+def test_inpainting_keeps_the_unmasked_pixels_exactly(labelled, data):
+    X, y = data
+    images = torch.from_numpy(X[:6])
+    mask = np.zeros((8, 8), dtype=bool)
+    mask[:, 4:] = True  # regenerate the right half
+    out = labelled.inpaint(images, mask, y=y[:6], seed=0, steps=6)
+    assert torch.equal(out[..., :4], images[..., :4])
+    assert not torch.equal(out[..., 4:], images[..., 4:])
+    per_image = np.zeros((6, 1, 8, 8), dtype=np.uint8)
+    per_image[:, :, :2, :] = 1
+    out = labelled.inpaint(images, per_image, seed=0, steps=4)
+    assert torch.equal(out[:, :, 2:], images[:, :, 2:])
+
+
+def test_ddim_inversion_reconstructs_and_interpolation_joins_two_images(labelled, data):
+    X, _ = data
+    a, b = torch.from_numpy(X[0]), torch.from_numpy(X[1])
+    path = labelled.interpolate(a, b, n_images=5, steps=40)
+    assert path.shape == (5, 1, 8, 8) and path.dtype == torch.uint8
+    # the ends are DDIM's reconstructions from the inverted noises: close to the real images
+    err_a = (path[0].float() - a.float()).abs().mean().item()
+    err_b = (path[-1].float() - b.float()).abs().mean().item()
+    baseline = (a.float() - b.float()).abs().mean().item()
+    assert err_a < 0.35 * baseline and err_b < 0.35 * baseline
+    noise = labelled.invert(torch.stack([a, b]), steps=40)
+    assert noise.shape == (2, 1, 8, 8) and 0.5 < noise.std().item() < 2.0
+
+
+def test_editing_errors_name_the_argument(labelled, data):
+    X, _ = data
+    images = torch.from_numpy(X[:2])
+    with pytest.raises(GenlabError, match="strength"):
+        labelled.edit(images, 1.5)
+    with pytest.raises(GenlabError, match="mask: shape"):
+        labelled.inpaint(images, np.ones((4, 4), dtype=bool))
+    with pytest.raises(GenlabError, match="mask: selects no pixel"):
+        labelled.inpaint(images, np.zeros((8, 8), dtype=bool))
+    with pytest.raises(GenlabError, match="mask: expected booleans"):
+        labelled.inpaint(images, np.full((8, 8), 0.5))
+    with pytest.raises(GenlabError, match="not text-conditional"):
+        labelled.edit(images, 0.5, prompt="a one")
+    with pytest.raises(GenlabError, match="fitted on"):
+        labelled.edit(np.zeros((2, 1, 4, 4), dtype=np.uint8), 0.5)

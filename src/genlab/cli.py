@@ -455,14 +455,15 @@ def demo(out_dir, seed, quiet) -> None:
     run_demo(out_dir, seed=seed, echo=echo)
 
 
-def _images_for_manipulation(run_dir: Path, data_spec: str | None):
-    """(model, dataset) for the latent-manipulation commands: ``--data`` or the run's data."""
+def _images_for_manipulation(run_dir: Path, data_spec: str | None, *, needs: tuple[str, ...] = ("encode", "decode"), what: str = "an autoencoder run (vae, wae)"):
+    """(model, dataset) for the manipulation commands: ``--data`` or the run's data. The model
+    must have the methods ``needs``."""
     from .models import GenerativeModel
     from .runs import RunInfo
 
     model = GenerativeModel.load(run_dir)
-    if not (hasattr(model, "encode") and hasattr(model, "decode")):
-        raise GenlabError(f"{model.name} has no encoder/decoder; this command needs an autoencoder run (vae, wae)")
+    if not all(hasattr(model, m) for m in needs):
+        raise GenlabError(f"{model.name} cannot do this ({'/'.join(needs)}); this command needs {what}")
     if data_spec is None:
         info = RunInfo.load(run_dir)
         data = _load_data(info.data, info.size)
@@ -482,13 +483,16 @@ def _images_for_manipulation(run_dir: Path, data_spec: str | None):
 @click.option("--from-label", type=int, default=None, help="Use the first image with this label instead of an index.")
 @click.option("--to-label", type=int, default=None, help="Use the first image with this label instead of an index.")
 @click.option("--steps", type=click.IntRange(min=2), default=10, show_default=True, help="Images in the strip, ends included.")
-@click.option("--mode", type=click.Choice(["linear", "slerp"]), default="linear", show_default=True, help="Straight line or great circle between the two codes.")
+@click.option("--mode", type=click.Choice(["linear", "slerp"]), default="linear", show_default=True, help="Autoencoders: straight line or great circle between the two codes (diffusion always uses slerp between inverted noises).")
+@click.option("--inversion-steps", type=click.IntRange(min=1), default=50, show_default=True, help="Diffusion: DDIM steps of the inversion and of the decoding.")
+@click.option("--prompt", default=None, help="Diffusion, text-conditional: condition the whole path on this text.")
 @click.option("-o", "--out", "out_png", type=click.Path(dir_okay=False, path_type=Path), required=True, help="PNG strip to write.")
-def interpolate(run_dir, data_spec, from_index, to_index, from_label, to_label, steps, mode, out_png) -> None:
-    """Walk through an autoencoder's latent space from one real image to another.
+def interpolate(run_dir, data_spec, from_index, to_index, from_label, to_label, steps, mode, inversion_steps, prompt, out_png) -> None:
+    """Walk from one real image to another through a model's latent space.
 
-    Writes a strip: the first image, the decoded interpolation (its ends are the model's
-    reconstructions), the second image.
+    Autoencoders (vae, wae) interpolate the two images' codes; diffusion models DDIM-invert
+    both images to noise and decode the spherical interpolation of the noises. Writes a strip:
+    the first image, the interpolation (its ends are the model's reconstructions), the second.
     """
     from .images import save_grid
     from .manipulate import interpolate as interpolate_images
@@ -496,13 +500,24 @@ def interpolate(run_dir, data_spec, from_index, to_index, from_label, to_label, 
 
     if (from_index is None) == (from_label is None) or (to_index is None) == (to_label is None):
         raise GenlabError("give --from-index or --from-label, and --to-index or --to-label")
-    model, data = _images_for_manipulation(run_dir, data_spec)
+    model, data = _images_for_manipulation(run_dir, data_spec, needs=())
+    if not (hasattr(model, "invert") or hasattr(model, "encode")):
+        raise GenlabError(f"{model.name} has no latent space to walk through; interpolate needs an autoencoder (vae, wae) or diffusion run")
     a, label_a = pick_image(data, index=from_index, label=from_label)
     b, label_b = pick_image(data, index=to_index, label=to_label)
     conditional = bool(model.conditional)
-    strip = interpolate_images(model, a, b, steps, mode, y_a=label_a if conditional else None, y_b=label_b if conditional else None)
+    if hasattr(model, "invert"):  # diffusion: through DDIM inversion
+        if conditional and label_a != label_b:
+            raise GenlabError("a class-conditional diffusion model interpolates within one class: pick two images with the same label")
+        strip = model.interpolate(a, b, steps, y=label_a if conditional else None, prompt=prompt, steps=inversion_steps)
+        how = f"DDIM inversion ({inversion_steps} steps) + slerp"
+    else:
+        if prompt is not None:
+            raise GenlabError("--prompt applies to text-conditional diffusion models")
+        strip = interpolate_images(model, a, b, steps, mode, y_a=label_a if conditional else None, y_b=label_b if conditional else None)
+        how = mode
     save_grid(torch.cat([a, strip, b]), out_png, ncols=steps + 2)
-    echo(f"{steps}-step {mode} interpolation -> {out_png} (first and last: the real images)")
+    echo(f"{steps}-image {how} interpolation -> {out_png} (first and last: the real images)")
 
 
 @cli.command()
@@ -532,6 +547,117 @@ def reconstruct(run_dir, data_spec, n_images, out_png) -> None:
     save_grid(torch.cat(rows), out_png, ncols=ncols)
     err = (images.float() - recon.float()).abs().mean() / 255
     echo(f"{n} images and their reconstructions -> {out_png} (mean absolute error {err:.4f} of full scale)")
+
+
+def _edit_inputs(data, indices: tuple[int, ...], n_images: int):
+    """Images picked by --index (repeatable), else the first n of the data."""
+    from .manipulate import pick_image
+
+    if indices:
+        return torch.cat([pick_image(data, index=i)[0] for i in indices])
+    return data.images[: min(n_images, len(data))]
+
+
+editing_options = [
+    click.argument("run_dir", type=click.Path(path_type=Path)),
+    click.option("--data", "data_spec", default=None, metavar="SPEC", help="Where the images come from (default: the run's held-out test images)."),
+    click.option("--index", "indices", type=int, multiple=True, help="Image index in --data (repeatable; default: the first -n images)."),
+    click.option("-n", "n_images", type=click.IntRange(min=1), default=8, show_default=True, help="How many images when no --index is given."),
+    click.option("--label", type=int, default=None, help="Class-conditional models: steer towards this class."),
+    click.option("--prompt", default=None, help="Text-conditional models: steer towards this text."),
+    click.option("--guidance", type=click.FloatRange(min=0), default=None, help="Classifier-free guidance scale (default: the model's)."),
+    click.option("--steps", type=click.IntRange(min=1), default=None, help="Sampler steps (default: the model's)."),
+    click.option("--seed", type=int, default=0, show_default=True),
+    click.option("-o", "--out", "out_png", type=click.Path(dir_okay=False, path_type=Path), required=True, help="PNG grid to write."),
+]
+
+
+def with_editing_options(fn):
+    for option in reversed(editing_options):
+        fn = option(fn)
+    return fn
+
+
+def _diffusion_and_images(run_dir, data_spec, indices, n_images, method):
+    from .runs import RunInfo
+
+    model, data = _images_for_manipulation(run_dir, data_spec, needs=(method,), what="a diffusion run")
+    if data_spec is None and not indices:
+        _, data = RunInfo.load(run_dir).load_split()  # held-out images: the model never saw them
+    return model, _edit_inputs(data, indices, n_images)
+
+
+@cli.command()
+@with_editing_options
+@click.option("--strength", "strengths", default="0.3,0.5,0.7,0.9", show_default=True, help="Comma-separated noise levels in (0, 1]: 0 keeps the image, 1 is a fresh sample.")
+def edit(run_dir, data_spec, indices, n_images, label, prompt, guidance, steps, seed, out_png, strengths) -> None:
+    """Image-to-image (SDEdit) with a diffusion run: one row per image, the original then one
+    edit per --strength, optionally steered by --label or --prompt."""
+    from .images import save_grid
+
+    try:
+        levels = [float(v) for v in strengths.split(",") if v.strip()]
+    except ValueError:
+        raise GenlabError(f"--strength {strengths!r}: expected comma-separated numbers such as 0.3,0.6") from None
+    if not levels:
+        raise GenlabError("--strength: give at least one level")
+    model, images = _diffusion_and_images(run_dir, data_spec, indices, n_images, "edit")
+    target = label if label is not None else None
+    columns = [images] + [model.edit(images, s, y=target, prompt=prompt, guidance=guidance, steps=steps, seed=seed) for s in levels]
+    grid = torch.stack(columns, dim=1).reshape(-1, *images.shape[1:])
+    save_grid(grid, out_png, ncols=len(columns))
+    echo(f"{len(images)} images edited at strengths {', '.join(f'{s:g}' for s in levels)} -> {out_png} (first column: the originals)")
+
+
+REGIONS = ("left", "right", "top", "bottom", "center")
+
+
+def _region_mask(region: str, h: int, w: int) -> torch.Tensor:
+    mask = torch.zeros(h, w, dtype=torch.bool)
+    if region == "left":
+        mask[:, : w // 2] = True
+    elif region == "right":
+        mask[:, w // 2 :] = True
+    elif region == "top":
+        mask[: h // 2] = True
+    elif region == "bottom":
+        mask[h // 2 :] = True
+    else:
+        mask[h // 4 : h - h // 4, w // 4 : w - w // 4] = True
+    return mask
+
+
+@cli.command()
+@with_editing_options
+@click.option("--region", type=click.Choice(REGIONS), default="right", show_default=True, help="Part of each image to regenerate.")
+@click.option("--mask-file", type=click.Path(dir_okay=False, path_type=Path), default=None, help="A grayscale PNG of the image size instead of --region: white = regenerate.")
+@click.option("--variants", type=click.IntRange(min=1), default=4, show_default=True, help="Completions per image.")
+def inpaint(run_dir, data_spec, indices, n_images, label, prompt, guidance, steps, seed, out_png, region, mask_file, variants) -> None:
+    """Regenerate part of real images with a diffusion run: one row per image, the original,
+    the image with the region blanked, then --variants completions."""
+    import numpy as np
+    from PIL import Image, UnidentifiedImageError
+
+    from .images import save_grid
+
+    model, images = _diffusion_and_images(run_dir, data_spec, indices, n_images, "inpaint")
+    _, h, w = images.shape[1:]
+    if mask_file is not None:
+        try:
+            arr = np.asarray(Image.open(mask_file).convert("L"))
+        except (OSError, UnidentifiedImageError) as exc:
+            raise GenlabError(f"--mask-file {mask_file}: cannot read it as an image ({exc})") from None
+        if arr.shape != (h, w):
+            raise GenlabError(f"--mask-file {mask_file}: {arr.shape[1]}x{arr.shape[0]} pixels, the images are {w}x{h}")
+        mask = torch.from_numpy(arr >= 128)
+    else:
+        mask = _region_mask(region, h, w)
+    blanked = images.clone()
+    blanked[:, :, mask] = 128
+    columns = [images, blanked] + [model.inpaint(images, mask, y=label, prompt=prompt, guidance=guidance, steps=steps, seed=seed + v) for v in range(variants)]
+    grid = torch.stack(columns, dim=1).reshape(-1, *images.shape[1:])
+    save_grid(grid, out_png, ncols=len(columns))
+    echo(f"{len(images)} images, {int(mask.sum())} of {h * w} pixels regenerated, {variants} variants each -> {out_png}")
 
 
 # ---------------------------------------------------------------------- entry point

@@ -6,11 +6,14 @@ and likelihood bound around a denoising network, and samplers.
   guidance, the variational bound), :func:`q_sample`, parametrisations
 * :mod:`.samplers` — :class:`DDPMSampler`, :class:`DDIMSampler`, :class:`DPMSolverPP2M`,
   :func:`make_sampler`, :func:`ddim_invert`, :func:`classifier_free_guidance`
+* :mod:`.editing` — :func:`sdedit` (image-to-image), :func:`inpaint`,
+  :func:`interpolate_via_inversion` (DDIM inversion + slerp)
 
 The registered model ``diffusion`` (:mod:`genlab.models.diffusion`) puts them together
 with :class:`genlab.nn.UNet`.
 """
 
+from .editing import inpaint, interpolate_via_inversion, sdedit, slerp
 from .gaussian import LOSS_WEIGHTINGS, PREDICTIONS, GaussianDiffusion, loss_weight, q_sample, to_prediction, training_target
 from .samplers import (
     SAMPLERS,
@@ -45,6 +48,10 @@ __all__ = [
     "check_guidance",
     "classifier_free_guidance",
     "ddim_invert",
+    "inpaint",
+    "interpolate_via_inversion",
+    "sdedit",
+    "slerp",
     "loss_weight",
     "make_sampler",
     "make_schedule",

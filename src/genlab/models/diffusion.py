@@ -22,15 +22,17 @@ from typing import Any, Sequence
 
 import torch
 
+from ..device import make_generator
 from ..diffusion.gaussian import LOSS_WEIGHTINGS, PREDICTIONS, GaussianDiffusion
 from ..diffusion.samplers import SAMPLERS, check_guidance, make_sampler
 from ..diffusion.schedules import SCHEDULES
 from ..errors import GenlabError
+from ..likelihood import dequantize, quantize
 from ..nn.unet import UNet
 from ..text.encoder import DEFAULT_MODEL as DEFAULT_TEXT_ENCODER
 from .neural import NeuralGenerativeModel
 from .registry import register
-from .validation import check_choice, check_float, check_int
+from .validation import check_choice, check_float, check_images, check_int, check_labels
 
 CONDITIONS = ("none", "label", "text")
 #: guidance scale when neither the model nor the call sets one (MNIST quick: FD 17.8 and
@@ -375,6 +377,147 @@ class Diffusion(NeuralGenerativeModel):
     def _batch_for_sampling(self) -> int:
         return 250
 
+    # ------------------------------------------------------------------ editing real images
+    def edit(
+        self,
+        X: Any,
+        strength: float = 0.6,
+        *,
+        y: Any = None,
+        prompt: str | Sequence[str] | None = None,
+        guidance: float | None = None,
+        sampler: str | None = None,
+        steps: int | None = None,
+        seed: int | None = None,
+    ) -> torch.Tensor:
+        """Image-to-image (SDEdit): noise uint8 images ``X`` (N, C, H, W) to time ``strength``
+        (0 = unchanged, 1 = a fresh sample) and denoise them again, optionally towards a label
+        ``y`` or a ``prompt``. Returns uint8 (N, C, H, W).
+
+        ``steps`` network calls are spread over [0, strength].
+        """
+        from ..diffusion.editing import sdedit
+
+        images, opts, labels, cond = self._editing_inputs(X, y, prompt, guidance, sampler, steps)
+        generator = make_generator(seed)
+        return self._edit_in_chunks(images, labels, cond, opts, lambda denoise, smp, x, rows: sdedit(denoise, smp, x, strength, generator=generator))
+
+    def inpaint(
+        self,
+        X: Any,
+        mask: Any,
+        *,
+        y: Any = None,
+        prompt: str | Sequence[str] | None = None,
+        guidance: float | None = None,
+        sampler: str | None = None,
+        steps: int | None = None,
+        seed: int | None = None,
+    ) -> torch.Tensor:
+        """Regenerate the region ``mask`` of uint8 images ``X`` (N, C, H, W); the rest is kept
+        exactly. ``mask``: booleans or 0/1, True/1 = draw anew, shaped (H, W), (1 or N, 1 or C, H, W).
+        Returns uint8 (N, C, H, W)."""
+        from ..diffusion.editing import inpaint
+
+        images, opts, labels, cond = self._editing_inputs(X, y, prompt, guidance, sampler, steps)
+        regenerate = _check_mask(mask, images.shape)
+        generator = make_generator(seed)
+        return self._edit_in_chunks(
+            images, labels, cond, opts,
+            lambda denoise, smp, x, rows: inpaint(denoise, smp, x, regenerate[rows] if regenerate.shape[0] > 1 else regenerate, generator=generator),
+        )
+
+    def invert(self, X: Any, *, y: Any = None, prompt: str | Sequence[str] | None = None, steps: int = 50) -> torch.Tensor:
+        """DDIM inversion: the noise (N, C, H, W), float32, that deterministic DDIM with
+        ``steps`` steps (and the same ``y`` / ``prompt``, no guidance) maps back to ``X``."""
+        from ..diffusion.samplers import ddim_invert
+
+        images, _, labels, cond = self._editing_inputs(X, y, prompt, None, "ddim", steps)
+        net: GaussianDiffusion = self.network_
+        dev = self._network_device()
+        out = []
+        for start in range(0, len(images), self._batch_for_sampling()):
+            rows = slice(start, start + self._batch_for_sampling())
+            x = _cell_centres(images[rows]).to(dev)
+            out.append(ddim_invert(self._denoiser(labels, cond, rows, 1.0), x, net.schedule, int(steps)).float().cpu())
+        return torch.cat(out)
+
+    def interpolate(self, a: Any, b: Any, n_images: int = 10, *, y: Any = None, prompt: str | None = None, steps: int = 50) -> torch.Tensor:
+        """Images between two real images ``a`` and ``b`` (uint8 (C, H, W) or (1, C, H, W)):
+        both are DDIM-inverted to noise, the noises are interpolated on the sphere and decoded
+        with DDIM (``steps`` steps each way). ``y`` / ``prompt`` (one for the whole path)
+        condition both ways; none = the unconditional model. Returns uint8 (n_images, C, H, W);
+        its ends are DDIM's reconstructions of ``a`` and ``b``."""
+        from ..diffusion.editing import interpolate_via_inversion
+
+        pair = torch.cat([check_images(v if getattr(v, "ndim", 0) == 4 else v[None], expected_shape=self.image_shape_) for v in (a, b)])
+        if len(pair) != 2:
+            raise GenlabError("a, b: give one image each")
+        n_images = check_int("n_images", n_images, minimum=2)
+        _, _, pair_labels, pair_cond = self._editing_inputs(pair, _repeat(y, 2), _repeat(prompt, 2), None, "ddim", steps)
+        _, _, path_labels, path_cond = self._condition_for(n_images, _repeat(y, n_images), _repeat(prompt, n_images))
+        net: GaussianDiffusion = self.network_
+        dev = self._network_device()
+        with torch.no_grad():
+            out = interpolate_via_inversion(
+                self._denoiser(pair_labels, pair_cond, slice(None), 1.0),
+                self._denoiser(path_labels, path_cond, slice(None), 1.0),
+                net.schedule, _cell_centres(pair).to(dev), n_images, steps=int(steps),
+            )
+        return quantize(net.data_to_unit(out)).cpu()
+
+    def _condition_for(self, n: int, y: Any, prompt: Any) -> tuple[None, None, torch.Tensor | None, torch.Tensor | None]:
+        """(None, None, labels, text embeddings) for n images from ``y`` / ``prompt``."""
+        if self.text_conditional and y is not None:
+            if prompt is not None:
+                raise GenlabError("give the prompts as prompt= or as y=, not both")
+            prompt, y = y, None
+        if prompt is not None:
+            if not self.text_conditional:
+                raise GenlabError(f"prompt: this model is not text-conditional (condition={self.condition!r})")
+            return None, None, None, self.encode_prompts(prompt, n)
+        if y is not None:
+            if not self.conditional:
+                raise GenlabError(f"y: this model is not class-conditional (condition={self.condition!r}); edit without labels")
+            return None, None, check_labels(y, n, n_classes=getattr(self, "n_classes_", None)), None
+        return None, None, None, None
+
+    def _editing_inputs(self, X: Any, y: Any, prompt: Any, guidance: float | None, sampler: str | None, steps: int | None):
+        """(images, sampling options, labels, text embeddings), all checked."""
+        self._check_fitted()
+        images = check_images(X, expected_shape=self.image_shape_)
+        if guidance is not None and not (self.conditional or self.text_conditional):
+            raise GenlabError("guidance needs a conditional model (condition='label' or 'text')")
+        opts = self._sampling_options(sampler, steps, guidance, None)
+        _, _, labels, cond = self._condition_for(len(images), y, prompt)
+        return images, opts, labels, cond
+
+    def _denoiser(self, labels: torch.Tensor | None, cond: torch.Tensor | None, rows: slice, guidance: float):
+        dev = self._network_device()
+        return self.network_.denoiser_fn(
+            labels=None if labels is None else labels[rows].to(dev),
+            guidance=guidance,
+            clip=bool(self.clip_denoised),
+            conditioning=None if cond is None else {"cond": cond[rows].to(dev)},
+        )
+
+    def _edit_in_chunks(self, images, labels, cond, opts, edit_fn) -> torch.Tensor:
+        net: GaussianDiffusion = self.network_
+        dev = self._network_device()
+        smp = make_sampler(opts["sampler"], net.schedule, opts["steps"], eta=opts["eta"])
+        out = []
+        was_training = net.training
+        net.eval()
+        try:
+            with torch.no_grad():
+                for start in range(0, len(images), self._batch_for_sampling()):
+                    rows = slice(start, start + self._batch_for_sampling())
+                    x = _cell_centres(images[rows]).to(dev)
+                    out.append(net.data_to_unit(edit_fn(self._denoiser(labels, cond, rows, opts["guidance"]), smp, x, rows)).cpu())
+        finally:
+            net.train(was_training)
+        return quantize(torch.cat(out))
+
     # ------------------------------------------------------------------ likelihood
     def _log_likelihood(self, images: torch.Tensor) -> torch.Tensor:
         """Lower bound on log p(u) of the dequantised images (nats): -negative ELBO + D log 2
@@ -415,3 +558,35 @@ def _check_captions(captions: Any, n: int | None, *, what: str = "caption") -> l
         if not isinstance(c, str) or not c.strip():
             raise GenlabError(f"{what}s[{i}]: expected a non-empty string, got {c!r}")
     return items
+
+
+def _cell_centres(images: torch.Tensor) -> torch.Tensor:
+    """uint8 images -> model space [-1, 1] at the pixel cells' centres (no dequantisation noise)."""
+    return 2.0 * dequantize(images, noise=False) - 1.0
+
+
+def _repeat(value: Any, n: int) -> Any:
+    """One label or prompt for a whole batch of n (lists and tensors pass through)."""
+    if value is None or isinstance(value, (list, tuple, torch.Tensor)):
+        return value
+    return [value] * n
+
+
+def _check_mask(mask: Any, shape: torch.Size) -> torch.Tensor:
+    """A boolean (1 or N, 1 or C, H, W) tensor from an inpainting mask (True = regenerate)."""
+    import numpy as np
+
+    n, c, h, w = shape
+    arr = mask.detach().cpu().numpy() if isinstance(mask, torch.Tensor) else np.asarray(mask)
+    if arr.dtype != bool:
+        if not np.issubdtype(arr.dtype, np.number) or not np.all(np.isin(arr, (0, 1))):
+            raise GenlabError("mask: expected booleans or 0/1 values (1 = region to regenerate)")
+        arr = arr.astype(bool)
+    if arr.ndim == 2:
+        arr = arr[None, None]
+    ok = arr.ndim == 4 and arr.shape[0] in (1, n) and arr.shape[1] in (1, c) and arr.shape[2:] == (h, w)
+    if not ok:
+        raise GenlabError(f"mask: shape {arr.shape} does not fit images of shape {tuple(shape)}; use (H, W) or (1 or N, 1 or C, H, W)")
+    if not arr.any():
+        raise GenlabError("mask: selects no pixel; mark the region to regenerate with True/1")
+    return torch.from_numpy(np.ascontiguousarray(arr))
