@@ -6,12 +6,16 @@ ENV_DIR := $(or $(GENLAB_ENV),$(VIRTUAL_ENV),$(CURDIR)/.venv)
 PY := $(ENV_DIR)/bin/python
 TEST_EXTRAS ?= test,text
 
-.PHONY: setup setup-test demo test bench
+.PHONY: setup setup-test setup-bench demo test bench
 setup:
 	@bash scripts/setup.sh "$(ENV_DIR)"
 
 setup-test:
 	@bash scripts/setup.sh "$(ENV_DIR)" "$(TEST_EXTRAS)"
+
+# the reference libraries of the benchmarks (pythae, diffusers) on top of the test extras
+setup-bench:
+	@bash scripts/setup.sh "$(ENV_DIR)" "$(TEST_EXTRAS),bench"
 
 demo: setup
 	$(PY) -m genlab demo

@@ -11,8 +11,8 @@ genlab from each digit's label and measured thickness / slant / size), or reuses
   caption uses, e.g. "the number five, drawn with a heavy pen"): share of samples the
   evaluator classifies as the named digit (target >= 90%);
 * "a thick SEVEN" vs "a thin SEVEN" for every digit: mean measured stroke thickness of the
-  thick samples over that of the thin ones (target >= 1.3), and the same for the held-out
-  thick/thin prompts;
+  thick samples over that of the thin ones (target >= 1.3), and the same in held-out
+  wording ("the number SEVEN, drawn with a heavy pen" / "..., sketched with a fine-tipped pen");
 * sample quality for the held-out images' own captions: Fréchet distance etc. against the
   test images, and the share of samples of the caption's digit.
 
@@ -59,28 +59,29 @@ def fit_or_load(run_dir: Path, train, max_steps: int | None, seed: int) -> tuple
 
 def prompt_metrics(model, evaluator, n_per_prompt: int, guidance: float | None, seed: int) -> tuple[list[dict], dict]:
     rows = []
-    thickness = {"thick": [], "thin": []}
     for i, (prompt, target) in enumerate(HELD_OUT_TARGETS.items()):
         images = model.sample(n_per_prompt, prompt=prompt, guidance=guidance, seed=seed + i)
         predicted = evaluator.predict(images).numpy()
         attrs = measure_digit_attributes(images)
         rows.append({"prompt": prompt, "digit": target["digit"], "accuracy": float(np.mean(predicted == target["digit"])),
                      "thickness_px": float(np.nanmean(attrs["thickness"])), "wanted": ", ".join(f"{k}={v}" for k, v in target.items() if k != "digit")})
-        if target.get("thickness") in thickness:
-            thickness[target["thickness"]].append(float(np.nanmean(attrs["thickness"])))
-    # thick vs thin, every digit, plain wording
-    per_digit = []
+    # thick vs thin for every digit: in the captions' own words, and in held-out wording
     n = max(10, n_per_prompt // 2)
-    for d, word in enumerate(NUMBER_WORDS):
-        thick = measure_digit_attributes(model.sample(n, prompt=f"a thick {word}", guidance=guidance, seed=seed + 100 + d))["thickness"]
-        thin = measure_digit_attributes(model.sample(n, prompt=f"a thin {word}", guidance=guidance, seed=seed + 200 + d))["thickness"]
-        per_digit.append(float(np.nanmean(thick) / np.nanmean(thin)))
+    wordings = {"plain": ("a thick {}", "a thin {}"), "held_out": ("the number {}, drawn with a heavy pen", "the number {}, sketched with a fine-tipped pen")}
+    ratios: dict[str, list[float]] = {}
+    for kind, (thick_text, thin_text) in wordings.items():
+        ratios[kind] = []
+        for d, word in enumerate(NUMBER_WORDS):
+            thick = measure_digit_attributes(model.sample(n, prompt=thick_text.format(word), guidance=guidance, seed=seed + 100 + d))["thickness"]
+            thin = measure_digit_attributes(model.sample(n, prompt=thin_text.format(word), guidance=guidance, seed=seed + 200 + d))["thickness"]
+            ratios[kind].append(float(np.nanmean(thick) / np.nanmean(thin)))
     summary = {
         "held_out_accuracy": float(np.mean([r["accuracy"] for r in rows])),
         "held_out_accuracy_min": float(np.min([r["accuracy"] for r in rows])),
-        "thick_thin_ratio_per_digit": per_digit,
-        "thick_thin_ratio_mean": float(np.mean(per_digit)),
-        "held_out_thick_thin_ratio": float(np.mean(thickness["thick"]) / np.mean(thickness["thin"])),
+        "thick_thin_ratio_per_digit": ratios["plain"],
+        "thick_thin_ratio_mean": float(np.mean(ratios["plain"])),
+        "held_out_thick_thin_ratio_per_digit": ratios["held_out"],
+        "held_out_thick_thin_ratio": float(np.mean(ratios["held_out"])),
     }
     return rows, summary
 
@@ -120,7 +121,8 @@ def main() -> None:
         print(f"\n## guidance {label} ({time.perf_counter() - start:.0f} s)\n")
         print(table(rows, ["prompt", "digit", "wanted", "accuracy", "thickness_px"]))
         print(f"\nheld-out prompts: accuracy {summary['held_out_accuracy']:.3f} (min {summary['held_out_accuracy_min']:.2f}); "
-              f"thick/thin thickness ratio {summary['thick_thin_ratio_mean']:.2f} (plain prompts), {summary['held_out_thick_thin_ratio']:.2f} (held-out wording)")
+              f"thick/thin thickness ratio {summary['thick_thin_ratio_mean']:.2f} ('a thick seven' / 'a thin seven'), "
+              f"{summary['held_out_thick_thin_ratio']:.2f} ('... drawn with a heavy pen' / '... sketched with a fine-tipped pen')")
         print(f"held-out captions: FD {quality['fd']:.2f}, precision {quality['precision']:.3f}, recall {quality['recall']:.3f}, "
               f"digit of the caption {quality.get('conditional_accuracy', float('nan')):.3f}, copies {quality['copies']:.3f}")
         results["by_guidance"].append({"guidance": guidance, "prompts": rows, **summary, "caption_samples": quality})
