@@ -12,7 +12,9 @@ from genlab.progress import set_quiet
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 set_quiet(True)
-torch.set_num_threads(min(2, os.cpu_count() or 1))
+# GENLAB_TEST_THREADS=1 on a machine shared with other jobs: two OpenMP threads competing for
+# busy cores can make small convolutions tens of times slower
+torch.set_num_threads(int(os.environ.get("GENLAB_TEST_THREADS", min(2, os.cpu_count() or 1))))
 
 
 @pytest.fixture(scope="session")

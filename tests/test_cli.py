@@ -50,9 +50,25 @@ def test_listing_commands(capsys):
     assert code == 0 and "digits" in out and "folder:PATH" in out
 
 
+def test_text_demo_writes_the_picture_prompts_and_metrics(tmp_path):
+    pytest.importorskip("sentence_transformers")
+    from genlab.demo import run_demo
+
+    lines = []
+    run_demo(tmp_path / "demo", model="text", max_steps=20, evaluator_epochs=1, samples_per_prompt=8, n_eval=40, echo=lines.append)
+    out = "\n".join(lines)
+    metrics = json.loads((tmp_path / "demo" / "metrics.json").read_text())
+    assert metrics["condition"] == "text" and metrics["training"]["steps"] == 20
+    assert len(metrics["held_out_prompt_accuracy"]) == len((tmp_path / "demo" / "prompts.txt").read_text().splitlines()) == 10
+    assert 0 <= metrics["held_out_captions"]["copies"] <= 1 and metrics["held_out_captions"]["fd"] > 0
+    assert Image.open(tmp_path / "demo" / "demo.png").size[0] > 300
+    assert (tmp_path / "demo" / "model" / "config.json").is_file() and "demo.png" in out
+
+
 def test_demo_writes_the_picture_and_metrics(tmp_path, capsys):
-    code, out, err = run(capsys, "demo", "--out", str(tmp_path / "demo"), "-q")
+    code, out, err = run(capsys, "demo", "--model", "gmm", "--out", str(tmp_path / "demo"), "-q")
     assert code == 0, err
+    assert run(capsys, "demo", "--model", "gmm", "--max-steps", "3", "--out", str(tmp_path / "d2"))[0] == 2
     metrics = json.loads((tmp_path / "demo" / "metrics.json").read_text())
     assert metrics["test_bits_per_dim"] < metrics["uniform_test_bits_per_dim"] == 8.0
     assert Image.open(tmp_path / "demo" / "demo.png").size[0] > 300
