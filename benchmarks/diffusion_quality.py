@@ -14,7 +14,9 @@ images, share of samples of the requested class):
 * DDIM with 50 steps against 1,000-step ancestral DDPM sampling (target: DDIM-50's Fréchet
   distance within 10 % of DDPM-1000's), with sampling images/s for each.
 
-Writes ``benchmarks/results/diffusion-quality-DATA-CONDITION.json``.
+Writes ``benchmarks/results/diffusion-quality-DATA-CONDITION.json``. A reused text-conditional
+run (``--run-dir`` of benchmarks/text_to_image.py) is sampled without prompts: its
+unconditional model.
 """
 
 from __future__ import annotations
@@ -94,9 +96,9 @@ def main() -> None:
         ratio = fd["ddim 50 steps"] / fd["ddpm 1000 steps (ancestral)"]
         print(f"\nDDIM-50 / DDPM-1000 Fréchet distance: {ratio:.3f} (target <= 1.10)")
     summary = getattr(model, "training_summary_", None)
-    out = RESULTS / f"diffusion-quality-{args.data}-{args.condition}.json"
+    out = RESULTS / f"diffusion-quality-{args.data}-{model.condition}.json"  # a reused run keeps its own condition
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"data": args.data, "condition": args.condition, "threads": args.threads, "torch": torch.__version__,
+    out.write_text(json.dumps({"data": args.data, "condition": model.condition, "run_dir": str(run_dir), "threads": args.threads, "torch": torch.__version__,
                                "date": time.strftime("%Y-%m-%d"), "fit_seconds": fit_seconds, "training": summary,
                                "evaluator": evaluator.describe(), "rows": rows}, indent=1))
     print(f"wrote {out}")

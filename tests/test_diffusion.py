@@ -163,7 +163,9 @@ def test_bad_input_names_the_argument(labelled, data):
         model.sample(2, y=12)
     with pytest.raises(GenlabError, match="eta=0.5 only applies to sampler='ddim'"):
         model.sample(2, y=1, eta=0.5, sampler="dpm++")
-    with pytest.raises(GenlabError, match="condition='text' is not available yet"):
+    with pytest.raises(GenlabError, match="captions: expected one string per image"):
+        Diffusion(condition="text", **TINY).fit(X, "a one")  # text models take captions, not labels
+    with pytest.raises(GenlabError, match=r"captions\[0\]: expected a non-empty string"):
         Diffusion(condition="text", **TINY).fit(X, y)
     with pytest.raises(GenlabError, match="condition='words' is not valid"):
         Diffusion(condition="words", **TINY).fit(X, y)
@@ -174,7 +176,7 @@ def test_bad_input_names_the_argument(labelled, data):
     with pytest.raises(GenlabError, match="channel_mults"):
         Diffusion(channel_mults=[1, -2], **TINY).fit(X)
     unconditional = Diffusion(**TINY).fit(X[:64])
-    with pytest.raises(GenlabError, match="guidance needs a class-conditional model"):
+    with pytest.raises(GenlabError, match="guidance needs a conditional model"):
         unconditional.sample(2, guidance=2.0)
     with pytest.raises(GenlabError, match="not class-conditional"):
         unconditional.sample(2, y=1)
