@@ -447,7 +447,7 @@ def compare(models_csv, data_spec, folds, out_dir, params, n_samples, seed, size
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=Path("runs/demo"), show_default=True, help="Where to write the picture and metrics.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--model", "demo_model", type=click.Choice(["text", "gmm"]), default="text", show_default=True,
-              help="text: text-to-image diffusion, genlab's best model on digits (about 10 minutes on 2 CPU cores); gmm: the classical model chosen by 5-fold CV (seconds).")
+              help="text: text-to-image diffusion, genlab's best model on digits (about 4-5 minutes on 2 CPU cores); gmm: the classical model chosen by 5-fold CV (seconds).")
 @click.option("--max-steps", type=click.IntRange(min=1), default=None, help="text: shorten the training (default: the quick preset's 3,000 steps).")
 @quiet_option
 def demo(out_dir, seed, demo_model, max_steps, quiet) -> None:

@@ -1,6 +1,6 @@
 """``genlab demo``: the main job, on the bundled 8x8 digits.
 
-The default, ``text`` (about 10 minutes on 2 CPU cores): genlab's best generator on digits,
+The default, ``text`` (about 4-5 minutes on 2 CPU cores): genlab's best generator on digits,
 text-to-image diffusion.
 
 1. Split the digits 80/20 (fixed seed) and keep the test part unseen; genlab writes a
