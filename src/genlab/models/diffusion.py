@@ -335,17 +335,12 @@ class Diffusion(NeuralGenerativeModel):
         self._check_fitted()
         if guidance is not None and not (self.conditional or self.text_conditional):
             raise GenlabError("guidance needs a conditional model (condition='label' or 'text')")
-        if prompt is not None and not self.text_conditional:
-            raise GenlabError(f"prompt: this model is not text-conditional (condition={self.condition!r}); refit with condition='text'")
+        cond = self._prompt_embeddings(n, y, prompt)
         if self.text_conditional:
-            if y is not None and prompt is not None:
-                raise GenlabError("give the prompts as prompt= or as y=, not both")
-            if y is not None and not (isinstance(y, str) or (isinstance(y, (list, tuple)) and all(isinstance(t, str) for t in y))):
-                raise GenlabError("y: this model is text-conditional; give prompts (text), not class labels: sample(n, prompt='a thick seven')")
-            prompt, y = (y if prompt is None else prompt), None
+            y = None  # held prompts, now in cond
         self._pending_sampling = self._sampling_options(sampler, steps, guidance, eta)
-        if prompt is not None:
-            self._pending_sampling["cond"] = self.encode_prompts(prompt, check_int("n", n, minimum=1))
+        if cond is not None:
+            self._pending_sampling["cond"] = cond
         try:
             return super().sample(n, y=y, seed=seed)
         finally:
@@ -455,7 +450,7 @@ class Diffusion(NeuralGenerativeModel):
             raise GenlabError("a, b: give one image each")
         n_images = check_int("n_images", n_images, minimum=2)
         _, _, pair_labels, pair_cond = self._editing_inputs(pair, _repeat(y, 2), _repeat(prompt, 2), None, "ddim", steps)
-        _, _, path_labels, path_cond = self._condition_for(n_images, _repeat(y, n_images), _repeat(prompt, n_images))
+        path_labels, path_cond = self._condition_for(n_images, _repeat(y, n_images), _repeat(prompt, n_images))
         net: GaussianDiffusion = self.network_
         dev = self._network_device()
         with torch.no_grad():
@@ -466,21 +461,28 @@ class Diffusion(NeuralGenerativeModel):
             )
         return quantize(net.data_to_unit(out)).cpu()
 
-    def _condition_for(self, n: int, y: Any, prompt: Any) -> tuple[None, None, torch.Tensor | None, torch.Tensor | None]:
-        """(None, None, labels, text embeddings) for n images from ``y`` / ``prompt``."""
+    def _prompt_embeddings(self, n: int, y: Any, prompt: Any) -> torch.Tensor | None:
+        """Text embeddings (n, text_dim) of ``prompt`` (or, for text models, of ``y``); None without prompts."""
+        if prompt is not None and not self.text_conditional:
+            raise GenlabError(f"prompt: this model is not text-conditional (condition={self.condition!r}); refit with condition='text'")
         if self.text_conditional and y is not None:
             if prompt is not None:
                 raise GenlabError("give the prompts as prompt= or as y=, not both")
-            prompt, y = y, None
-        if prompt is not None:
-            if not self.text_conditional:
-                raise GenlabError(f"prompt: this model is not text-conditional (condition={self.condition!r})")
-            return None, None, None, self.encode_prompts(prompt, n)
+            if not (isinstance(y, str) or (isinstance(y, (list, tuple)) and all(isinstance(t, str) for t in y))):
+                raise GenlabError("y: this model is text-conditional; give prompts (text), not class labels: sample(n, prompt='a thick seven')")
+            prompt = y
+        return None if prompt is None else self.encode_prompts(prompt, check_int("n", n, minimum=1))
+
+    def _condition_for(self, n: int, y: Any, prompt: Any) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        """(labels, text embeddings) for n images from ``y`` / ``prompt``, either or both None."""
+        cond = self._prompt_embeddings(n, y, prompt)
+        if cond is not None or self.text_conditional:
+            return None, cond
         if y is not None:
             if not self.conditional:
                 raise GenlabError(f"y: this model is not class-conditional (condition={self.condition!r}); edit without labels")
-            return None, None, check_labels(y, n, n_classes=getattr(self, "n_classes_", None)), None
-        return None, None, None, None
+            return check_labels(y, n, n_classes=getattr(self, "n_classes_", None)), None
+        return None, None
 
     def _editing_inputs(self, X: Any, y: Any, prompt: Any, guidance: float | None, sampler: str | None, steps: int | None):
         """(images, sampling options, labels, text embeddings), all checked."""
@@ -489,7 +491,7 @@ class Diffusion(NeuralGenerativeModel):
         if guidance is not None and not (self.conditional or self.text_conditional):
             raise GenlabError("guidance needs a conditional model (condition='label' or 'text')")
         opts = self._sampling_options(sampler, steps, guidance, None)
-        _, _, labels, cond = self._condition_for(len(images), y, prompt)
+        labels, cond = self._condition_for(len(images), y, prompt)
         return images, opts, labels, cond
 
     def _denoiser(self, labels: torch.Tensor | None, cond: torch.Tensor | None, rows: slice, guidance: float):
