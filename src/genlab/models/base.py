@@ -5,7 +5,7 @@ A genlab model is a scikit-learn estimator: ``__init__`` only stores hyper-param
 work), everything learned lives in attributes ending in ``_``, and
 
 * ``fit(X, y=None)``            learn from uint8 images (N, C, H, W)
-* ``sample(n, *, y=None, seed=None)`` -> uint8 images (n, C, H, W)
+* ``sample(n, *, y=None, seed=None, **options)`` -> uint8 images (n, C, H, W)
 * ``score_samples(X)``          -> log-likelihood per image in nats (see
   :mod:`genlab.likelihood` for the convention); ``score(X)`` is its mean
 * ``bits_per_dim(X)``           -> bits per dimension on the 256-level scale
@@ -34,6 +34,7 @@ from ..device import make_generator, resolve_device
 from ..errors import GenlabError
 from ..io import load_tensors, read_json, save_tensors, write_json
 from ..likelihood import bits_per_dim, quantize
+from .schema import Param, validate_values
 from .validation import check_images, check_labels, check_n_samples
 
 CONFIG_FILE = "config.json"
@@ -49,6 +50,8 @@ class GenerativeModel(BaseEstimator):
     likelihood: ClassVar[str] = "exact"
     #: whether ``fit``/``sample`` take class labels ``y``
     conditional: ClassVar[bool] = False
+    #: per-call options of ``sample`` (name -> :class:`~genlab.models.schema.Param`)
+    sample_options: ClassVar[dict[str, Param]] = {}
     _estimator_type = "DensityEstimator"
 
     # ------------------------------------------------------------------ public API
@@ -58,6 +61,14 @@ class GenerativeModel(BaseEstimator):
         ``y`` (integer labels, (N,)) is used by conditional models and ignored by the rest,
         so that scikit-learn's ``cross_val_score(model, X, y)`` works for every model.
         """
+        return self._fit_checked(X, y)
+
+    def _fit_checked(self, X: Any, y: Any, **fit_args: Any) -> "GenerativeModel":
+        """Validate ``X``/``y``, forget the previous fit and call ``_fit(images, labels, **fit_args)``.
+
+        Subclasses whose ``fit`` takes more (``resume``, captions) pass them as ``fit_args``,
+        so that nothing travels through attributes of the instance.
+        """
         from ..data.dataset import Dataset
 
         if y is None and isinstance(X, Dataset) and self.conditional:
@@ -66,26 +77,42 @@ class GenerativeModel(BaseEstimator):
         labels = check_labels(y, len(images)) if (y is not None and self.conditional) else None
         self._reset_fitted()
         self.image_shape_ = tuple(int(s) for s in images.shape[1:])
-        self._fit(images, labels)
+        self._fit(images, labels, **fit_args)
         return self
 
-    def sample(self, n: int, *, y: Any = None, seed: int | None = None) -> torch.Tensor:
+    def sample(self, n: int, *, y: Any = None, seed: int | None = None, **options: Any) -> torch.Tensor:
         """Draw ``n`` images as a uint8 tensor of shape (n, C, H, W) on the CPU.
 
         ``y``: labels for conditional models (a single int or one per image).
         ``seed``: makes the draw reproducible.
+        ``options``: per-call sampling options of the family, declared in
+        ``type(model).sample_options`` (e.g. ``sampler``, ``steps``, ``guidance`` for
+        diffusion); unknown or out-of-range options raise a :class:`GenlabError`. Options are
+        arguments of this call only, so one fitted model can be sampled from several
+        threads at once.
         """
         self._check_fitted()
         n = check_n_samples(n)
+        options = self._check_sample_options(options)
         labels = None
         if y is not None:
             if not self.conditional:
                 raise GenlabError(f"{self.name or type(self).__name__} is not class-conditional; sample without y (labels)")
             labels = check_labels(y, n, n_classes=getattr(self, "n_classes_", None))
-        out = self._sample(n, labels, make_generator(seed))
+        out = self._sample(n, labels, make_generator(seed), **options)
         if out.dtype != torch.uint8:
             out = quantize(out)
         return out.cpu()
+
+    def _check_sample_options(self, options: dict[str, Any]) -> dict[str, Any]:
+        """Options checked against ``sample_options`` (unknown names, types, ranges), then
+        :meth:`_check_option_combination` for what one option alone cannot say."""
+        checked = validate_values(options, type(self).sample_options, what=f"{self.name or type(self).__name__} sample options")
+        self._check_option_combination(checked)
+        return checked
+
+    def _check_option_combination(self, options: dict[str, Any]) -> None:
+        """Family hook: reject combinations of valid options that make no sense together."""
 
     def score_samples(self, X: Any) -> np.ndarray:
         """Log-likelihood of each image in nats, float64 array (N,).
@@ -184,11 +211,12 @@ class GenerativeModel(BaseEstimator):
         return model
 
     # ------------------------------------------------------------------ subclass hooks
-    def _fit(self, images: torch.Tensor, labels: torch.Tensor | None) -> None:
+    def _fit(self, images: torch.Tensor, labels: torch.Tensor | None, **fit_args: Any) -> None:
         raise NotImplementedError
 
-    def _sample(self, n: int, labels: torch.Tensor | None, generator: torch.Generator) -> torch.Tensor:
-        """Return (n, C, H, W): floats in [0, 1] or uint8."""
+    def _sample(self, n: int, labels: torch.Tensor | None, generator: torch.Generator, **options: Any) -> torch.Tensor:
+        """Return (n, C, H, W): floats in [0, 1] or uint8. ``options`` are the validated
+        per-call options (only those the caller gave; absent ones mean the model's default)."""
         raise NotImplementedError
 
     def _log_likelihood(self, images: torch.Tensor) -> torch.Tensor:

@@ -184,7 +184,7 @@ class Gaussian(GenerativeModel):
         self.covariance_ = cov[0]
         self.precision_cholesky_ = precision_cholesky(cov, self.covariance_type)[0]
 
-    def _sample(self, n, labels, generator):
+    def _sample(self, n, labels, generator, **options):
         one = torch.ones(1, dtype=torch.float64)
         x = sample_gaussian_mixture(one, self.mean_[None], self.covariance_[None], self.covariance_type, n, generator)
         return x.clamp(0, 1).reshape(n, *self.image_shape_)

@@ -192,7 +192,7 @@ class GaussianMixture(GenerativeModel):
     def _log_likelihood(self, images):
         return torch.logsumexp(self._weighted_log_prob(images, score_generator()), dim=1)
 
-    def _sample(self, n, labels, generator):
+    def _sample(self, n, labels, generator, **options):
         x = sample_gaussian_mixture(self.weights_, self.means_, self.covariances_, self.covariance_type, n, generator)
         return x.clamp(0, 1).reshape(n, *self.image_shape_)
 

@@ -191,7 +191,7 @@ class KernelDensity(GenerativeModel):
         Q = _flat_unit(images, self.training_data_.dtype, self.training_data_.device, score_generator())
         return kde_log_density(Q, self.training_data_, self.bandwidth_)
 
-    def _sample(self, n, labels, generator):
+    def _sample(self, n, labels, generator, **options):
         T = self.training_data_
         pick = torch.randint(T.shape[0], (n,), generator=generator).to(T.device)
         noise = torch.randn((n, T.shape[1]), generator=generator, dtype=T.dtype).to(T.device)
