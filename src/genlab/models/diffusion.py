@@ -274,7 +274,9 @@ class Diffusion(NeuralGenerativeModel):
 
         encoder = getattr(self, "_text_encoder_cache", None)
         if encoder is None:
-            encoder = TextEncoder(self.text_encoder, device="cpu")  # a few prompts: the CPU is fast enough
+            # a few prompts: the CPU is fast enough; a recorded id is checked against the weights hash before loading
+            expected = getattr(self, "text_encoder_id_", None) if check else None
+            encoder = TextEncoder(self.text_encoder, device="cpu", expected_id=expected)
             self._text_encoder_cache = encoder
         if check:
             encoder.check_model_id(self.text_encoder_id_, "this diffusion model")
