@@ -191,6 +191,10 @@ class Diffusion(NeuralGenerativeModel):
         return values
 
     # ------------------------------------------------------------------ validation
+    def _check_params(self) -> None:
+        super()._check_params()
+        self._check_hyper_parameters()
+
     def _check_hyper_parameters(self) -> None:
         check_choice("condition", self.condition, CONDITIONS)
         if not isinstance(self.text_encoder, str) or not self.text_encoder.strip():
