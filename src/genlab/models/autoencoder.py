@@ -173,7 +173,12 @@ class AutoencoderModel(NeuralGenerativeModel):
         return values
 
     # ------------------------------------------------------------------ checks
-    def _check_shared_params(self, labels: torch.Tensor | None, n_images: int) -> None:
+    def _check_params(self) -> None:
+        super()._check_params()
+        self._check_family_params()
+        self._check_hyper_params()
+
+    def _check_hyper_params(self) -> None:
         check_choice("condition", self.condition, CONDITIONS)
         check_choice("norm", self.norm, NORMS)
         check_choice("latent_sampler", self.latent_sampler, SAMPLERS)
@@ -184,6 +189,9 @@ class AutoencoderModel(NeuralGenerativeModel):
             check_float("latent_temperature", self.latent_temperature, minimum=0.0, exclusive=True)
         if self.n_blocks is not None:
             check_int("n_blocks", self.n_blocks, minimum=0)
+
+    def _check_shared_params(self, labels: torch.Tensor | None, n_images: int) -> None:
+        self._check_hyper_params()
         if self.conditional and labels is None:
             raise GenlabError(f"{self.name}: condition='label' needs class labels; call fit(X, y)")
         if self.latent_sampler == "gmm" and self.latent_components is not None and self.latent_components > n_images:

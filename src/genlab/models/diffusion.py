@@ -204,6 +204,10 @@ class Diffusion(NeuralGenerativeModel):
         return values
 
     # ------------------------------------------------------------------ validation
+    def _check_params(self) -> None:
+        super()._check_params()
+        self._check_hyper_parameters()
+
     def _check_hyper_parameters(self) -> None:
         check_choice("condition", self.condition, CONDITIONS)
         if not isinstance(self.text_encoder, str) or not self.text_encoder.strip():
@@ -274,7 +278,9 @@ class Diffusion(NeuralGenerativeModel):
         with _TEXT_ENCODER_LOCK:  # concurrent sample calls load the encoder once
             encoder = getattr(self, "_text_encoder_cache", None)
             if encoder is None:
-                encoder = TextEncoder(self.text_encoder, device="cpu")  # a few prompts: the CPU is fast enough
+                # a few prompts: the CPU is fast enough; a recorded id is checked against the weights hash before loading
+                expected = getattr(self, "text_encoder_id_", None) if check else None
+                encoder = TextEncoder(self.text_encoder, device="cpu", expected_id=expected)
                 self._text_encoder_cache = encoder
         if check:
             encoder.check_model_id(self.text_encoder_id_, "this diffusion model")

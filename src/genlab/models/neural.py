@@ -298,6 +298,14 @@ class NeuralGenerativeModel(GenerativeModel):
         if isinstance(getattr(self, "network_", None), nn.Module):
             self.network_.to(self.device_).eval()
 
+    def _check_params(self) -> None:
+        self._resolve_preset()
+        self._check_explicit_training_params()
+
+    def _check_loaded(self) -> None:
+        if not isinstance(getattr(self, "network_", None), nn.Module):
+            raise GenlabError("fitted.network_: missing; a neural model's config must name its network ({\"__module__\": \"network_\"})")
+
     # ------------------------------------------------------------------ resolution
     def _resolve_preset(self) -> str:
         check_choice("preset", self.preset, PRESETS)
