@@ -376,3 +376,29 @@ def test_the_training_package_has_no_import_cycle():
     for module in graph:
         visit(module, [])
     assert "trainer" not in graph["callbacks"] and "state" in graph["callbacks"]
+
+
+class NaNThenCrash(Linear64):
+    """A NaN loss at call 3; at call 5 the forward raises, as e.g. torch.distributions does on
+    NaN parameters: the error must name the non-finite step, not the later crash."""
+
+    def __init__(self):
+        super().__init__()
+        self.calls = 0
+
+    def forward(self, batch):
+        loss, logs = super().forward(batch)
+        self.calls += 1
+        if self.calls == 3:
+            loss = loss * float("nan")
+        if self.calls == 5:
+            raise ValueError("Expected parameter loc to satisfy the constraint Real()")
+        return loss, logs
+
+
+def test_nan_guard_explains_a_later_crash(small):
+    from genlab.training import TrainingDiverged
+
+    with pytest.raises(TrainingDiverged, match=r"step 3 \(epoch 1\): non-finite loss") as info:
+        Trainer(config(epochs=None, max_steps=20, batch_size=8, log_every=100)).fit(NaNThenCrash(), small)
+    assert info.value.step == 3 and isinstance(info.value.__cause__, ValueError)

@@ -359,8 +359,8 @@ class Trainer:
                 self._track_selection(self._selection_score(), count_patience=False)
             if self._last_saved_step != st.step:
                 self._save_checkpoint()
-        except _NonFinite as exc:
-            raise self._diverged(exc) from None
+        except _NonFinite as exc:  # keep a later crash it explains (if any) as the cause
+            raise self._diverged(exc) from exc.__context__
         finally:
             bar.close()
 
