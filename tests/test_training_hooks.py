@@ -305,3 +305,100 @@ def test_selection_errors(small):
     plain.selection = "metric"
     with pytest.raises(GenlabError, match="selection_metric"):
         Trainer(config()).fit(plain, small)
+
+
+# ---------------------------------------------------------------------- no host sync per step (issue #11)
+class Linear64(nn.Module):
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.lin = nn.Linear(64, 64)
+
+    def forward(self, batch):
+        x = batch["images"].flatten(1).float() / 255
+        loss = ((self.lin(x) - x) ** 2).mean()
+        return loss, {"mse": loss.detach(), "constant": 1.0}
+
+
+def _host_reads(small, steps, monkeypatch):
+    """Device-to-host reads during a fit of ``steps`` steps inside one epoch: ``item``-style
+    (seen by the profiler as aten::_local_scalar_dense) plus ``tolist``/``numpy`` calls."""
+    calls = {"tolist": 0}
+    original = torch.Tensor.tolist
+
+    def counting_tolist(self):
+        calls["tolist"] += 1
+        return original(self)
+
+    monkeypatch.setattr(torch.Tensor, "tolist", counting_tolist)
+    # SGD: Adam's CPU kernels read their CPU-resident step counter as a scalar (aten::item),
+    # which is no device sync but would hide the trainer's own reads in the count
+    cfg = config(epochs=None, max_steps=steps, batch_size=8, optimizer="sgd", ema_decay=0.9, grad_clip=1.0, log_every=1000)
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
+        Trainer(cfg).fit(Linear64(), small)
+    monkeypatch.undo()
+    scalar_reads = sum(e.count for e in prof.key_averages() if e.key == "aten::_local_scalar_dense")
+    return scalar_reads, calls["tolist"]
+
+
+def test_no_host_sync_per_step(small, monkeypatch):
+    """Reads of device values happen at log rows, epoch ends and checkpoints — not per step:
+    10 and 30 steps of one epoch (37 steps) read the same number of times."""
+    few, many = _host_reads(small, 10, monkeypatch), _host_reads(small, 30, monkeypatch)
+    assert few == many
+    assert many[1] <= 8  # step 1's log row, the end: a handful in all
+
+
+def test_the_training_package_has_no_import_cycle():
+    """Every import inside genlab.training (TYPE_CHECKING ones included) goes one way."""
+    import ast
+    from pathlib import Path
+
+    import genlab.training
+
+    folder = Path(genlab.training.__file__).parent
+    graph: dict[str, set[str]] = {}
+    for path in folder.glob("*.py"):
+        if path.stem == "__init__":
+            continue
+        deps = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.level == 1:
+                deps.add(node.module.split(".")[0] if node.module else "")
+                deps.update(a.name for a in node.names if node.module is None)
+        graph[path.stem] = {d for d in deps if (folder / f"{d}.py").is_file()}
+
+    def visit(module, trail):
+        assert module not in trail, f"import cycle: {' -> '.join(trail + [module])}"
+        for dep in graph[module]:
+            visit(dep, trail + [module])
+
+    for module in graph:
+        visit(module, [])
+    assert "trainer" not in graph["callbacks"] and "state" in graph["callbacks"]
+
+
+class NaNThenCrash(Linear64):
+    """A NaN loss at call 3; at call 5 the forward raises, as e.g. torch.distributions does on
+    NaN parameters: the error must name the non-finite step, not the later crash."""
+
+    def __init__(self):
+        super().__init__()
+        self.calls = 0
+
+    def forward(self, batch):
+        loss, logs = super().forward(batch)
+        self.calls += 1
+        if self.calls == 3:
+            loss = loss * float("nan")
+        if self.calls == 5:
+            raise ValueError("Expected parameter loc to satisfy the constraint Real()")
+        return loss, logs
+
+
+def test_nan_guard_explains_a_later_crash(small):
+    from genlab.training import TrainingDiverged
+
+    with pytest.raises(TrainingDiverged, match=r"step 3 \(epoch 1\): non-finite loss") as info:
+        Trainer(config(epochs=None, max_steps=20, batch_size=8, log_every=100)).fit(NaNThenCrash(), small)
+    assert info.value.step == 3 and isinstance(info.value.__cause__, ValueError)

@@ -41,15 +41,21 @@ def data_length(data: Data) -> int:
 
 
 def take(data: Data, index: torch.Tensor) -> dict[str, Any]:
-    """Rows ``index`` of every field (tensors indexed directly, lists by comprehension)."""
+    """Rows ``index`` (a CPU tensor) of every field (tensors indexed on their own device,
+    lists by comprehension).
+
+    For data resident on an accelerator only the index travels, asynchronously: the
+    gather runs there and the host never waits for the device."""
     out: dict[str, Any] = {}
+    rows: list[int] | None = None
     for key, value in data.items():
         if value is None:
             continue
         if isinstance(value, torch.Tensor):
-            out[key] = value[index.to(value.device)]
+            out[key] = value[index.to(value.device, non_blocking=value.device.type == "cuda")]
         else:
-            out[key] = [value[i] for i in index.tolist()]
+            rows = index.tolist() if rows is None else rows
+            out[key] = [value[i] for i in rows]
     return out
 
 

@@ -359,8 +359,8 @@ class Trainer:
                 self._track_selection(self._selection_score(), count_patience=False)
             if self._last_saved_step != st.step:
                 self._save_checkpoint()
-        except _NonFinite as exc:
-            raise self._diverged(exc) from None
+        except _NonFinite as exc:  # keep a later crash it explains (if any) as the cause
+            raise self._diverged(exc) from exc.__context__
         finally:
             bar.close()
 
@@ -736,20 +736,28 @@ def make_optimizer(config: TrainingConfig, params: Any, *, device: torch.device 
     """The optimiser ``config.optimizer`` ("adam", "adamw", "sgd" with momentum 0.9) over
     ``params`` (parameters or param-group dicts, whose own keys override the config).
 
-    On CUDA the fused implementation is used (one kernel for all parameters, no host
-    sync); elsewhere torch's default."""
-    params = list(params)
+    Given the ``device``, torch's fused implementation is used where it exists (CUDA, CPU:
+    one kernel over every parameter, about 3x faster than the per-tensor loop on the CPU
+    and free of host syncs); otherwise torch's default."""
+    # materialised: a group's "params" may be a generator, and a fallback must see it again
+    params = [dict(p, params=list(p["params"])) if isinstance(p, Mapping) else p for p in params]
     if not params:
         raise GenlabError("an optimiser group has no parameters")
     kind, lr, wd = config.optimizer, config.lr, config.weight_decay
-    speed: dict[str, Any] = {"fused": True} if device is not None and device.type == "cuda" else {}
     if kind == "adam":
-        return torch.optim.Adam(params, lr=lr, weight_decay=wd, **speed)
-    if kind == "adamw":
-        return torch.optim.AdamW(params, lr=lr, weight_decay=wd, **speed)
-    if kind == "sgd":
-        return torch.optim.SGD(params, lr=lr, momentum=0.9, weight_decay=wd, **speed)
-    raise GenlabError(f"optimizer={kind!r} is not valid; use 'adam', 'adamw' or 'sgd'")
+        cls, kwargs = torch.optim.Adam, {"lr": lr, "weight_decay": wd}
+    elif kind == "adamw":
+        cls, kwargs = torch.optim.AdamW, {"lr": lr, "weight_decay": wd}
+    elif kind == "sgd":
+        cls, kwargs = torch.optim.SGD, {"lr": lr, "momentum": 0.9, "weight_decay": wd}
+    else:
+        raise GenlabError(f"optimizer={kind!r} is not valid; use 'adam', 'adamw' or 'sgd'")
+    if device is not None and device.type in ("cuda", "cpu"):
+        try:
+            return cls(params, fused=True, **kwargs)
+        except (RuntimeError, ValueError, TypeError):  # an older torch, or a dtype/device without the fused kernel
+            pass
+    return cls(params, **kwargs)
 
 
 def unpack_output(out: Any) -> tuple[torch.Tensor, dict[str, Any]]:
