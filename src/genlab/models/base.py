@@ -299,7 +299,14 @@ class GenerativeModel(BaseEstimator):
 
     def _check_params(self) -> None:
         """Validate the hyper-parameters (raise GenlabError naming the bad one). Called by
-        ``load`` so that an edited config.json is refused; families call it from ``_fit``."""
+        ``load`` so that an edited config.json is refused; families call it from ``_fit``.
+
+        The default checks every parameter a class declares in ``parameter_schema`` (if it
+        declares one); families extend it (calling ``super()``) with their own checks."""
+        schema = getattr(type(self), "parameter_schema", None)
+        if schema:
+            params = self.get_params(deep=False)
+            validate_values({k: v for k, v in params.items() if k in schema}, schema, what=f"{self.name or type(self).__name__} parameters")
 
     def _check_loaded(self) -> None:
         """Check the fitted state after ``load`` (shapes agree with ``image_shape_``, ...).

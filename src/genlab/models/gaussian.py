@@ -177,6 +177,7 @@ class Gaussian(GenerativeModel):
         self.random_state = random_state
 
     def _check_params(self) -> None:
+        super()._check_params()
         check_choice("covariance_type", self.covariance_type, ("full", "diag"))
         check_float("reg_covar", self.reg_covar, minimum=0.0, maximum=MAX_REG_COVAR)
         torch_dtype(self.dtype)

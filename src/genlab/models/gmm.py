@@ -102,6 +102,7 @@ class GaussianMixture(GenerativeModel):
 
     # ------------------------------------------------------------------ fit
     def _check_params(self) -> None:
+        super()._check_params()
         check_int("n_components", self.n_components, minimum=1)
         check_choice("covariance_type", self.covariance_type, COVARIANCE_TYPES)
         check_choice("init_params", self.init_params, INIT_METHODS)

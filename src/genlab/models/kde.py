@@ -154,6 +154,7 @@ class KernelDensity(GenerativeModel):
         self.random_state = random_state
 
     def _check_params(self) -> None:
+        super()._check_params()
         if isinstance(self.bandwidth, str):
             if self.bandwidth not in BANDWIDTH_RULES:
                 raise GenlabError(f"bandwidth={self.bandwidth!r}: use a positive number or one of {', '.join(BANDWIDTH_RULES)}")

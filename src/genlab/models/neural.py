@@ -305,6 +305,7 @@ class NeuralGenerativeModel(GenerativeModel):
             self.network_.to(self.device_).eval()
 
     def _check_params(self) -> None:
+        super()._check_params()
         self._resolve_preset()
         self._check_explicit_training_params()
 
