@@ -261,7 +261,7 @@ class AutoencoderModel(NeuralGenerativeModel):
             if arr.shape != (n, k) or not np.all(np.isfinite(arr)) or np.any(arr < 0) or not np.allclose(arr.sum(1), 1.0, atol=1e-4):
                 raise GenlabError(f"y: soft labels must be ({n}, {k}) non-negative class weights summing to 1 per row")
             return torch.from_numpy(arr.astype(np.float32))
-        return check_labels(arr, n, n_classes=int(self.n_classes_))
+        return check_labels(arr, n, n_classes=int(self.n_classes_), classes=getattr(self, "classes_", None))
 
     # ------------------------------------------------------------------ codec (override in families)
     def _encode_unit(self, u: torch.Tensor, onehot: torch.Tensor | None) -> torch.Tensor:

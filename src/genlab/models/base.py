@@ -35,7 +35,7 @@ from ..errors import GenlabError
 from ..io import load_tensors, read_json, save_tensors, write_json
 from ..likelihood import bits_per_dim, quantize
 from .schema import Param, validate_values
-from .validation import check_images, check_labels, check_n_samples
+from .validation import check_images, check_labels, check_n_samples, encode_labels
 
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
@@ -74,9 +74,11 @@ class GenerativeModel(BaseEstimator):
         if y is None and isinstance(X, Dataset) and self.conditional:
             y = X.labels
         images = check_images(X)
-        labels = check_labels(y, len(images)) if (y is not None and self.conditional) else None
+        labels, classes = self._fit_labels(X, y, len(images))
         self._reset_fitted()
         self.image_shape_ = tuple(int(s) for s in images.shape[1:])
+        if classes is not None:
+            self.classes_ = classes
         self._fit(images, labels, **fit_args)
         return self
 
@@ -98,7 +100,7 @@ class GenerativeModel(BaseEstimator):
         if y is not None:
             if not self.conditional:
                 raise GenlabError(f"{self.name or type(self).__name__} is not class-conditional; sample without y (labels)")
-            labels = check_labels(y, n, n_classes=getattr(self, "n_classes_", None))
+            labels = check_labels(y, n, n_classes=getattr(self, "n_classes_", None), classes=getattr(self, "classes_", None))
         out = self._sample(n, labels, make_generator(seed), **options)
         if out.dtype != torch.uint8:
             out = quantize(out)
@@ -125,7 +127,14 @@ class GenerativeModel(BaseEstimator):
         images = check_images(X, expected_shape=self.image_shape_)
         with torch.no_grad():
             ll = self._log_likelihood(images)
-        return ll.detach().cpu().to(torch.float64).numpy()
+        ll = ll.detach().cpu().to(torch.float64).numpy()
+        bad = ~np.isfinite(ll)
+        if bad.any():
+            raise GenlabError(
+                f"{self.name or type(self).__name__}: non-finite log-likelihood ({ll[bad][0]}) for {int(bad.sum())} of {len(ll)} images; "
+                "the model's parameters or weights are degenerate (NaN/inf weights, an extreme bandwidth or variance) — refit it with sane settings"
+            )
+        return ll
 
     def score(self, X: Any, y: Any = None) -> float:
         """Mean log-likelihood per image in nats (higher is better); ``y`` is ignored.
@@ -150,7 +159,6 @@ class GenerativeModel(BaseEstimator):
         ``model.safetensors`` (learned tensors, network weights) into folder ``path``."""
         self._check_fitted()
         path = Path(path)
-        path.mkdir(parents=True, exist_ok=True)
         tensors: dict[str, torch.Tensor] = {}
         params = {k: _encode(v, f"param.{k}", tensors) for k, v in self.get_params(deep=False).items()}
         fitted = {}
@@ -163,6 +171,10 @@ class GenerativeModel(BaseEstimator):
                 else:
                     fitted[key] = _encode(value, f"fitted.{key}", tensors)
         config = {"genlab_version": __version__, "model": self.name, "likelihood": self.likelihood, "params": params, "fitted": fitted}
+        nan = sorted(k for k, t in tensors.items() if t.is_floating_point() and bool(torch.isnan(t).any()))
+        if nan:  # load refuses such a folder, so never write one
+            raise GenlabError(f"cannot save {self.name or type(self).__name__} to {path}: tensor {nan[0]} holds NaN values ({len(nan)} tensor(s)); the model diverged — refit it")
+        path.mkdir(parents=True, exist_ok=True)
         # weights first: a config.json only ever points at weights that are complete
         save_tensors(path / WEIGHTS_FILE, tensors, metadata={"model": self.name})
         write_json(path / CONFIG_FILE, config)
@@ -180,6 +192,17 @@ class GenerativeModel(BaseEstimator):
         rebuilt network declares; hyper-parameters re-validated; no NaN/inf weights. Any
         problem raises :class:`GenlabError` naming the file and what is wrong.
         """
+        try:
+            return cls._load_checked(Path(path))
+        except GenlabError as exc:  # names from the files may hold newlines: keep the message on one line
+            message = str(exc)
+            printable = "".join(c if c.isprintable() else repr(c)[1:-1] for c in message)
+            if printable == message:
+                raise
+            raise GenlabError(printable) from None
+
+    @classmethod
+    def _load_checked(cls, path: Path) -> "GenerativeModel":
         from .registry import get_model_class
 
         path = Path(path)
@@ -261,9 +284,29 @@ class GenerativeModel(BaseEstimator):
     def _after_load(self) -> None:
         """Move loaded state to the model's device or rebuild caches."""
 
+    def _fit_labels(self, X: Any, y: Any, n: int) -> tuple[torch.Tensor | None, list | None]:
+        """(class indices, label values) for a conditional fit; (None, None) otherwise.
+
+        The user's label values need not be 0..K-1 (e.g. {0, 10**15}): they are re-indexed
+        and kept as ``classes_`` so that ``sample(y=...)`` accepts them. For a Dataset the
+        classes are its ``class_names`` (integers when every name is one)."""
+        from ..data.dataset import Dataset
+
+        if y is None or not self.conditional:
+            return None, None
+        names = X.class_names if isinstance(X, Dataset) and y is X.labels else None
+        return encode_labels(y, n, class_names=names)
+
     def _check_params(self) -> None:
         """Validate the hyper-parameters (raise GenlabError naming the bad one). Called by
-        ``load`` so that an edited config.json is refused; families call it from ``_fit``."""
+        ``load`` so that an edited config.json is refused; families call it from ``_fit``.
+
+        The default checks every parameter a class declares in ``parameter_schema`` (if it
+        declares one); families extend it (calling ``super()``) with their own checks."""
+        schema = getattr(type(self), "parameter_schema", None)
+        if schema:
+            params = self.get_params(deep=False)
+            validate_values({k: v for k, v in params.items() if k in schema}, schema, what=f"{self.name or type(self).__name__} parameters")
 
     def _check_loaded(self) -> None:
         """Check the fitted state after ``load`` (shapes agree with ``image_shape_``, ...).

@@ -486,7 +486,7 @@ class Diffusion(NeuralGenerativeModel):
         if y is not None:
             if not self.conditional:
                 raise GenlabError(f"y: this model is not class-conditional (condition={self.condition!r}); edit without labels")
-            return check_labels(y, n, n_classes=getattr(self, "n_classes_", None)), None
+            return check_labels(y, n, n_classes=getattr(self, "n_classes_", None), classes=getattr(self, "classes_", None)), None
         return None, None
 
     def _editing_inputs(self, X: Any, y: Any, prompt: Any, guidance: float | None, sampler: str | None, steps: int | None):

@@ -29,6 +29,9 @@ from .validation import check_choice, check_float
 
 COVARIANCE_TYPES = ("full", "diag", "spherical")
 MEMORY_BUDGET_BYTES = 1 << 28  # bounds every (rows x something) temporary: 256 MiB
+#: pixel variances are at most 0.25 on [0, 1]; a regulariser far above that only flattens the density
+#: (and past ~1e38 overflows float32 to inf variances and NaN scores)
+MAX_REG_COVAR = 1e3
 
 
 def precision_cholesky(covariances: torch.Tensor, covariance_type: str) -> torch.Tensor:
@@ -174,8 +177,9 @@ class Gaussian(GenerativeModel):
         self.random_state = random_state
 
     def _check_params(self) -> None:
+        super()._check_params()
         check_choice("covariance_type", self.covariance_type, ("full", "diag"))
-        check_float("reg_covar", self.reg_covar, minimum=0.0)
+        check_float("reg_covar", self.reg_covar, minimum=0.0, maximum=MAX_REG_COVAR)
         torch_dtype(self.dtype)
 
     def _fit(self, images: torch.Tensor, labels: torch.Tensor | None) -> None:

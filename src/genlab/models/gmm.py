@@ -21,6 +21,7 @@ from ..progress import progress
 from .base import GenerativeModel
 from .gaussian import (
     COVARIANCE_TYPES,
+    MAX_REG_COVAR,
     _flat_unit,
     component_log_prob,
     estimate_parameters,
@@ -101,10 +102,11 @@ class GaussianMixture(GenerativeModel):
 
     # ------------------------------------------------------------------ fit
     def _check_params(self) -> None:
+        super()._check_params()
         check_int("n_components", self.n_components, minimum=1)
         check_choice("covariance_type", self.covariance_type, COVARIANCE_TYPES)
         check_choice("init_params", self.init_params, INIT_METHODS)
-        check_float("reg_covar", self.reg_covar, minimum=0.0)
+        check_float("reg_covar", self.reg_covar, minimum=0.0, maximum=MAX_REG_COVAR)
         check_int("max_iter", self.max_iter, minimum=1)
         check_float("tol", self.tol, minimum=0.0)
         check_int("n_init", self.n_init, minimum=1)

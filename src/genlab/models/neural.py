@@ -159,6 +159,12 @@ class NeuralGenerativeModel(GenerativeModel):
         data.update(extra_data or {})
         result = trainer.fit(self.network_, data, resume=resume)
         self.network_.eval()
+        diverged = [name for name, p in self.network_.state_dict().items() if p.is_floating_point() and not bool(torch.isfinite(p).all())]
+        if diverged:  # a NaN network samples black images and scores nan: say so now, not later
+            raise GenlabError(
+                f"{self.name or type(self).__name__}: training diverged — {len(diverged)} weight tensor(s) hold NaN/inf (first: {diverged[0]}); "
+                "lower lr, set grad_clip, or use precision='fp32'"
+            )
         self.history_ = result.history
         self.training_summary_ = {k: v for k, v in result.to_dict().items() if k != "history"}
 
@@ -235,6 +241,7 @@ class NeuralGenerativeModel(GenerativeModel):
             self.network_.to(self.device_).eval()
 
     def _check_params(self) -> None:
+        super()._check_params()
         self._resolve_preset()
         self._check_explicit_training_params()
 
