@@ -264,3 +264,181 @@ def test_collapse_monitor_flags_a_collapsed_generator():
     assert r1.collapsed and r1.modes_covered == 1 and r1.normalized_entropy == pytest.approx(0.0)
     assert r2.collapsed and r2.modes_covered == 2 and r2.normalized_entropy == pytest.approx(1 / 3, abs=0.01)  # ln 2 / ln 8
     assert not r8.collapsed and r8.modes_covered == 8 and r8.high_quality == 1.0
+
+
+# ---------------------------------------------------------------------- the model
+from sklearn.base import clone  # noqa: E402
+
+from genlab.models import make_model  # noqa: E402
+from genlab.models.gan import GAN, GANTrainer, truncated_normal  # noqa: E402
+from genlab.training import load_latest  # noqa: E402
+
+
+def tiny(**kw):
+    params = dict(preset="quick", device="cpu", g_width=8, d_width=8, latent_dim=8, max_steps=6, batch_size=16, selection="last")
+    params.update(kw)
+    return GAN(**params)
+
+
+@pytest.fixture(scope="module")
+def fitted(digits):
+    return tiny(max_steps=40, lr=1e-3, d_lr=1e-3).fit(digits.images[:200])
+
+
+def test_registered_and_presets(digits):
+    model = make_model("gan")
+    assert isinstance(model, GAN) and model.likelihood == "none"
+    values = model._preset_values("quick", (1, 28, 28), 8000)
+    assert values["architecture"] == "dcgan" and values["augment"] == "none" and values["n_critic"] == 1
+    assert model._preset_values("quick", (1, 8, 8), 1437)["augment"] == "translation,cutout"
+    full = GAN(loss="wgan-gp")._preset_values("full", (3, 32, 32), 50000)
+    assert full["architecture"] == "resnet" and full["n_critic"] == 5 and full["beta2"] == 0.9 and full["d_lr"] > full["lr"]
+
+
+def test_n_critic_schedule_takes_the_stated_steps(digits):
+    trainers = []
+
+    class Recording(GANTrainer):
+        def fit(self, network, data, *args, **kwargs):
+            trainers.append(self)
+            return super().fit(network, data, *args, **kwargs)
+
+    class Counted(GAN):
+        trainer_class = Recording
+
+    model = Counted(**tiny(n_critic=3, max_steps=5).get_params()).fit(digits.images[:100])
+    trainer = trainers[0]
+    steps = {name: {int(s["step"]) for s in opt.state.values()} for name, opt in trainer.optimizers.items()}
+    assert steps == {"discriminator": {15}, "generator": {5}}
+    assert model.training_summary_["steps"] == 5
+
+
+def test_draw_batch_is_seeded_by_step_and_draw_index(digits):
+    trainer = GANTrainer.__new__(GANTrainer)
+    trainer.train_data = {"images": digits.images[:50], "labels": digits.labels[:50]}
+    trainer.seed, trainer.global_batch = 3, 8
+    trainer.state = type("S", (), {"step": 4})()
+    a1, a2 = trainer.draw_batch(), trainer.draw_batch()
+    trainer.state.step = 4
+    trainer._draws = {}
+    b1 = trainer.draw_batch()
+    assert a1["images"].shape == (8, 1, 8, 8) and torch.equal(a1["images"], b1["images"]) and torch.equal(a1["labels"], b1["labels"])
+    assert not torch.equal(a1["images"], a2["images"])
+
+
+def test_truncation_zero_gives_the_mean_latents_image(fitted):
+    x = fitted.sample(6, seed=1, truncation=0.0)
+    mean_image = fitted.decode(torch.zeros(1, fitted.latent_dim_))
+    assert torch.equal(x, mean_image.expand_as(x))
+    assert not torch.equal(fitted.sample(6, seed=1), x)
+
+
+def test_truncated_normal_matches_resampling():
+    g = torch.Generator().manual_seed(0)
+    z = truncated_normal((200_000,), 0.5, g).double()
+    assert float(z.abs().max()) <= 0.5
+    # variance of N(0,1) truncated to [-a, a]: 1 - 2 a φ(a) / (2Φ(a) - 1)
+    a = 0.5
+    phi, Phi = math.exp(-a * a / 2) / math.sqrt(2 * math.pi), 0.5 * (1 + math.erf(a / math.sqrt(2)))
+    assert float(z.var()) == pytest.approx(1 - 2 * a * phi / (2 * Phi - 1), rel=0.02)
+    assert float(z.mean()) == pytest.approx(0.0, abs=0.005)
+
+
+def test_inversion_recovers_a_generated_image(fitted):
+    z_true = torch.randn(3, fitted.latent_dim_, generator=torch.Generator().manual_seed(5))
+    target = fitted.decode(z_true)
+    z_hat = fitted.invert(target, steps=300, restarts=3)
+    recon = fitted.decode(z_hat)
+    err = (recon.float() - target.float()).abs().mean() / 255
+    baseline = (fitted.decode(torch.zeros(3, fitted.latent_dim_)).float() - target.float()).abs().mean() / 255
+    assert float(err) < 0.03 and float(err) < 0.25 * float(baseline)
+    assert fitted.encode(target[:1]).shape == (1, fitted.latent_dim_)
+    assert fitted.reconstruct(target[:2]).shape == target[:2].shape
+
+
+def test_interpolate_through_inverted_latents(fitted, digits):
+    strip = fitted.interpolate(digits.images[0], digits.images[1], 5, steps=20)
+    assert strip.shape == (5, 1, 8, 8) and strip.dtype == torch.uint8
+
+
+def test_save_load_and_clone(fitted, tmp_path):
+    fitted.save(tmp_path / "m")
+    loaded = GAN.load(tmp_path / "m")
+    assert torch.equal(loaded.sample(5, seed=2), fitted.sample(5, seed=2))
+    assert torch.equal(loaded.sample(5, seed=2, truncation=0.7), fitted.sample(5, seed=2, truncation=0.7))
+    copy = clone(fitted)
+    assert copy.get_params() == fitted.get_params() and not hasattr(copy, "network_")
+
+
+def test_resume_continues_the_run_exactly(digits, tmp_path):
+    X = digits.images[:96]
+    kw = dict(epochs=3, max_steps=None, n_critic=2, checkpoint_every=3, r1_gamma=0.1, r1_every=2)
+
+    class Killed(GAN):
+        def _training_callbacks(self, config):
+            from genlab.training import StopAfterSteps
+
+            return [StopAfterSteps(7)]
+
+    straight = tiny(checkpoint_dir=str(tmp_path / "a"), **kw).fit(X)
+    with pytest.raises(KeyboardInterrupt):
+        Killed(**{**tiny().get_params(), "checkpoint_dir": str(tmp_path / "b"), **kw}).fit(X)
+    assert load_latest(tmp_path / "b").step == 6
+    resumed = tiny(checkpoint_dir=str(tmp_path / "b"), **kw).fit(X, resume=True)
+    sa, sb = straight.network_.state_dict(), resumed.network_.state_dict()
+    assert all(torch.equal(sa[k], sb[k]) for k in sa)
+    assert torch.equal(straight.sample(4, seed=0), resumed.sample(4, seed=0))
+
+
+def test_conditional_gan_samples_with_labels(digits):
+    model = tiny(condition="label", architecture="resnet", loss="hinge").fit(digits.images[:120], digits.labels[:120])
+    assert model.n_classes_ == 10 and int(model.class_counts_.sum()) == 120
+    assert model.sample(4, y=3, seed=0).shape == (4, 1, 8, 8)
+    assert model.sample(4, seed=0).shape == (4, 1, 8, 8)  # labels from the class frequencies
+    soft = np.full((2, 10), 0.1, dtype=np.float32)
+    assert model.decode(torch.zeros(2, 8), y=soft).shape == (2, 1, 8, 8)
+    with pytest.raises(GenlabError, match="labels"):
+        model.decode(torch.zeros(2, 8))
+    with pytest.raises(GenlabError, match="needs class labels"):
+        tiny(condition="label").fit(digits.images[:50])
+
+
+@pytest.mark.parametrize("loss", ["wgan-gp", "lsgan"])
+def test_other_losses_train_and_log_health(digits, loss):
+    model = tiny(loss=loss, n_critic=2, max_steps=3).fit(digits.images[:64])
+    row = model.history_[-1] if model.history_ else None
+    assert model.training_summary_["steps"] == 3
+    if row is not None:
+        assert {"train_d_loss", "train_g_loss", "train_d_real_acc", "train_d_fake_acc", "train_d_grad_norm", "train_g_grad_norm"} <= set(row)
+
+
+def test_metric_selection_logs_fd_and_class_entropy(digits, tmp_path, monkeypatch):
+    monkeypatch.setenv("GENLAB_DATA", str(tmp_path))
+    X, y = digits.images[:200], digits.labels[:200]
+    model = tiny(selection="metric", probe_samples=100, epochs=1, max_steps=None).fit(X, y)
+    row = model.history_[-1]
+    assert row["probe_fd"] > 0 and 0.0 <= row["probe_class_entropy"] <= 1.0
+
+
+def test_odd_sizes_train_and_bad_input_is_named(digits):
+    odd = torch.randint(0, 256, (40, 3, 9, 13), dtype=torch.uint8)
+    model = tiny(max_steps=2).fit(odd)
+    assert model.sample(3, seed=0).shape == (3, 3, 9, 13)
+    with pytest.raises(GenlabError, match="at least 4x4"):
+        tiny().fit(torch.zeros(10, 1, 3, 8, dtype=torch.uint8))
+    with pytest.raises(GenlabError, match="truncation"):
+        model.sample(2, truncation=-0.5)
+    with pytest.raises(GenlabError, match="truncation"):
+        model.sample(2, truncation=float("nan"))
+    with pytest.raises(GenlabError, match="unknown sampling option"):
+        model.sample(2, temperature=0.5)
+    with pytest.raises(GenlabError, match="genlab evaluate"):
+        model.score_samples(odd[:2])
+    with pytest.raises(GenlabError, match="X: images of shape"):
+        model.invert(digits.images[:2])
+    with pytest.raises(GenlabError, match="loss='bce'"):
+        tiny(loss="bce").fit(odd)
+    with pytest.raises(GenlabError, match="augment"):
+        tiny(augment="rotate").fit(odd)
+    with pytest.raises(GenlabError, match="not class-conditional"):
+        model.sample(2, y=1)
