@@ -306,24 +306,16 @@ def test_n_critic_schedule_takes_the_stated_steps(digits):
     class Counted(GAN):
         trainer_class = Recording
 
-    model = Counted(**tiny(n_critic=3, max_steps=5).get_params()).fit(digits.images[:100])
+    model = Counted(**tiny(n_critic=3, max_steps=5, d_grad_clip=0.5, grad_clip=2.0).get_params()).fit(digits.images[:100])
     trainer = trainers[0]
     steps = {name: {int(s["step"]) for s in opt.state.values()} for name, opt in trainer.optimizers.items()}
     assert steps == {"discriminator": {15}, "generator": {5}}
     assert model.training_summary_["steps"] == 5
-
-
-def test_draw_batch_is_seeded_by_step_and_draw_index(digits):
-    trainer = GANTrainer.__new__(GANTrainer)
-    trainer.train_data = {"images": digits.images[:50], "labels": digits.labels[:50]}
-    trainer.seed, trainer.global_batch = 3, 8
-    trainer.state = type("S", (), {"step": 4})()
-    a1, a2 = trainer.draw_batch(), trainer.draw_batch()
-    trainer.state.step = 4
-    trainer._draws = {}
-    b1 = trainer.draw_batch()
-    assert a1["images"].shape == (8, 1, 8, 8) and torch.equal(a1["images"], b1["images"]) and torch.equal(a1["labels"], b1["labels"])
-    assert not torch.equal(a1["images"], a2["images"])
+    assert trainer.grad_clips == {"discriminator": 0.5, "generator": 2.0}  # per network, else grad_clip
+    # the EMA averages the generator only: D is never copied
+    assert trainer.ema is not None and set(trainer.ema.state_dict()) == set(model.network_.generator.state_dict())
+    betas = {name: opt.param_groups[0]["betas"] for name, opt in trainer.optimizers.items()}
+    assert betas == {"discriminator": (0.5, 0.999), "generator": (0.5, 0.999)}
 
 
 def test_truncation_zero_gives_the_mean_latents_image(fitted):
@@ -418,6 +410,9 @@ def test_metric_selection_logs_fd_and_class_entropy(digits, tmp_path, monkeypatc
     model = tiny(selection="metric", probe_samples=100, epochs=1, max_steps=None).fit(X, y)
     row = model.history_[-1]
     assert row["probe_fd"] > 0 and 0.0 <= row["probe_class_entropy"] <= 1.0
+    summary = model.training_summary_
+    assert summary["selection"] == "metric" and summary["kept"] == "best"
+    assert summary["best_score"] == pytest.approx(min(r["probe_fd"] for r in model.history_))
 
 
 def test_odd_sizes_train_and_bad_input_is_named(digits):

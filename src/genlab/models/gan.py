@@ -29,8 +29,6 @@ A GAN has no likelihood: ``score_samples`` raises and points to sample metrics.
 
 from __future__ import annotations
 
-import dataclasses
-import inspect
 import math
 from typing import Any, ClassVar
 
@@ -45,7 +43,6 @@ from ..likelihood import dequantize, quantize
 from ..nn.gan import ARCHITECTURES, make_gan_networks
 from ..training import Trainer
 from ..training.callbacks import Callback
-from ..training.data import data_length, derive_seed
 from .neural import NeuralGenerativeModel
 from .registry import register
 from .validation import check_choice, check_float, check_images, check_int, check_labels, check_n_samples
@@ -55,8 +52,6 @@ SPECTRAL_NORM = ("none", "d", "both")
 SELECTIONS = ("metric", "last")
 #: latents generated per forward pass when sampling/decoding for the user (bounds memory)
 DECODE_BATCH = 512
-#: whether Trainer.optimize takes a per-call grad_clip (trainer seam of issue #8)
-_HAS_CLIP_OVERRIDE = "grad_clip" in inspect.signature(Trainer.optimize).parameters
 #: seed of the fixed latents of the health/selection probe
 PROBE_SEED = 12345
 
@@ -124,7 +119,7 @@ class GANNetwork(nn.Module):
         self.loss_kind, self.augment = loss, tuple(augment)
         self.gp_weight, self.r1_gamma, self.r1_every, self.n_critic = float(gp_weight), float(r1_gamma), int(r1_every), int(n_critic)
         self.lrs, self.betas = {"generator": float(g_lr), "discriminator": float(d_lr)}, tuple(betas)
-        self.grad_clip_per_optimizer = dict(grad_clip)
+        self.grad_clip_per_optimizer = {k: float(v) for k, v in grad_clip.items() if v is not None}  # absent = config.grad_clip
         self.selection = selection
         self.probe: "HealthProbe | None" = None  # set by the model before training (not saved)
 
@@ -205,7 +200,8 @@ class GANNetwork(nn.Module):
 
 class GANTrainer(Trainer):
     """``n_critic`` discriminator steps (the first on the loop's batch, the others on
-    further batches from :meth:`Trainer.draw_batch`), then one generator step."""
+    further batches from :meth:`Trainer.draw_batch`), then one generator step; each
+    optimiser is clipped by ``network.grad_clip_per_optimizer`` (the trainer reads it)."""
 
     def train_step(self, batch: dict[str, Any]) -> tuple[torch.Tensor, dict[str, Any]]:
         net = self.network
@@ -215,39 +211,11 @@ class GANTrainer(Trainer):
             b = batch if i == 0 else self.draw_batch()
             with self.autocast():
                 d_loss, d_logs = self.model(b, phase="discriminator", r1=(i == 0 and net.r1_gamma > 0 and step % net.r1_every == 0))
-            d_norm = self._optimize(d_loss, "discriminator")
+            d_norm = self.optimize(d_loss, "discriminator")
         with self.autocast():
             g_loss, g_logs = self.model(batch, phase="generator")
-        g_norm = self._optimize(g_loss, "generator")
+        g_norm = self.optimize(g_loss, "generator")
         return g_loss.detach(), {**d_logs, **g_logs, "d_grad_norm": d_norm.detach(), "g_grad_norm": g_norm.detach()}
-
-    def _optimize(self, loss: torch.Tensor, name: str) -> torch.Tensor:
-        clip = self.network.grad_clip_per_optimizer.get(name)
-        if clip is None:
-            return self.optimize(loss, name)
-        if _HAS_CLIP_OVERRIDE:
-            return self.optimize(loss, name, grad_clip=clip)
-        saved = self.config  # trainer without the per-call override: swap the config for this call
-        self.config = dataclasses.replace(saved, grad_clip=clip)
-        try:
-            return self.optimize(loss, name)
-        finally:
-            self.config = saved
-
-    if not hasattr(Trainer, "draw_batch"):
-
-        def draw_batch(self) -> dict[str, Any]:
-            """A further training batch drawn at random by a generator seeded from (seed,
-            step, draw index), so resuming repeats it exactly."""
-            self._draws = getattr(self, "_draws", {})
-            step = int(self.state.step)
-            k = self._draws.get(step, 0)
-            self._draws = {step: k + 1}
-            n = data_length(self.train_data)
-            g = torch.Generator().manual_seed(derive_seed(self.seed, f"gan-draw-{step}-{k}"))
-            idx = torch.randint(0, n, (self.global_batch,), generator=g)
-            return {key: value[idx.to(value.device)] if isinstance(value, torch.Tensor) else [value[i] for i in idx.tolist()] for key, value in self.train_data.items()}
-
 
 class HealthProbe:
     """FD (and class entropy) of a fixed batch of generations against the training images
