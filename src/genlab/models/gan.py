@@ -136,9 +136,14 @@ class GANNetwork(nn.Module):
         return self.generator
 
     def selection_metric(self, trainer: Any) -> float:
-        """FD of the probe's fixed batch (lower is better); called in ``trainer.evaluation()``."""
+        """FD of the probe's fixed batch (lower is better); called in ``trainer.evaluation()``
+        at each epoch end. Only epochs in which a multiple of ``probe_every`` steps was
+        passed (and the end of training) are measured; the others return inf, which the
+        trainer never keeps. The rule depends on the step alone, so resuming is exact."""
         if self.probe is None:
             return 0.0
+        if not self.probe.due(trainer):
+            return math.inf
         return self.probe.measure(self.generator, int(trainer.state.step))["fd"]
 
     # ------------------------------------------------------------------ forward
@@ -221,10 +226,11 @@ class HealthProbe:
     """FD (and class entropy) of a fixed batch of generations against the training images
     in the evaluator's feature space; results cached per training step."""
 
-    def __init__(self, evaluator: Any, reference: torch.Tensor, n_samples: int, latent_dim: int, n_classes: int, class_weights: torch.Tensor | None) -> None:
+    def __init__(self, evaluator: Any, reference: torch.Tensor, n_samples: int, latent_dim: int, n_classes: int, class_weights: torch.Tensor | None, every: int = 1) -> None:
         from ..metrics.frechet import gaussian_statistics
 
         self.evaluator = evaluator
+        self.every = int(every)
         self.ref_stats = gaussian_statistics(evaluator.features(reference))
         g = make_generator(PROBE_SEED)
         self.z = torch.randn(n_samples, latent_dim, generator=g)
@@ -234,8 +240,14 @@ class HealthProbe:
         self.n_classes = len(evaluator.class_names) if getattr(evaluator, "class_names", None) else 0
         self._cache: tuple[int, dict[str, float]] | None = None
 
+    def due(self, trainer: Any) -> bool:
+        """Whether the epoch that just ended passed a multiple of ``every`` steps, or training ends."""
+        step, per_epoch = int(trainer.state.step), int(trainer.steps_per_epoch)
+        return step >= int(trainer.total_steps) or step // self.every != max(step - per_epoch, 0) // self.every
+
     @torch.no_grad()
     def measure(self, generator: nn.Module, step: int) -> dict[str, float]:
+        """The probe's metrics for the generator at training step ``step`` (cached per step)."""
         from ..metrics.classes import class_entropy, class_histogram
         from ..metrics.frechet import frechet_distance_from_statistics, gaussian_statistics
 
@@ -273,8 +285,11 @@ class _HealthCallback(Callback):
     def on_epoch_end(self, trainer: Trainer) -> None:
         if self.network.probe is None or not trainer.state.history:
             return
+        probe = self.network.probe
+        if not probe.due(trainer):
+            return
         with trainer.evaluation("gan-health"):
-            health = self.network.probe.measure(self.network.generator, int(trainer.state.step))
+            health = probe.measure(self.network.generator, int(trainer.state.step))
         trainer.state.history[-1].update({f"probe_{k}": v for k, v in health.items()})
 
 
@@ -318,6 +333,9 @@ class GAN(NeuralGenerativeModel):
         ``probe_samples`` samples in the evaluator's feature space; "last": the final weights.
     probe_samples : int
         Size of the fixed sample batch of the FD / class-entropy probe.
+    probe_every : int
+        Measure the probe at the end of each epoch that passes a multiple of this many
+        steps, and at the end of training (it costs ``probe_samples`` generations).
     **training parameters
         See :class:`~genlab.models.neural.NeuralGenerativeModel`. GAN defaults differ:
         ``ema_decay=0.999``, ``val_fraction=0.0`` (no validation loss: the GAN keeps all
@@ -356,6 +374,7 @@ class GAN(NeuralGenerativeModel):
         d_grad_clip: float | None = None,
         selection: str = "metric",
         probe_samples: int = 1000,
+        probe_every: int = 500,
         *,
         preset: str = "auto",
         epochs: int | None = None,
@@ -398,6 +417,7 @@ class GAN(NeuralGenerativeModel):
         self.d_grad_clip = d_grad_clip
         self.selection = selection
         self.probe_samples = probe_samples
+        self.probe_every = probe_every
         self._set_training_params(locals())
 
     @property
@@ -441,6 +461,7 @@ class GAN(NeuralGenerativeModel):
                 check_int(name, getattr(self, name), minimum=1)
         check_int("r1_every", self.r1_every, minimum=1)
         check_int("probe_samples", self.probe_samples, minimum=2)
+        check_int("probe_every", self.probe_every, minimum=1)
         check_float("gp_weight", self.gp_weight, minimum=0.0)
         check_float("r1_gamma", self.r1_gamma, minimum=0.0)
         for name in ("d_lr", "g_grad_clip", "d_grad_clip"):
@@ -521,7 +542,7 @@ class GAN(NeuralGenerativeModel):
         n_ref = min(len(images), max(int(self.probe_samples), 2_000))
         idx = torch.randperm(len(images), generator=make_generator(PROBE_SEED))[:n_ref]
         weights = self.class_counts_.double() if self.conditional else None
-        return HealthProbe(evaluator, images[idx], int(self.probe_samples), int(self._param("latent_dim")), self.network_.n_classes, weights)
+        return HealthProbe(evaluator, images[idx], int(self.probe_samples), int(self._param("latent_dim")), self.network_.n_classes, weights, every=int(self.probe_every))
 
     def _training_callbacks(self, config):
         return [*super()._training_callbacks(config), _HealthCallback(self.network_)]
