@@ -47,6 +47,15 @@ from .neural import NeuralGenerativeModel
 from .registry import register
 from .validation import check_choice, check_float, check_images, check_int, check_labels, check_n_samples
 
+try:  # per-call option schema of the API seam (issue #8 §B), where it exists
+    from .schema import Param
+
+    SAMPLE_OPTIONS: dict[str, Any] = {
+        "truncation": Param(kind="float", default=None, low=0.0, nullable=True, help="truncation ψ >= 0: latents restricted to [-ψ, ψ] per coordinate (0 = the mean latent); None = none"),
+    }
+except (ImportError, TypeError):  # pragma: no cover - before the API seam lands
+    SAMPLE_OPTIONS = {}
+
 CONDITIONS = ("none", "label")
 SPECTRAL_NORM = ("none", "d", "both")
 SELECTIONS = ("metric", "last")
@@ -352,6 +361,7 @@ class GAN(NeuralGenerativeModel):
     trainer_class: ClassVar[type[Trainer]] = GANTrainer
     capabilities: ClassVar[frozenset[str]] = frozenset({"encode", "decode", "reconstruct", "interpolate", "invert", "edit", "attributes"})
     conditionings: ClassVar[tuple[str, ...]] = ("none", "label")
+    sample_options: ClassVar[dict[str, Any]] = SAMPLE_OPTIONS
 
     def __init__(
         self,
