@@ -12,8 +12,9 @@ Two pairs, both sized from the image shape by :func:`genlab.nn.conv.conv_plan` (
   residual blocks, nearest-neighbour upsampling in G and average-pool downsampling in D,
   1x1 learned shortcuts where the channel count changes.
 
-Conditioning on class labels (``n_classes > 0``): every BatchNorm of G is a
-:class:`ConditionalBatchNorm2d` (per-class gain and bias, de Vries et al. 2017) and D is a
+Conditioning on class labels (``n_classes > 0``): the one-hot label is appended to z, every
+BatchNorm of G is a :class:`ConditionalBatchNorm2d` (per-class gain and bias, de Vries et
+al. 2017) and D is a
 projection discriminator (Miyato & Koyama 2018): ``D(x, y) = ψ(φ(x)) + <e_y, φ(x)>``.
 Labels are ints (B,) or soft one-hot rows (B, K), so class mixtures interpolate.
 
@@ -47,10 +48,10 @@ def _onehot(labels: torch.Tensor | None, n_classes: int, like: torch.Tensor) -> 
     return F.one_hot(labels.to(like.device).long(), n_classes).to(like.dtype)
 
 
-def _maybe_sn(module: nn.Module, enabled: bool) -> nn.Module:
-    if enabled:
-        return nn.utils.parametrizations.spectral_norm(module)
-    return module
+def _with_labels(z: torch.Tensor, labels: torch.Tensor | None, n_classes: int) -> torch.Tensor:
+    """z with the class weights appended (B, d + K): the class reaches G's first layer
+    directly as well as through every conditional BatchNorm."""
+    return torch.cat([z, _onehot(labels, n_classes, z)], dim=1) if n_classes else z
 
 
 def apply_spectral_norm(module: nn.Module) -> nn.Module:
@@ -120,7 +121,7 @@ class DCGANGenerator(nn.Module):
         self.plan = _plan(image_shape, width)
         self.latent_dim, self.n_classes = int(latent_dim), int(n_classes)
         ch, sizes = self.plan.channels, self.plan.sizes
-        self.project = nn.Linear(self.latent_dim, self.plan.feature_dim, bias=False)
+        self.project = nn.Linear(self.latent_dim + self.n_classes, self.plan.feature_dim, bias=False)
         self.project_norm = ConditionalBatchNorm2d(ch[-1], self.n_classes)
         self.ups = nn.ModuleList(_UpBlock(ch[i + 1], ch[i], self.plan.strides[i], sizes[i], sizes[i + 1], self.n_classes) for i in reversed(range(self.plan.n_downsamples)))
         self.head = nn.Conv2d(ch[0], self.plan.image_shape[0], 3, padding=1)
@@ -129,7 +130,7 @@ class DCGANGenerator(nn.Module):
             apply_spectral_norm(self)
 
     def forward(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
-        h = self.project(z).view(z.shape[0], *self.plan.feature_shape)
+        h = self.project(_with_labels(z, labels, self.n_classes)).view(z.shape[0], *self.plan.feature_shape)
         h = F.relu(self.project_norm(h, labels))
         for up in self.ups:
             h = up(h, labels)
@@ -232,7 +233,7 @@ class ResNetGenerator(nn.Module):
         self.plan = _plan(image_shape, width)
         self.latent_dim, self.n_classes = int(latent_dim), int(n_classes)
         ch, sizes = self.plan.channels, self.plan.sizes
-        self.project = nn.Linear(self.latent_dim, self.plan.feature_dim)
+        self.project = nn.Linear(self.latent_dim + self.n_classes, self.plan.feature_dim)
         self.blocks = nn.ModuleList(_ResUp(ch[i + 1], ch[i], sizes[i], self.n_classes) for i in reversed(range(self.plan.n_downsamples)))
         self.out_norm = ConditionalBatchNorm2d(ch[0], self.n_classes)
         self.head = nn.Conv2d(ch[0], self.plan.image_shape[0], 3, padding=1)
@@ -240,7 +241,7 @@ class ResNetGenerator(nn.Module):
             apply_spectral_norm(self)
 
     def forward(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
-        h = self.project(z).view(z.shape[0], *self.plan.feature_shape)
+        h = self.project(_with_labels(z, labels, self.n_classes)).view(z.shape[0], *self.plan.feature_shape)
         for block in self.blocks:
             h = block(h, labels)
         return torch.tanh(self.head(F.relu(self.out_norm(h, labels))))
