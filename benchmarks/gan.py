@@ -177,9 +177,9 @@ class FDCurve(Callback):
         print(f"  step {step}: FD {self.points[-1]['fd']:.2f}", flush=True)
 
 
-def augment_curve(train, test, evaluator, steps: int | None, every: int) -> dict:
+def augment_curve(train, test, evaluator, steps: int | None, every: int, policies: list[str]) -> dict:
     out = {}
-    for policy in ("translation,cutout", "none"):
+    for policy in policies:
         curve: list[FDCurve] = []
 
         class Curved(GAN):
@@ -206,6 +206,7 @@ def main() -> None:
     ap.add_argument("--experiments", default="table,dcgan", help="comma-separated: table, dcgan, augment")
     ap.add_argument("--steps", type=int, default=None, help="generator steps (default: the quick preset's)")
     ap.add_argument("--curve-every", type=int, default=250)
+    ap.add_argument("--policies", default="translation,cutout;none", help="augment experiment: ';'-separated augment values to compare")
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--data-dir", type=Path, default=SHARED_DATA, help="folder with NAME.npz (default: ../shared/data)")
     args = ap.parse_args()
@@ -236,7 +237,8 @@ def main() -> None:
             rows["dcgan"] = evaluate("textbook DCGAN (equal time)", base, train, test, evaluator, gan_seconds, base.steps)
             print(rows["dcgan"], flush=True)
         if "augment" in experiments:
-            results["augment_curve"] = augment_curve(train, test, evaluator, args.steps, args.curve_every)
+            curves = results.setdefault("augment_curve", {})
+            curves.update(augment_curve(train, test, evaluator, args.steps, args.curve_every, args.policies.split(";")))
     results["settings"] = {"steps": args.steps, "threads": args.threads, "n_samples": N_SAMPLES}
     RESULTS.mkdir(parents=True, exist_ok=True)
     out_json.write_text(json.dumps(results, indent=2, default=float) + "\n")
