@@ -95,7 +95,7 @@ def test_gradient_penalty_is_float32_under_bf16_autocast():
         gp = gradient_penalty(lambda x: D(x).squeeze(1), real, fake)
     assert gp.dtype == torch.float32
     # D is linear: ∇ = w everywhere, so the penalty is (‖w‖ - 1)² exactly
-    assert float(gp) == pytest.approx(float((D[1].weight.norm() - 1) ** 2), rel=1e-5)
+    assert float(gp.detach()) == pytest.approx(float((D[1].weight.detach().norm() - 1) ** 2), rel=1e-5)
 
 
 def test_r1_penalty_matches_the_closed_form():
