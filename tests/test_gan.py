@@ -103,7 +103,7 @@ def test_r1_penalty_matches_the_closed_form():
     critic = _Quadratic((1, 4, 4))
     pen, logits = r1_penalty(critic, real)
     grad = 2 * critic.w.detach() * real + critic.v.detach()
-    assert float(pen) == pytest.approx(float(grad.flatten(1).pow(2).sum(1).mean()), rel=1e-5)
+    assert float(pen.detach()) == pytest.approx(float(grad.flatten(1).pow(2).sum(1).mean()), rel=1e-5)
     torch.testing.assert_close(logits, critic(real).detach(), rtol=1e-5, atol=1e-5)
 
 
