@@ -459,7 +459,8 @@ class GAN(NeuralGenerativeModel):
         return values
 
     # ------------------------------------------------------------------ checks
-    def _check_params(self, labels: torch.Tensor | None) -> None:
+    def _check_params(self) -> None:
+        super()._check_params()
         check_choice("condition", self.condition, CONDITIONS)
         check_choice("loss", self.loss, LOSSES)
         check_choice("spectral_norm", self.spectral_norm, SPECTRAL_NORM)
@@ -484,8 +485,6 @@ class GAN(NeuralGenerativeModel):
                     raise GenlabError(f"{name}={getattr(self, name)} must be below 1")
         if self.augment is not None:
             parse_policy(self.augment, 3)
-        if self.conditional and labels is None:
-            raise GenlabError("gan: condition='label' needs class labels; call fit(X, y)")
 
     @staticmethod
     def _check_image_size(shape: tuple[int, ...]) -> None:
@@ -505,14 +504,16 @@ class GAN(NeuralGenerativeModel):
         finally:
             del self._probe_labels
 
-    def _fit(self, images: torch.Tensor, labels: torch.Tensor | None) -> None:
-        self._check_params(labels)
+    def _fit(self, images: torch.Tensor, labels: torch.Tensor | None, **fit_args: Any) -> None:
+        self._check_params()
+        if self.conditional and labels is None:
+            raise GenlabError("gan: condition='label' needs class labels; call fit(X, y)")
         self._check_image_size(tuple(images.shape[1:]))
         if self.conditional:
             self.class_counts_ = torch.bincount(labels, minlength=int(labels.max()) + 1).to(torch.int64)
         self._fit_images, self._fit_labels = images, (labels if labels is not None else getattr(self, "_probe_labels", None))
         try:
-            super()._fit(images, labels)
+            super()._fit(images, labels, **fit_args)
         finally:
             del self._fit_images, self._fit_labels
         self.network_.probe = None
