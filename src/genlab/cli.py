@@ -244,13 +244,14 @@ def fit(model_name, data_spec, out_dir, params, seed, test_fraction, split_seed,
 @click.option("-o", "--out", "out_png", type=click.Path(dir_okay=False, path_type=Path), default=None, help="PNG grid to write (default RUN_DIR/samples.png).")
 @click.option("--npy", "out_npy", type=click.Path(dir_okay=False, path_type=Path), default=None, help="Also write the uint8 images (n, C, H, W) as .npy.")
 @click.option("--seed", type=int, default=None, help="Seed for reproducible samples.")
-@click.option("--label", type=int, default=None, help="Class label (class-conditional models).")
-@click.option("--prompt", default=None, help="Text description (text-conditional models).")
+@click.option("--label", type=int, default=None, help="Class label (class-conditional models; default: labels drawn from the training class frequencies).")
+@click.option("--prompt", default=None, help="Text description (text-conditional models; default: prompts drawn from the training captions).")
+@click.option("--unconditional", is_flag=True, help="Conditional models: sample the unconditional (null) branch instead (diffusion).")
 @click.option("--guidance", type=float, default=None, help="Classifier-free guidance scale (diffusion).")
 @click.option("--steps", type=click.IntRange(min=1), default=None, help="Sampling steps (diffusion).")
 @click.option("--sampler", default=None, help="Sampler: ddpm, ddim, dpm++ (diffusion); prior or gmm (autoencoders).")
 @click.option("--ncols", type=click.IntRange(min=1), default=None, help="Columns in the grid.")
-def sample(run_dir, n_samples, out_png, out_npy, seed, label, prompt, guidance, steps, sampler, ncols) -> None:
+def sample(run_dir, n_samples, out_png, out_npy, seed, label, prompt, unconditional, guidance, steps, sampler, ncols) -> None:
     """Draw images from a trained run and write them as a PNG grid (and .npy)."""
     from .images import save_grid
     from .io import atomic_write
@@ -258,7 +259,7 @@ def sample(run_dir, n_samples, out_png, out_npy, seed, label, prompt, guidance, 
 
     model = GenerativeModel.load(run_dir)
     # the model validates its own options (unknown ones are named with the valid ones)
-    options = {k: v for k, v in {"prompt": prompt, "guidance": guidance, "steps": steps, "sampler": sampler}.items() if v is not None}
+    options = {k: v for k, v in {"prompt": prompt, "guidance": guidance, "steps": steps, "sampler": sampler, "unconditional": unconditional or None}.items() if v is not None}
     start = time.perf_counter()
     images = model.sample(n_samples, y=label, seed=seed, **options)
     elapsed = time.perf_counter() - start

@@ -131,6 +131,7 @@ class AutoencoderModel(NeuralGenerativeModel):
     default_latent_temperature: float = 1.0
     #: per-call options of ``sample`` (and ``sample_codes``)
     sample_options: ClassVar[dict[str, Param]] = {
+        **NeuralGenerativeModel.sample_options,
         "sampler": Param("choice", None, choices=SAMPLERS, nullable=True, help="latent sampler for this call: 'prior' = N(0, I), 'gmm' = the fitted mixture (None = the model's latent_sampler)"),
         "temperature": Param("float", None, low=0.0, low_inclusive=False, high=MAX_TEMPERATURE, nullable=True, help="spread of the codes for this call (None = the model's latent_temperature)"),
     }
@@ -353,6 +354,7 @@ class AutoencoderModel(NeuralGenerativeModel):
         return self._draw_codes(n, make_generator(seed), labels, **options).float().cpu()
 
     def _check_option_combination(self, options: dict[str, Any]) -> None:
+        super()._check_option_combination(options)
         sampler = options.get("sampler")
         if sampler is not None and sampler != "prior" and sampler != self.latent_sampler:
             raise GenlabError(f"sampler={sampler!r}: this model was fitted with latent_sampler={self.latent_sampler!r}; refit with latent_sampler={sampler!r}")
@@ -364,12 +366,11 @@ class AutoencoderModel(NeuralGenerativeModel):
             return torch.randn((n, int(self._param("latent_dim"))), generator=generator) * t
         return self.latent_sampler_.sample(n, generator, labels=labels, temperature=t)
 
-    def _sample(self, n: int, labels: torch.Tensor | None, generator: torch.Generator, *, sampler: str | None = None, temperature: float | None = None) -> torch.Tensor:
+    def _sample(self, n: int, labels: torch.Tensor | None, generator: torch.Generator, *, sampler: str | None = None, temperature: float | None = None, unconditional: bool = False) -> torch.Tensor:
         """Decode codes of the latent sampler. ``sampler``: "prior" or "gmm" overrides the
         model's ``latent_sampler`` for this call ("gmm" needs a model fitted with it);
-        ``temperature`` overrides ``latent_temperature``."""
-        if self.conditional and labels is None:
-            labels = torch.multinomial(self.class_prior_.double().cpu(), n, replacement=True, generator=generator)
+        ``temperature`` overrides ``latent_temperature``. Conditional models always get
+        labels here (drawn from the training frequencies when the caller gave none)."""
         z = self._draw_codes(n, generator, labels, sampler=sampler, temperature=temperature)
         pixel_generator = generator if getattr(self, "pixel_noise", False) else None
         return self._decode_tensor(z.float(), labels, pixel_generator)

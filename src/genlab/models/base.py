@@ -50,8 +50,13 @@ class GenerativeModel(BaseEstimator):
     likelihood: ClassVar[str] = "exact"
     #: whether ``fit``/``sample`` take class labels ``y``
     conditional: ClassVar[bool] = False
-    #: per-call options of ``sample`` (name -> :class:`~genlab.models.schema.Param`)
-    sample_options: ClassVar[dict[str, Param]] = {}
+    #: per-call options of ``sample`` (name -> :class:`~genlab.models.schema.Param`); families
+    #: extend these (``{**GenerativeModel.sample_options, ...}``)
+    sample_options: ClassVar[dict[str, Param]] = {
+        "unconditional": Param("bool", False, help="conditional models: sample the unconditional (null) branch instead of drawing labels/prompts from the training data"),
+    }
+    #: whether a conditional model also learned an unconditional (null-label) branch
+    has_null_branch: ClassVar[bool] = False
     _estimator_type = "DensityEstimator"
 
     # ------------------------------------------------------------------ public API
@@ -77,14 +82,22 @@ class GenerativeModel(BaseEstimator):
         labels = check_labels(y, len(images)) if (y is not None and self.conditional) else None
         self._reset_fitted()
         self.image_shape_ = tuple(int(s) for s in images.shape[1:])
+        if labels is not None:  # training class frequencies: the default labels of sample(n)
+            self.class_counts_ = torch.bincount(labels).to(torch.int64)
         self._fit(images, labels, **fit_args)
         return self
 
     def sample(self, n: int, *, y: Any = None, seed: int | None = None, **options: Any) -> torch.Tensor:
         """Draw ``n`` images as a uint8 tensor of shape (n, C, H, W) on the CPU.
 
-        ``y``: labels for conditional models (a single int or one per image).
-        ``seed``: makes the draw reproducible.
+        ``y``: labels for class-conditional models (a single int or one per image).
+        ``y=None`` on a class-conditional model draws the labels from the training class
+        frequencies (``class_counts_``; uniform for models saved before it existed) with this
+        call's random generator and samples those classes as if they had been given (with the
+        model's default guidance), so the default draw looks like the training data;
+        ``unconditional=True`` instead samples the unconditional (null-label) branch where the
+        model has one (diffusion) and is refused where it has none (CVAE).
+        ``seed``: makes the draw reproducible (labels included).
         ``options``: per-call sampling options of the family, declared in
         ``type(model).sample_options`` (e.g. ``sampler``, ``steps``, ``guidance`` for
         diffusion); unknown or out-of-range options raise a :class:`GenlabError`. Options are
@@ -94,15 +107,32 @@ class GenerativeModel(BaseEstimator):
         self._check_fitted()
         n = check_n_samples(n)
         options = self._check_sample_options(options)
+        generator = make_generator(seed)
         labels = None
         if y is not None:
             if not self.conditional:
                 raise GenlabError(f"{self.name or type(self).__name__} is not class-conditional; sample without y (labels)")
+            if options.get("unconditional"):
+                raise GenlabError("give labels y or unconditional=True, not both")
             labels = check_labels(y, n, n_classes=getattr(self, "n_classes_", None))
-        out = self._sample(n, labels, make_generator(seed), **options)
+        elif self.conditional and not options.get("unconditional"):
+            labels = self._default_labels(n, generator)
+        out = self._sample(n, labels, generator, **options)
         if out.dtype != torch.uint8:
             out = quantize(out)
         return out.cpu()
+
+    def _default_labels(self, n: int, generator: torch.Generator) -> torch.Tensor:
+        """n labels (int64) drawn from the training class frequencies (uniform without them)."""
+        counts = getattr(self, "class_counts_", None)
+        if counts is not None:
+            probs = torch.as_tensor(counts).to(torch.float64)
+            probs = probs / probs.sum()
+        elif getattr(self, "class_prior_", None) is not None:  # autoencoders saved before class_counts_
+            probs = torch.as_tensor(self.class_prior_).to(torch.float64)
+        else:  # older run folders: no frequencies were saved
+            probs = torch.full((int(self.n_classes_),), 1.0 / int(self.n_classes_), dtype=torch.float64)
+        return torch.multinomial(probs.cpu(), n, replacement=True, generator=generator)
 
     def _check_sample_options(self, options: dict[str, Any]) -> dict[str, Any]:
         """Options checked against ``sample_options`` (unknown names, types, ranges), then
@@ -112,7 +142,13 @@ class GenerativeModel(BaseEstimator):
         return checked
 
     def _check_option_combination(self, options: dict[str, Any]) -> None:
-        """Family hook: reject combinations of valid options that make no sense together."""
+        """Family hook (call ``super()``): reject combinations of valid options that make no sense together."""
+        if options.get("unconditional") and self.conditional and not self.has_null_branch:
+            name = self.name or type(self).__name__
+            raise GenlabError(
+                f"unconditional=True: this {name} model is class-conditional and has no unconditional branch "
+                "(it always needs a label); sample without it to draw labels from the training class frequencies, or give y"
+            )
 
     def score_samples(self, X: Any) -> np.ndarray:
         """Log-likelihood of each image in nats, float64 array (N,).

@@ -17,11 +17,13 @@ with 20 steps. See /work/notes/diffusion_runs.md (project notes) for the measure
 
 from __future__ import annotations
 
-import math
 import contextlib
+import math
 import threading
+import warnings
 from typing import Any, ClassVar, Iterator, Sequence
 
+import numpy as np
 import torch
 
 from ..device import make_generator
@@ -43,6 +45,8 @@ CONDITIONS = ("none", "label", "text")
 DEFAULT_GUIDANCE = 1.5
 #: fixed seed of the noise in the likelihood bound (scores are reproducible)
 ELBO_SEED = 0
+#: training captions kept with a text-conditional model as default prompts (bounds config.json: ~50 kB)
+CAPTION_POOL_SIZE = 1000
 #: guards the lazily loaded text encoder (a cache, not an option) against concurrent first use
 _TEXT_ENCODER_LOCK = threading.Lock()
 
@@ -106,12 +110,15 @@ class Diffusion(NeuralGenerativeModel):
     sample_grid_size = 100
     #: per-call options of ``sample`` (None = the model's default for that call)
     sample_options: ClassVar[dict[str, Param]] = {
+        **NeuralGenerativeModel.sample_options,
         "sampler": Param("choice", None, choices=SAMPLERS, nullable=True, help="sampler for this call (None = the model's sampler)"),
         "steps": Param("int", None, low=1, high=MAX_STEPS, nullable=True, help="network calls (None = the model's steps, else the sampler's default)"),
         "guidance": Param("float", None, low=0.0, high=MAX_GUIDANCE, nullable=True, help="classifier-free guidance scale: 0 = unconditional, 1 = conditional, > 1 = guided"),
         "eta": Param("float", None, low=0.0, high=1.0, nullable=True, help="DDIM stochasticity (0 = deterministic, 1 = ancestral); sampler='ddim' only"),
-        "prompt": Param("text", None, nullable=True, help="condition='text': one prompt for all images or one per image"),
+        "prompt": Param("text", None, nullable=True, help="condition='text': one prompt for all images or one per image (None = prompts drawn from the training captions)"),
     }
+    #: label/caption dropout during training teaches the unconditional model guidance needs
+    has_null_branch = True
 
     def __init__(
         self,
@@ -264,6 +271,7 @@ class Diffusion(NeuralGenerativeModel):
             self.text_encoder_id_ = encoder.model_id
             self.text_dim_ = int(encoder.dim)
             extra = {"cond": encoder.encode(captions)}
+            self.caption_pool_ = _caption_pool(captions, self.random_state)
         super()._fit(images, labels, resume=resume, extra_data=extra)
 
     def _get_text_encoder(self, check: bool = True):
@@ -316,8 +324,11 @@ class Diffusion(NeuralGenerativeModel):
         """Draw ``n`` images, uint8 (n, C, H, W).
 
         ``y``: class labels (condition="label"); ``prompt=``: a text or n texts
-        (condition="text"; ``y`` may hold them too). Without either the unconditional model samples.
-        Options (``sample_options``) override the model's defaults for this call:
+        (condition="text"; ``y`` may hold them too). Without either, a conditional model
+        samples as trained: labels drawn from the training class frequencies
+        (``class_counts_``), or prompts drawn from a saved sample of the training captions
+        (``caption_pool_``), with the model's guidance; ``unconditional=True`` samples the
+        unconditional (null-label) model instead. Options (``sample_options``) override the model's defaults for this call:
         ``sampler`` ("dpm++", "ddim", "ddpm"), ``steps`` (network calls, at most 10,000),
         ``guidance`` (classifier-free guidance scale in [0, 50]; 0 = unconditional, 1 =
         conditional) and ``eta`` (DDIM only).
@@ -328,6 +339,9 @@ class Diffusion(NeuralGenerativeModel):
         return super().sample(n, y=y, seed=seed, **options)
 
     def _check_option_combination(self, options: dict[str, Any]) -> None:
+        super()._check_option_combination(options)
+        if options.get("unconditional") and options.get("prompt") is not None:
+            raise GenlabError("give prompts or unconditional=True, not both")
         if options.get("guidance") is not None and not (self.conditional or self.text_conditional):
             raise GenlabError("guidance needs a conditional model (condition='label' or 'text')")
         if options.get("prompt") is not None and not self.text_conditional:
@@ -345,9 +359,14 @@ class Diffusion(NeuralGenerativeModel):
         guidance: float | None = None,
         eta: float | None = None,
         prompt: str | Sequence[str] | None = None,
+        unconditional: bool = False,
     ) -> torch.Tensor:
         opts = self._sampling_options(sampler, steps, guidance, eta)
-        cond = None if prompt is None else self.encode_prompts(prompt, n)
+        cond = None
+        if prompt is not None:
+            cond = self.encode_prompts(prompt, n)
+        elif self.text_conditional and not unconditional:
+            cond = self._training_prompt_embeddings(n, generator)
         net: GaussianDiffusion = self.network_
         device = self._network_device()
         smp = make_sampler(opts["sampler"], net.schedule, opts["steps"], eta=opts["eta"])
@@ -362,6 +381,17 @@ class Diffusion(NeuralGenerativeModel):
                 x = smp.sample(denoise, noise[start:stop].to(device), generator=generator)
                 out.append(net.data_to_unit(x).cpu())
         return torch.cat(out)
+
+    def _training_prompt_embeddings(self, n: int, generator: torch.Generator) -> torch.Tensor | None:
+        """Embeddings (n, text_dim) of n prompts drawn (with ``generator``) from the saved
+        sample of training captions; None (the null branch) for models saved without one."""
+        pool = getattr(self, "caption_pool_", None)
+        if not pool:
+            warnings.warn("this text-conditional model was saved without training captions; sampling the unconditional model (give prompt=...)", stacklevel=4)
+            return None
+        index = torch.randint(len(pool), (n,), generator=generator)
+        used, inverse = torch.unique(index, return_inverse=True)  # each distinct caption is embedded once
+        return self._get_text_encoder().encode([pool[int(i)] for i in used])[inverse]
 
     def _batch_for_sampling(self) -> int:
         return 250
@@ -534,6 +564,15 @@ class Diffusion(NeuralGenerativeModel):
         return torch.cat(out)
 
 
+def _caption_pool(captions: list[str], seed: int | None) -> list[str]:
+    """At most CAPTION_POOL_SIZE training captions (a seeded sample, in training order): the
+    prompts of ``sample(n)`` without a prompt, saved in config.json."""
+    if len(captions) <= CAPTION_POOL_SIZE:
+        return list(captions)
+    keep = np.sort(np.random.default_rng(0 if seed is None else int(seed)).choice(len(captions), CAPTION_POOL_SIZE, replace=False))
+    return [captions[int(i)] for i in keep]
+
+
 def _check_captions(captions: Any, n: int | None, *, what: str = "caption") -> list[str]:
     """One non-empty string per image: a clear error for missing, short or non-text captions."""
     if captions is None:
@@ -580,8 +619,6 @@ def _repeat(value: Any, n: int) -> Any:
 
 def _check_mask(mask: Any, shape: torch.Size) -> torch.Tensor:
     """A boolean (1 or N, 1 or C, H, W) tensor from an inpainting mask (True = regenerate)."""
-    import numpy as np
-
     n, c, h, w = shape
     arr = mask.detach().cpu().numpy() if isinstance(mask, torch.Tensor) else np.asarray(mask)
     if arr.dtype != bool:
