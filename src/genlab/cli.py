@@ -116,10 +116,16 @@ def cli() -> None:
 
 
 @cli.command()
-def models() -> None:
+@click.option("--json", "as_json", is_flag=True, help="Print names, docs, likelihood kinds, capabilities, conditionings, parameter schemas and sample options as JSON.")
+def models(as_json) -> None:
     """List the available models."""
     from .models import get_model_class, list_models
 
+    if as_json:
+        from .models.registry import describe_models
+
+        echo(json.dumps(describe_models(), indent=2))
+        return
     for name, doc in list_models().items():
         kind = get_model_class(name).likelihood
         echo(f"{name:10s} [likelihood: {kind:5s}] {doc}")

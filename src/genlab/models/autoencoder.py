@@ -29,9 +29,8 @@ from ..nn.layers import NORMS
 from ..samplers import SAMPLERS, LatentSampler, make_sampler, sampler_from_state
 from .neural import NeuralGenerativeModel
 from .schema import Param
-from .validation import check_choice, check_float, check_images, check_int, check_labels
+from .validation import check_images, check_int, check_labels
 
-CONDITIONS = ("none", "label")
 #: largest latent temperature a call may ask for (codes 10 standard deviations out decode to noise)
 MAX_TEMPERATURE = 10.0
 #: images per forward pass when encoding/decoding for the user (bounds memory)
@@ -129,6 +128,19 @@ class AutoencoderModel(NeuralGenerativeModel):
 
     #: the presets' ``latent_temperature`` (tuned per family for Fréchet distance and precision)
     default_latent_temperature: float = 1.0
+    capabilities = frozenset({"likelihood", "encode", "decode", "reconstruct", "interpolate", "attributes"})
+    conditionings = ("none", "label")
+    #: hyper-parameters every autoencoder shares (families add theirs and the training ones)
+    parameter_schema = {
+        "latent_dim": Param("int", None, low=1, nullable=True, help="code size d (None = the preset's)"),
+        "width": Param("int", None, low=1, nullable=True, help="channels of the first conv level (None = the preset's)"),
+        "n_blocks": Param("int", None, low=0, nullable=True, help="residual blocks per resolution (None = the preset's)"),
+        "norm": Param("choice", "group", choices=NORMS, help="normalisation in the conv blocks"),
+        "condition": Param("choice", "none", choices=conditionings, help="'label' = class-conditional (CVAE)"),
+        "latent_sampler": Param("choice", "gmm", choices=SAMPLERS, help="where generated codes come from: the prior or a GMM fitted on the training codes"),
+        "latent_components": Param("int", None, low=1, nullable=True, help="components of the 'gmm' latent sampler (None = the preset's)"),
+        "latent_temperature": Param("float", None, low=0.0, low_inclusive=False, high=MAX_TEMPERATURE, nullable=True, help="spread of generated codes (None = the preset's)"),
+    }
     #: per-call options of ``sample`` (and ``sample_codes``)
     sample_options: ClassVar[dict[str, Param]] = {
         **NeuralGenerativeModel.sample_options,
@@ -175,16 +187,7 @@ class AutoencoderModel(NeuralGenerativeModel):
 
     # ------------------------------------------------------------------ checks
     def _check_shared_params(self, labels: torch.Tensor | None, n_images: int) -> None:
-        check_choice("condition", self.condition, CONDITIONS)
-        check_choice("norm", self.norm, NORMS)
-        check_choice("latent_sampler", self.latent_sampler, SAMPLERS)
-        for name in ("latent_dim", "width", "latent_components"):
-            if getattr(self, name) is not None:
-                check_int(name, getattr(self, name), minimum=1)
-        if self.latent_temperature is not None:
-            check_float("latent_temperature", self.latent_temperature, minimum=0.0, exclusive=True)
-        if self.n_blocks is not None:
-            check_int("n_blocks", self.n_blocks, minimum=0)
+        """What the schema cannot say: labels present, components against the data."""
         if self.conditional and labels is None:
             raise GenlabError(f"{self.name}: condition='label' needs class labels; call fit(X, y)")
         if self.latent_sampler == "gmm" and self.latent_components is not None and self.latent_components > n_images:

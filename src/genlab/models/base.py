@@ -37,6 +37,11 @@ from ..likelihood import bits_per_dim, quantize
 from .schema import Param, validate_values
 from .validation import check_images, check_labels, check_n_samples
 
+#: capability tags a model class may declare (each names methods the model then has):
+#: likelihood = score_samples/score/bits_per_dim; encode/decode/reconstruct = the latent codec;
+#: interpolate, invert, edit, inpaint = the methods of those names; attributes = latent attribute
+#: directions (encode + decode on labelled data)
+CAPABILITIES = frozenset({"likelihood", "encode", "decode", "reconstruct", "interpolate", "invert", "edit", "inpaint", "attributes"})
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
 
@@ -57,6 +62,12 @@ class GenerativeModel(BaseEstimator):
     }
     #: whether a conditional model also learned an unconditional (null-label) branch
     has_null_branch: ClassVar[bool] = False
+    #: hyper-parameters of ``__init__`` (name -> Param): validated at ``fit``, listed by ``genlab models --json``
+    parameter_schema: ClassVar[dict[str, Param]] = {}
+    #: what the model can do beyond fit/sample, a subset of :data:`CAPABILITIES`
+    capabilities: ClassVar[frozenset[str]] = frozenset({"likelihood"})
+    #: the conditionings it supports, a subset of ("none", "label", "text")
+    conditionings: ClassVar[tuple[str, ...]] = ("none",)
     _estimator_type = "DensityEstimator"
 
     # ------------------------------------------------------------------ public API
@@ -78,6 +89,7 @@ class GenerativeModel(BaseEstimator):
 
         if y is None and isinstance(X, Dataset) and self.conditional:
             y = X.labels
+        self._check_params()
         images = check_images(X)
         labels = check_labels(y, len(images)) if (y is not None and self.conditional) else None
         self._reset_fitted()
@@ -133,6 +145,14 @@ class GenerativeModel(BaseEstimator):
         else:  # older run folders: no frequencies were saved
             probs = torch.full((int(self.n_classes_),), 1.0 / int(self.n_classes_), dtype=torch.float64)
         return torch.multinomial(probs.cpu(), n, replacement=True, generator=generator)
+
+    def _check_params(self) -> None:
+        """Check the hyper-parameters against ``parameter_schema`` (types, ranges, choices);
+        what a schema cannot say (one parameter against another or the data) is checked in ``_fit``."""
+        schema = type(self).parameter_schema
+        for name, value in self.get_params(deep=False).items():
+            if name in schema:
+                schema[name].validate(name, value)
 
     def _check_sample_options(self, options: dict[str, Any]) -> dict[str, Any]:
         """Options checked against ``sample_options`` (unknown names, types, ranges), then

@@ -34,12 +34,11 @@ from ..errors import GenlabError
 from ..likelihood import dequantize, quantize
 from ..nn.unet import UNet
 from ..text.encoder import DEFAULT_MODEL as DEFAULT_TEXT_ENCODER
-from .neural import NeuralGenerativeModel
+from .neural import NeuralGenerativeModel, training_schema
 from .registry import register
 from .schema import Param
-from .validation import check_choice, check_float, check_images, check_int, check_labels
+from .validation import check_choice, check_images, check_int, check_labels
 
-CONDITIONS = ("none", "label", "text")
 #: guidance scale when neither the model nor the call sets one (MNIST quick: FD 17.8 and
 #: 98% of samples of the requested class at 1.5, versus FD 20.6 / 91% at 1.0 and 35.1 / 99.9% at 2.0)
 DEFAULT_GUIDANCE = 1.5
@@ -119,6 +118,30 @@ class Diffusion(NeuralGenerativeModel):
     }
     #: label/caption dropout during training teaches the unconditional model guidance needs
     has_null_branch = True
+    capabilities = frozenset({"likelihood", "interpolate", "invert", "edit", "inpaint"})
+    conditionings = ("none", "label", "text")
+    parameter_schema = {
+        "condition": Param("choice", "none", choices=conditionings, help="'label' = class-conditional, 'text' = captions; both with classifier-free guidance"),
+        "text_encoder": Param("str", DEFAULT_TEXT_ENCODER, help="condition='text': sentence-transformers model (name or local folder), never downloaded"),
+        "width": Param("int", None, low=1, nullable=True, help="channels of the first U-Net level (None = the preset's)"),
+        "channel_mults": Param("int_list", None, low=1, nullable=True, help="channel multiplier per U-Net level (None = the preset's)"),
+        "n_res_blocks": Param("int", None, low=1, nullable=True, help="residual blocks per level (None = the preset's)"),
+        "patch_size": Param("int", None, low=1, nullable=True, help="space-to-depth factor of the input (None = the preset's)"),
+        "attention_size": Param("int", 8, low=0, help="self-attention at levels whose larger side is at most this many pixels"),
+        "dropout": Param("float", 0.0, low=0.0, high=1.0, help="dropout in the residual blocks"),
+        "schedule": Param("choice", "cosine", choices=SCHEDULES, help="noise schedule"),
+        "prediction": Param("choice", "v", choices=PREDICTIONS, help="what the network predicts"),
+        "loss_weighting": Param("choice", "min_snr", choices=LOSS_WEIGHTINGS, help="per-level weight of the MSE"),
+        "snr_gamma": Param("float", 5.0, low=0.0, low_inclusive=False, help="gamma of Min-SNR weighting"),
+        "label_dropout": Param("float", 0.1, low=0.0, high=1.0, help="share of labels/captions replaced by the null label in training"),
+        "sampler": Param("choice", "dpm++", choices=SAMPLERS, help="default sampler"),
+        "steps": Param("int", None, low=1, high=MAX_STEPS, nullable=True, help="default sampling steps (None = the sampler's)"),
+        "guidance": Param("float", None, low=0.0, high=MAX_GUIDANCE, nullable=True, help=f"default guidance scale (None = {DEFAULT_GUIDANCE})"),
+        "eta": Param("float", 0.0, low=0.0, high=1.0, help="default DDIM stochasticity"),
+        "clip_denoised": Param("bool", True, help="clamp the predicted clean image at every step"),
+        "elbo_points": Param("int", 32, low=1, help="noise levels per image in the likelihood bound"),
+        **training_schema(grad_clip=1.0),
+    }
 
     def __init__(
         self,
@@ -211,28 +234,6 @@ class Diffusion(NeuralGenerativeModel):
         return values
 
     # ------------------------------------------------------------------ validation
-    def _check_hyper_parameters(self) -> None:
-        check_choice("condition", self.condition, CONDITIONS)
-        if not isinstance(self.text_encoder, str) or not self.text_encoder.strip():
-            raise GenlabError(f"text_encoder={self.text_encoder!r} must name a sentence-transformers model or folder")
-        check_choice("schedule", self.schedule, SCHEDULES)
-        check_choice("prediction", self.prediction, PREDICTIONS)
-        check_choice("loss_weighting", self.loss_weighting, LOSS_WEIGHTINGS)
-        check_float("snr_gamma", self.snr_gamma, minimum=0.0, exclusive=True)
-        check_float("label_dropout", self.label_dropout, minimum=0.0, maximum=1.0)
-        check_float("dropout", self.dropout, minimum=0.0, maximum=1.0)
-        check_int("attention_size", self.attention_size, minimum=0)
-        check_int("elbo_points", self.elbo_points, minimum=1)
-        for name in ("width", "n_res_blocks", "patch_size"):
-            if getattr(self, name) is not None:
-                check_int(name, getattr(self, name), minimum=1)
-        if self.channel_mults is not None:
-            if isinstance(self.channel_mults, (str, bytes)) or not all(isinstance(m, int) and not isinstance(m, bool) and m >= 1 for m in self.channel_mults) or len(self.channel_mults) == 0:
-                raise GenlabError(f"channel_mults={self.channel_mults!r} must be a non-empty list of positive integers, one per U-Net level")
-        self._sampling_options(None, None, None, None)  # the sampling defaults must be valid too
-        if not isinstance(self.clip_denoised, bool):
-            raise GenlabError(f"clip_denoised={self.clip_denoised!r} must be True or False")
-
     def _sampling_options(self, sampler: str | None, steps: int | None, guidance: float | None, eta: float | None) -> dict[str, Any]:
         """Resolve and check sampling options against the model's defaults."""
         declared = type(self).sample_options
@@ -262,7 +263,6 @@ class Diffusion(NeuralGenerativeModel):
         return self._fit_checked(X, None, resume=bool(resume), captions=_check_captions(y, n))
 
     def _fit(self, images: torch.Tensor, labels: torch.Tensor | None, *, resume: bool = False, captions: list[str] | None = None) -> None:
-        self._check_hyper_parameters()
         if self.conditional and labels is None:
             raise GenlabError("condition='label' needs class labels: fit(X, y)")
         extra = None

@@ -25,10 +25,17 @@ from ..errors import GenlabError
 from ..likelihood import dequantize, score_generator
 from .base import GenerativeModel
 from .registry import register
-from .validation import check_choice, check_float
+from .schema import Param
+from .validation import check_choice
 
 COVARIANCE_TYPES = ("full", "diag", "spherical")
 MEMORY_BUDGET_BYTES = 1 << 28  # bounds every (rows x something) temporary: 256 MiB
+#: the parameters the classical (non-neural) models share
+COMMON_SCHEMA = {
+    "dtype": Param("choice", "float32", choices=("float32", "float64"), help="working precision (factorisations always run in float64)"),
+    "device": Param("str", "auto", help="auto, cpu, cuda, ..."),
+    "random_state": Param("int", 0, low=0, nullable=True, help="seed of the dequantisation noise (and of initialisation/folds)"),
+}
 
 
 def precision_cholesky(covariances: torch.Tensor, covariance_type: str) -> torch.Tensor:
@@ -165,6 +172,11 @@ class Gaussian(GenerativeModel):
     """
 
     likelihood = "exact"
+    parameter_schema = {
+        "covariance_type": Param("choice", "full", choices=("full", "diag"), help="full or diagonal covariance"),
+        "reg_covar": Param("float", 1e-6, low=0.0, help="added to the covariance diagonal (pixels in [0, 1])"),
+        **COMMON_SCHEMA,
+    }
 
     def __init__(self, covariance_type: str = "full", reg_covar: float = 1e-6, dtype: str = "float32", device: str = "auto", random_state: int | None = 0) -> None:
         self.covariance_type = covariance_type
@@ -174,8 +186,7 @@ class Gaussian(GenerativeModel):
         self.random_state = random_state
 
     def _fit(self, images: torch.Tensor, labels: torch.Tensor | None) -> None:
-        check_choice("covariance_type", self.covariance_type, ("full", "diag"))
-        reg = check_float("reg_covar", self.reg_covar, minimum=0.0)
+        reg = float(self.reg_covar)
         dt = torch_dtype(self.dtype)
         X = _flat_unit(images, dt, self.device_, torch.Generator().manual_seed(self.random_state or 0))
         resp = torch.ones((X.shape[0], 1), dtype=dt, device=X.device)

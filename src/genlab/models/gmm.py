@@ -20,6 +20,7 @@ from ..likelihood import score_generator
 from ..progress import progress
 from .base import GenerativeModel
 from .gaussian import (
+    COMMON_SCHEMA,
     COVARIANCE_TYPES,
     _flat_unit,
     component_log_prob,
@@ -29,7 +30,8 @@ from .gaussian import (
     torch_dtype,
 )
 from .registry import register
-from .validation import check_choice, check_float, check_int, check_images
+from .schema import Param
+from .validation import check_images
 
 INIT_METHODS = ("kmeans", "k-means++", "random")
 
@@ -68,6 +70,19 @@ class GaussianMixture(GenerativeModel):
     """
 
     likelihood = "exact"
+    parameter_schema = {
+        "n_components": Param("int", 10, low=1, help="mixture components K"),
+        "covariance_type": Param("choice", "full", choices=COVARIANCE_TYPES, help="covariance of each component"),
+        "reg_covar": Param("float", 1e-6, low=0.0, help="added to every covariance diagonal (pixels in [0, 1])"),
+        "max_iter": Param("int", 100, low=1, help="EM iterations per initialisation"),
+        "tol": Param("float", 1e-3, low=0.0, help="convergence threshold (nats per image)"),
+        "n_init": Param("int", 1, low=1, help="initialisations; the best is kept"),
+        "init_params": Param("choice", "kmeans", choices=INIT_METHODS, help="initialisation of EM"),
+        "weights_init": Param("array", None, nullable=True, help="initial weights (K,)"),
+        "means_init": Param("array", None, nullable=True, help="initial means (K, D)"),
+        "precisions_init": Param("array", None, nullable=True, help="initial precisions"),
+        **COMMON_SCHEMA,
+    }
 
     def __init__(
         self,
@@ -101,13 +116,7 @@ class GaussianMixture(GenerativeModel):
 
     # ------------------------------------------------------------------ fit
     def _fit(self, images: torch.Tensor, labels: torch.Tensor | None) -> None:
-        k = check_int("n_components", self.n_components, minimum=1)
-        check_choice("covariance_type", self.covariance_type, COVARIANCE_TYPES)
-        check_choice("init_params", self.init_params, INIT_METHODS)
-        reg = check_float("reg_covar", self.reg_covar, minimum=0.0)
-        max_iter = check_int("max_iter", self.max_iter, minimum=1)
-        tol = check_float("tol", self.tol, minimum=0.0)
-        n_init = check_int("n_init", self.n_init, minimum=1)
+        k, reg, max_iter, tol, n_init = int(self.n_components), float(self.reg_covar), int(self.max_iter), float(self.tol), int(self.n_init)
         dt = torch_dtype(self.dtype)
         if k > images.shape[0]:
             raise GenlabError(f"n_components={k} is larger than the number of images ({images.shape[0]})")

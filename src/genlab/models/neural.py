@@ -47,6 +47,7 @@ Example (abridged)::
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import math
 from typing import Any, ClassVar, Mapping
@@ -62,35 +63,41 @@ from ..training import SampleGridCallback, Trainer, TrainingConfig
 from ..training.callbacks import Callback
 from ..training.data import steps_per_epoch
 from .base import GenerativeModel
-from .validation import check_choice
+from .schema import Param
 
-#: the training parameters every neural model's ``__init__`` lists (sklearn convention)
-TRAINING_PARAMS: tuple[str, ...] = (
-    "preset",
-    "epochs",
-    "max_steps",
-    "batch_size",
-    "optimizer",
-    "lr",
-    "weight_decay",
-    "warmup_steps",
-    "lr_schedule",
-    "grad_clip",
-    "ema_decay",
-    "val_fraction",
-    "patience",
-    "device",
-    "precision",
-    "compile",
-    "num_workers",
-    "random_state",
-    "checkpoint_dir",
-    "checkpoint_every",
-    "sample_every",
-)
+PRESETS = ("auto", "quick", "full")
+#: the training parameters every neural model's ``__init__`` lists (sklearn convention), declared once
+TRAINING_SCHEMA: dict[str, Param] = {
+    "preset": Param("choice", "auto", choices=PRESETS, help="size of network and training: quick (CPU minutes), full (GPU), auto = full on CUDA"),
+    "epochs": Param("int", None, low=1, nullable=True, help="passes over the training split (None = the preset's)"),
+    "max_steps": Param("int", None, low=1, nullable=True, help="optimiser steps (None = the preset's)"),
+    "batch_size": Param("int", 64, low=1, help="global mini-batch size"),
+    "optimizer": Param("choice", "adam", choices=("adam", "adamw", "sgd"), help="optimiser (SGD with momentum 0.9)"),
+    "lr": Param("float", None, low=0.0, low_inclusive=False, nullable=True, help="peak learning rate (None = the preset's)"),
+    "weight_decay": Param("float", 0.0, low=0.0, help="weight decay"),
+    "warmup_steps": Param("int", None, low=0, nullable=True, help="linear warm-up steps (None = the preset's)"),
+    "lr_schedule": Param("choice", "cosine", choices=("cosine", "constant"), help="after warm-up: cosine decay to 0, or constant"),
+    "grad_clip": Param("float", None, low=0.0, low_inclusive=False, nullable=True, help="clip the global gradient norm (None = no clipping)"),
+    "ema_decay": Param("float", None, low=0.0, high=1.0, low_inclusive=False, high_inclusive=False, nullable=True, help="EMA of the weights for sampling (None = the preset's or none)"),
+    "val_fraction": Param("float", 0.1, low=0.0, high=1.0, high_inclusive=False, help="share held out for the validation loss (0 = off)"),
+    "patience": Param("int", None, low=1, nullable=True, help="early stopping after this many epochs without improvement (None = off)"),
+    "device": Param("str", "auto", help="auto, cpu, cuda, cuda:1, mps"),
+    "precision": Param("choice", "auto", choices=("auto", "fp32", "bf16"), help="bf16 autocast (auto = on CUDA)"),
+    "compile": Param("bool", False, help="torch.compile the network"),
+    "num_workers": Param("int", 0, low=0, help="batches prepared ahead in a background thread"),
+    "random_state": Param("int", 0, low=0, nullable=True, help="seed of initialisation, data order, split and noise (None = fresh entropy)"),
+    "checkpoint_dir": Param("path", None, nullable=True, help="folder for checkpoints, metrics.csv and sample grids"),
+    "checkpoint_every": Param("int", None, low=1, nullable=True, help="also checkpoint every this many steps"),
+    "sample_every": Param("int", None, low=1, nullable=True, help="write a sample grid every this many epochs"),
+}
+TRAINING_PARAMS: tuple[str, ...] = tuple(TRAINING_SCHEMA)
 #: training parameters whose None means "take the preset's value"
 PRESET_CONTROLLED: tuple[str, ...] = ("epochs", "max_steps", "lr", "warmup_steps")
-PRESETS = ("auto", "quick", "full")
+
+
+def training_schema(**defaults: Any) -> dict[str, Param]:
+    """:data:`TRAINING_SCHEMA` with a family's own defaults (e.g. ``grad_clip=1.0``)."""
+    return {name: dataclasses.replace(p, default=defaults[name]) if name in defaults else p for name, p in TRAINING_SCHEMA.items()}
 
 
 class NeuralGenerativeModel(GenerativeModel):
@@ -148,6 +155,7 @@ class NeuralGenerativeModel(GenerativeModel):
     trainer_class: ClassVar[type[Trainer]] = Trainer
     #: images in the grid written every ``sample_every`` epochs
     sample_grid_size: ClassVar[int] = 64
+    parameter_schema: ClassVar[dict[str, Param]] = TRAINING_SCHEMA
 
     def __init__(
         self,
@@ -300,7 +308,6 @@ class NeuralGenerativeModel(GenerativeModel):
 
     # ------------------------------------------------------------------ resolution
     def _resolve_preset(self) -> str:
-        check_choice("preset", self.preset, PRESETS)
         if self.preset != "auto":
             return self.preset
         return "full" if resolve_device(self.device).type == "cuda" else "quick"
