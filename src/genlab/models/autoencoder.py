@@ -26,10 +26,10 @@ from ..errors import GenlabError
 from ..likelihood import dequantize, quantize
 from ..nn import ConvDecoder, ConvEncoder
 from ..nn.layers import NORMS
-from ..samplers import SAMPLERS, LatentSampler, make_sampler, sampler_from_state
+from ..samplers import LATENT_SAMPLERS, LatentSampler, make_latent_sampler, sampler_from_state
+from ..validation import check_images, check_int, check_labels
 from .neural import NeuralGenerativeModel
 from .schema import Param
-from .validation import check_images, check_int, check_labels
 
 #: largest latent temperature a call may ask for (codes 10 standard deviations out decode to noise)
 MAX_TEMPERATURE = 10.0
@@ -137,14 +137,14 @@ class AutoencoderModel(NeuralGenerativeModel):
         "n_blocks": Param("int", None, low=0, nullable=True, help="residual blocks per resolution (None = the preset's)"),
         "norm": Param("choice", "group", choices=NORMS, help="normalisation in the conv blocks"),
         "condition": Param("choice", "none", choices=conditionings, help="'label' = class-conditional (CVAE)"),
-        "latent_sampler": Param("choice", "gmm", choices=SAMPLERS, help="where generated codes come from: the prior or a GMM fitted on the training codes"),
+        "latent_sampler": Param("choice", "gmm", choices=LATENT_SAMPLERS, help="where generated codes come from: the prior or a GMM fitted on the training codes"),
         "latent_components": Param("int", None, low=1, nullable=True, help="components of the 'gmm' latent sampler (None = the preset's)"),
         "latent_temperature": Param("float", None, low=0.0, low_inclusive=False, high=MAX_TEMPERATURE, nullable=True, help="spread of generated codes (None = the preset's)"),
     }
     #: per-call options of ``sample`` (and ``sample_codes``)
     sample_options: ClassVar[dict[str, Param]] = {
         **NeuralGenerativeModel.sample_options,
-        "sampler": Param("choice", None, choices=SAMPLERS, nullable=True, help="latent sampler for this call: 'prior' = N(0, I), 'gmm' = the fitted mixture (None = the model's latent_sampler)"),
+        "sampler": Param("choice", None, choices=LATENT_SAMPLERS, nullable=True, help="latent sampler for this call: 'prior' = N(0, I), 'gmm' = the fitted mixture (None = the model's latent_sampler)"),
         "temperature": Param("float", None, low=0.0, low_inclusive=False, high=MAX_TEMPERATURE, nullable=True, help="spread of the codes for this call (None = the model's latent_temperature)"),
     }
 
@@ -204,9 +204,9 @@ class AutoencoderModel(NeuralGenerativeModel):
         super()._fit(images, labels, **fit_args)
         codes = self._encode_tensor(images, labels)
         if self.conditional:  # p(z | y): one sampler per class (see ClassConditionalSampler)
-            sampler = make_sampler("per_class", base=self.latent_sampler, n_components=int(self._param("latent_components")), random_state=int(self.random_state or 0))
+            sampler = make_latent_sampler("per_class", base=self.latent_sampler, n_components=int(self._param("latent_components")), random_state=int(self.random_state or 0))
         else:
-            sampler = make_sampler(self.latent_sampler, **self._sampler_params())
+            sampler = make_latent_sampler(self.latent_sampler, **self._sampler_params())
         self.latent_sampler_state_ = sampler.fit(codes, labels).get_state()
 
     def _sampler_params(self) -> dict[str, Any]:

@@ -34,8 +34,8 @@ from ..device import make_generator, resolve_device
 from ..errors import GenlabError
 from ..io import load_tensors, read_json, save_tensors, write_json
 from ..likelihood import bits_per_dim, quantize
+from ..validation import check_images, check_labels, check_n_samples
 from .schema import Param, validate_values
-from .validation import check_images, check_labels, check_n_samples
 
 #: capability tags a model class may declare (each names methods the model then has):
 #: likelihood = score_samples/score/bits_per_dim; encode/decode/reconstruct = the latent codec;

@@ -34,10 +34,10 @@ from ..errors import GenlabError
 from ..likelihood import dequantize, quantize
 from ..nn.unet import UNet
 from ..text.encoder import DEFAULT_MODEL as DEFAULT_TEXT_ENCODER
+from ..validation import check_choice, check_images, check_int, check_labels
 from .neural import NeuralGenerativeModel, training_schema
 from .registry import register
 from .schema import Param
-from .validation import check_choice, check_images, check_int, check_labels
 
 #: guidance scale when neither the model nor the call sets one (MNIST quick: FD 17.8 and
 #: 98% of samples of the requested class at 1.5, versus FD 20.6 / 91% at 1.0 and 35.1 / 99.9% at 2.0)

@@ -17,21 +17,22 @@ from sklearn.exceptions import ConvergenceWarning
 
 from ..errors import GenlabError
 from ..likelihood import score_generator
-from ..progress import progress
-from .base import GenerativeModel
-from .gaussian import (
-    COMMON_SCHEMA,
+from ..mixture import (  # noqa: F401  (kmeans_plusplus, lloyd re-exported: they used to live here)
     COVARIANCE_TYPES,
-    _flat_unit,
     component_log_prob,
+    e_step,
     estimate_parameters,
+    kmeans_plusplus,
+    lloyd,
     precision_cholesky,
     sample_gaussian_mixture,
-    torch_dtype,
 )
+from ..progress import progress
+from ..validation import check_images
+from .base import GenerativeModel
+from .gaussian import COMMON_SCHEMA, _flat_unit, torch_dtype
 from .registry import register
 from .schema import Param
-from .validation import check_images
 
 INIT_METHODS = ("kmeans", "k-means++", "random")
 
@@ -185,9 +186,7 @@ class GaussianMixture(GenerativeModel):
         return weights, means, cov, precision_cholesky(cov, self.covariance_type)
 
     def _e_step(self, X, weights, means, cov, prec_chol):
-        weighted = component_log_prob(X, means, prec_chol, self.covariance_type) + torch.log(weights.to(torch.float64))[None]
-        log_norm = torch.logsumexp(weighted, dim=1)
-        return float(log_norm.mean()), weighted - log_norm[:, None]
+        return e_step(X, weights, means, prec_chol, self.covariance_type)
 
     def _m_step(self, X, log_resp, reg):
         weights, means, cov = estimate_parameters(X, log_resp.exp(), self.covariance_type, reg)
@@ -246,41 +245,3 @@ def _as_tensor(value, shape, name: str, like: torch.Tensor) -> torch.Tensor:
     if not bool(torch.isfinite(t).all()):
         raise GenlabError(f"{name}: contains NaN or inf")
     return t
-
-
-def _sq_dist(X: torch.Tensor, C: torch.Tensor) -> torch.Tensor:
-    return torch.cdist(X, C).pow_(2)
-
-
-def kmeans_plusplus(X: torch.Tensor, k: int, generator: torch.Generator) -> torch.Tensor:
-    """Greedy k-means++ seeding (Arthur & Vassilvitskii 2007; 2 + ln k trials per centre)."""
-    n = X.shape[0]
-    trials = 2 + int(math.log(k))
-    first = int(torch.randint(n, (1,), generator=generator))
-    centers = [X[first]]
-    closest = _sq_dist(X, X[first : first + 1])[:, 0].to(torch.float64)
-    for _ in range(1, k):
-        cumulative = torch.cumsum(closest, 0)
-        draws = torch.rand(trials, generator=generator, dtype=torch.float64).to(X.device) * cumulative[-1]
-        candidates = torch.searchsorted(cumulative, draws).clamp_(max=n - 1)
-        cand_dist = torch.minimum(closest[None], _sq_dist(X[candidates], X).to(torch.float64))
-        best = int(torch.argmin(cand_dist.sum(1)))
-        closest = cand_dist[best]
-        centers.append(X[candidates[best]])
-    return torch.stack(centers)
-
-
-def lloyd(X: torch.Tensor, centers: torch.Tensor, max_iter: int = 100) -> torch.Tensor:
-    """Lloyd's k-means iterations until assignments stop changing."""
-    k = centers.shape[0]
-    labels = None
-    for _ in range(max_iter):
-        new_labels = torch.cdist(X, centers).argmin(1)
-        if labels is not None and bool((new_labels == labels).all()):
-            break
-        labels = new_labels
-        counts = torch.bincount(labels, minlength=k).to(X.dtype)
-        sums = torch.zeros_like(centers).index_add_(0, labels, X)
-        nonempty = counts > 0
-        centers = torch.where(nonempty[:, None], sums / counts.clamp(min=1)[:, None], centers)
-    return centers

@@ -33,11 +33,11 @@ from ..device import make_generator
 from ..errors import GenlabError
 from ..likelihood import dequantize, score_generator
 from ..nn.likelihoods import LIKELIHOODS, make_likelihood
+from ..validation import check_images, check_int
 from .autoencoder import AutoencoderModel, AutoencoderNetwork, gaussian_log_density
 from .neural import training_schema
 from .registry import register
 from .schema import Param
-from .validation import check_images, check_int
 
 #: log-variance bounds of the encoder (σ from ~5e-4 to ~150)
 LOG_VAR_MIN, LOG_VAR_MAX = -15.0, 10.0
