@@ -100,7 +100,7 @@ def test_fit_sample_and_sampling_options(labelled):
 
 def test_guidance_zero_is_the_unconditional_model(labelled):
     model = labelled
-    unconditional = model.sample(5, seed=4)  # no labels: the null class
+    unconditional = model.sample(5, seed=4, unconditional=True)  # the null class
     assert torch.equal(model.sample(5, y=[0, 1, 2, 3, 4], seed=4, guidance=0.0), unconditional)
     guided = model.sample(5, y=[0, 1, 2, 3, 4], seed=4, guidance=3.0)
     plain = model.sample(5, y=[0, 1, 2, 3, 4], seed=4, guidance=1.0)
@@ -233,11 +233,30 @@ def test_the_denoiser_uses_the_caption(texted, zeros_and_ones):
 @needs_text
 def test_text_guidance_zero_is_the_unconditional_model_and_prompts_can_come_as_y(texted):
     a = texted.sample(4, prompt="a bold zero", guidance=0.0, seed=3)
-    b = texted.sample(4, seed=3)
+    b = texted.sample(4, seed=3, unconditional=True)
     assert torch.equal(a, b)
     c = texted.sample(2, y=["a zero", "a one"], seed=1)
     d = texted.sample(2, prompt=["a zero", "a one"], seed=1)
     assert torch.equal(c, d)
+
+
+@needs_text
+def test_text_model_without_prompt_draws_training_captions(texted, zeros_and_ones, tmp_path):
+    from genlab.models.diffusion import CAPTION_POOL_SIZE, _caption_pool
+
+    _, _, captions = zeros_and_ones
+    assert texted.caption_pool_ == captions  # fewer captions than the pool holds: all kept
+    a = texted.sample(4, seed=5)
+    assert torch.equal(a, texted.sample(4, seed=5))
+    assert not torch.equal(a, texted.sample(4, seed=5, unconditional=True))
+    texted.save(tmp_path / "m")
+    loaded = genlab.models.GenerativeModel.load(tmp_path / "m")
+    assert loaded.caption_pool_ == captions and torch.equal(loaded.sample(4, seed=5), a)
+    many = [f"caption {i}" for i in range(CAPTION_POOL_SIZE + 500)]
+    pool = _caption_pool(many, 0)
+    assert len(pool) == CAPTION_POOL_SIZE and len(set(pool)) == CAPTION_POOL_SIZE and pool == sorted(pool, key=many.index)
+    with pytest.raises(GenlabError, match="not both"):
+        texted.sample(2, prompt="a one", unconditional=True)
 
 
 @needs_text

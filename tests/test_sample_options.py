@@ -79,9 +79,9 @@ def test_concurrent_sampling_equals_sequential(which, diffusion, vae):
 
 
 def test_unknown_options_name_the_valid_ones(diffusion, vae):
-    with pytest.raises(GenlabError, match=r"unknown option\(s\) temperature; valid: eta, guidance, prompt, sampler, steps"):
+    with pytest.raises(GenlabError, match=r"unknown option\(s\) temperature; valid: eta, guidance, prompt, sampler, steps, unconditional"):
         diffusion.sample(2, y=1, temperature=0.5)
-    with pytest.raises(GenlabError, match=r"unknown option\(s\) guidance; valid: sampler, temperature"):
+    with pytest.raises(GenlabError, match=r"unknown option\(s\) guidance; valid: sampler, temperature, unconditional"):
         vae.sample(2, y=1, guidance=2.0)
 
 
@@ -131,3 +131,61 @@ def test_editing_methods_take_bounded_options_as_arguments(diffusion, data):
     with pytest.raises(GenlabError, match=r"guidance=60.0 must be <= 50"):
         diffusion.inpaint(X[:1], torch.ones(8, 8, dtype=torch.bool), y=1, guidance=60.0)
     assert _state(diffusion).keys() == before.keys()
+
+
+# ---------------------------------------------------------------------- conditional defaults
+def test_class_counts_are_fitted_saved_and_drive_default_labels(diffusion, data, tmp_path):
+    from genlab.device import make_generator
+    from genlab.likelihood import quantize
+    from genlab.models import GenerativeModel
+
+    _, y = data
+    counts = diffusion.class_counts_
+    assert counts.dtype == torch.int64 and torch.equal(counts, torch.bincount(torch.as_tensor(y)))
+    # sample(n) = the labels drawn from the class frequencies with the call's generator, then sampled as given
+    g = make_generator(11)
+    labels = torch.multinomial(counts.double() / counts.sum(), 6, replacement=True, generator=g)
+    expected = quantize(diffusion._sample(6, labels, g))
+    assert torch.equal(diffusion.sample(6, seed=11), expected)
+    assert torch.equal(diffusion.sample(6, seed=11), diffusion.sample(6, seed=11))
+    assert not torch.equal(diffusion.sample(6, seed=11), diffusion.sample(6, seed=11, unconditional=True))
+    diffusion.save(tmp_path / "m")
+    loaded = GenerativeModel.load(tmp_path / "m")
+    assert loaded.class_counts_.dtype == torch.int64 and torch.equal(loaded.class_counts_, counts)
+    assert torch.equal(loaded.sample(6, seed=11), expected)
+
+
+def test_default_labels_follow_the_training_frequencies_or_uniform_for_older_runs(diffusion):
+    import copy
+
+    model = copy.copy(diffusion)  # shallow: shares the network, own attribute dict
+    model.class_counts_ = torch.tensor([900, 100, 0, 0, 0, 0, 0, 0, 0, 0])
+    drawn = model._default_labels(20_000, torch.Generator().manual_seed(0))
+    freq = torch.bincount(drawn, minlength=10).double() / 20_000
+    assert abs(freq[0] - 0.9) < 0.01 and abs(freq[1] - 0.1) < 0.01 and freq[2:].sum() == 0
+    del model.class_counts_  # a model saved before class_counts_ existed
+    freq = torch.bincount(model._default_labels(20_000, torch.Generator().manual_seed(0)), minlength=10).double() / 20_000
+    assert torch.all((freq - 0.1).abs() < 0.01)
+
+
+def test_unconditional_needs_a_null_branch(vae, diffusion):
+    with pytest.raises(GenlabError, match="no unconditional branch"):
+        vae.sample(2, unconditional=True)
+    with pytest.raises(GenlabError, match="not both"):
+        diffusion.sample(2, y=1, unconditional=True)
+    assert vae.sample(3, seed=0).shape == (3, 1, 8, 8)  # labels drawn from the frequencies
+
+
+def test_cli_sample_unconditional(diffusion, vae, tmp_path, capsys):
+    import numpy as np
+
+    from genlab.cli import main
+
+    for name, model in (("d", diffusion), ("v", vae)):
+        model.save(tmp_path / name)
+    assert main(["sample", str(tmp_path / "d"), "-n", "4", "--seed", "1", "--unconditional", "--npy", str(tmp_path / "u.npy"), "-o", str(tmp_path / "u.png")]) == 0
+    assert np.array_equal(np.load(tmp_path / "u.npy"), diffusion.sample(4, seed=1, unconditional=True).numpy())
+    assert main(["sample", str(tmp_path / "v"), "-n", "4", "--unconditional", "-o", str(tmp_path / "v.png")]) == 2
+    assert "no unconditional branch" in capsys.readouterr().err
+    assert main(["sample", str(tmp_path / "v"), "-n", "4", "--steps", "3", "-o", str(tmp_path / "v.png")]) == 2
+    assert "unknown option(s) steps; valid: sampler, temperature, unconditional" in capsys.readouterr().err

@@ -7,7 +7,7 @@ from scipy.stats import multivariate_normal
 from sklearn.mixture import GaussianMixture as SkGaussianMixture
 
 from genlab import GenlabError
-from genlab.samplers import GaussianMixtureSampler, PriorSampler, make_sampler, sampler_from_state
+from genlab.samplers import GaussianMixtureSampler, PriorSampler, make_latent_sampler, sampler_from_state
 
 
 def clusters(n=600, seed=0):
@@ -66,7 +66,7 @@ def test_state_round_trip_gives_the_same_sampler():
 
 def test_bad_settings_and_inputs_raise_clear_errors():
     with pytest.raises(GenlabError, match="latent_sampler='flow'"):
-        make_sampler("flow")
+        make_latent_sampler("flow")
     with pytest.raises(GenlabError, match="latent_components=50 is larger than the number of codes"):
         GaussianMixtureSampler(n_components=50).fit(torch.randn(20, 2))
     with pytest.raises(GenlabError, match="latent_components=0"):
@@ -88,7 +88,7 @@ def test_class_conditional_sampler_draws_each_class_from_its_own_codes():
     X, centres, _ = clusters(900)
     # label each code by its nearest centre; class 3 is never seen (falls back to all codes)
     labels = torch.from_numpy(np.argmin(((X[:, None, :] - centres[None]) ** 2).sum(-1), 1))
-    s = make_sampler("per_class", base="gmm", n_components=6).fit(torch.from_numpy(X), labels)
+    s = make_latent_sampler("per_class", base="gmm", n_components=6).fit(torch.from_numpy(X), labels)
     assert s.kind == "per_class" and s.n_classes_ == 3
     assert [sampler_from_state(st).n_components for st in s.classes_] == [max(1, round(6 * int((labels == c).sum()) / 900)) for c in range(3)]
     want = torch.tensor([0, 1, 2, 1, 0] * 200)
@@ -102,4 +102,4 @@ def test_class_conditional_sampler_draws_each_class_from_its_own_codes():
     with pytest.raises(GenlabError, match="pass one label per code"):
         s.sample(3)
     with pytest.raises(GenlabError, match="pass one label per code"):
-        make_sampler("per_class").fit(torch.from_numpy(X))
+        make_latent_sampler("per_class").fit(torch.from_numpy(X))

@@ -101,10 +101,16 @@ def cli() -> None:
 
 
 @cli.command()
-def models() -> None:
+@click.option("--json", "as_json", is_flag=True, help="Print names, docs, likelihood kinds, capabilities, conditionings, parameter schemas and sample options as JSON.")
+def models(as_json) -> None:
     """List the available models."""
     from .models import get_model_class, list_models
 
+    if as_json:
+        from .models.registry import describe_models
+
+        echo(json.dumps(describe_models(), indent=2))
+        return
     for name, doc in list_models().items():
         kind = get_model_class(name).likelihood
         echo(f"{name:10s} [likelihood: {kind:5s}] {doc}")
@@ -177,17 +183,21 @@ def fit(model_name, data_spec, out_dir, params, seed, test_fraction, split_seed,
 @click.option("-o", "--out", "out_png", type=click.Path(dir_okay=False, path_type=Path), default=None, help="PNG grid to write (default RUN_DIR/samples.png).")
 @click.option("--npy", "out_npy", type=click.Path(dir_okay=False, path_type=Path), default=None, help="Also write the uint8 images (n, C, H, W) as .npy.")
 @click.option("--seed", type=int, default=None, help="Seed for reproducible samples.")
-@click.option("--label", type=int, default=None, help="Class label (class-conditional models).")
-@click.option("--prompt", default=None, help="Text description (text-conditional models).")
+@click.option("--label", type=int, default=None, help="Class label (class-conditional models; default: labels drawn from the training class frequencies).")
+@click.option("--prompt", default=None, help="Text description (text-conditional models; default: prompts drawn from the training captions).")
+@click.option("--unconditional", is_flag=True, help="Conditional models: sample the unconditional (null) branch instead (diffusion).")
 @click.option("--guidance", type=float, default=None, help="Classifier-free guidance scale (diffusion).")
 @click.option("--steps", type=click.IntRange(min=1), default=None, help="Sampling steps (diffusion).")
 @click.option("--sampler", default=None, help="Sampler: ddpm, ddim, dpm++ (diffusion); prior or gmm (autoencoders).")
+@click.option("--temperature", type=float, default=None, help="Latent temperature (autoencoders, flows).")
+@click.option("--truncation", type=float, default=None, help="Truncation psi in [0, inf) (GANs): latents drawn from N(0, 1) restricted to [-psi, psi].")
 @click.option("--ncols", type=click.IntRange(min=1), default=None, help="Columns in the grid.")
-def sample(run_dir, n_samples, out_png, out_npy, seed, label, prompt, guidance, steps, sampler, ncols) -> None:
+def sample(run_dir, n_samples, out_png, out_npy, seed, label, prompt, unconditional, guidance, steps, sampler, temperature, truncation, ncols) -> None:
     """Draw images from a trained run and write them as a PNG grid (and .npy)."""
     from .service import sample_run
 
-    options = {k: v for k, v in {"prompt": prompt, "guidance": guidance, "steps": steps, "sampler": sampler}.items() if v is not None}
+    given = {"prompt": prompt, "guidance": guidance, "steps": steps, "sampler": sampler, "temperature": temperature, "truncation": truncation, "unconditional": unconditional or None}
+    options = {k: v for k, v in given.items() if v is not None}  # the model validates them (and names the valid ones)
     result = sample_run(run_dir, n_samples, out_png=out_png, out_npy=out_npy, seed=seed, y=label, ncols=ncols, echo=echo, **options)
     echo(f"{result.n} samples in {result.seconds:.2f} s ({result.images_per_second:.0f} images/s)" + (f" -> {result.png}" if result.png else ""))
     if result.npy is not None:

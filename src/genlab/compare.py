@@ -138,7 +138,7 @@ def run_compare(config: CompareConfig, out_dir: Path, echo: Callable[[str], None
 
     markdown = markdown_table(summary)
     (out_dir / "results.md").write_text(markdown + "\n", encoding="utf-8")
-    report = write_report(out_dir, summary)
+    report = write_report(out_dir, summary, markdown, REAL_ROW)
     echo(markdown)
     echo(f"\nwrote {out_dir / 'results.md'} and {report} in {summary['wall_seconds']:.0f} s")
     return summary

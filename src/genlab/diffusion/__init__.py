@@ -13,7 +13,7 @@ The registered model ``diffusion`` (:mod:`genlab.models.diffusion`) puts them to
 with :class:`genlab.nn.UNet`.
 """
 
-from .editing import inpaint, interpolate_via_inversion, sdedit, slerp
+from .editing import inpaint, interpolate_via_inversion, sdedit
 from .gaussian import LOSS_WEIGHTINGS, PREDICTIONS, GaussianDiffusion, loss_weight, q_sample, to_prediction, training_target
 from .samplers import (
     SAMPLERS,
@@ -51,7 +51,6 @@ __all__ = [
     "inpaint",
     "interpolate_via_inversion",
     "sdedit",
-    "slerp",
     "loss_weight",
     "make_sampler",
     "make_schedule",

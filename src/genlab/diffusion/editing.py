@@ -20,7 +20,8 @@ from __future__ import annotations
 import torch
 
 from ..errors import GenlabError
-from ..models.validation import check_float, check_int
+from ..manipulate.interpolation import slerp
+from ..validation import check_float, check_int
 from .gaussian import q_sample
 from .samplers import DDIMSampler, Denoiser, Sampler, ddim_invert
 from .schedules import NoiseSchedule
@@ -56,21 +57,6 @@ def inpaint(denoise: Denoiser, sampler: Sampler, x: torch.Tensor, regenerate: to
     return keep * x + (1.0 - keep) * out
 
 
-def slerp(a: torch.Tensor, b: torch.Tensor, w: float) -> torch.Tensor:
-    """Spherical interpolation between rows of ``a`` and ``b`` (B, ...) at weight ``w`` in [0, 1]
-    (straight interpolation where the two are nearly parallel)."""
-    fa, fb = a.flatten(1).double(), b.flatten(1).double()
-    cos = (fa * fb).sum(1) / (fa.norm(dim=1) * fb.norm(dim=1)).clamp_min(1e-12)
-    omega = torch.arccos(cos.clamp(-1.0, 1.0))
-    so = torch.sin(omega)
-    straight = so < 1e-6
-    safe = torch.where(straight, torch.ones_like(so), so)
-    wa = torch.where(straight, 1.0 - w * torch.ones_like(so), torch.sin((1.0 - w) * omega) / safe)
-    wb = torch.where(straight, w * torch.ones_like(so), torch.sin(w * omega) / safe)
-    out = wa[:, None] * fa + wb[:, None] * fb
-    return out.reshape(a.shape).to(a.dtype)
-
-
 def interpolate_via_inversion(invert_with: Denoiser, decode_with: Denoiser, schedule: NoiseSchedule, x_pair: torch.Tensor, n_images: int, *, steps: int = 50) -> torch.Tensor:
     """``n_images`` data points on the path between the two images ``x_pair`` (2, C, H, W,
     model space): DDIM-invert both with ``steps`` steps (``invert_with`` denoises batches of
@@ -83,9 +69,9 @@ def interpolate_via_inversion(invert_with: Denoiser, decode_with: Denoiser, sche
     if x_pair.shape[0] != 2:
         raise GenlabError(f"x_pair: expected 2 images, got {x_pair.shape[0]}")
     noises = ddim_invert(invert_with, x_pair, schedule, steps)
-    weights = [i / (n_images - 1) for i in range(n_images)]
-    path = torch.cat([slerp(noises[:1], noises[1:], w) for w in weights])
+    weights = torch.linspace(0.0, 1.0, n_images, dtype=torch.float64)
+    path = slerp(noises[0].flatten(), noises[1].flatten(), weights).reshape(n_images, *noises.shape[1:])
     return DDIMSampler(schedule, steps).sample(decode_with, path)
 
 
-__all__ = ["sdedit", "inpaint", "slerp", "interpolate_via_inversion"]
+__all__ = ["sdedit", "inpaint", "interpolate_via_inversion"]

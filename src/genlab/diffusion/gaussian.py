@@ -56,7 +56,7 @@ from torch import nn
 
 from ..errors import GenlabError
 from ..likelihood import dequantize
-from ..models.validation import check_choice, check_float
+from ..validation import check_choice, check_float
 from .samplers import Denoiser, Prediction, classifier_free_guidance
 from .schedules import LOGSNR_MAX, LOGSNR_MIN, NoiseSchedule, alpha_sigma_from_logsnr, make_schedule
 

@@ -32,7 +32,7 @@ from typing import Callable, ClassVar
 import torch
 
 from ..errors import GenlabError
-from ..models.validation import check_choice, check_float, check_int
+from ..validation import check_choice, check_float, check_int
 from .schedules import NoiseSchedule, alpha_sigma_from_logsnr
 
 SAMPLERS = ("ddpm", "ddim", "dpm++")
@@ -50,7 +50,7 @@ class Prediction:
 
 
 Denoiser = Callable[[torch.Tensor, float], Prediction]
-Callback = Callable[[torch.Tensor, float], torch.Tensor]
+StepCallback = Callable[[torch.Tensor, float], torch.Tensor]
 
 
 def classifier_free_guidance(unconditional: torch.Tensor, conditional: torch.Tensor, scale: float) -> torch.Tensor:
@@ -110,7 +110,7 @@ class Sampler:
         *,
         t_start: float = 1.0,
         generator: torch.Generator | None = None,
-        callback: Callback | None = None,
+        callback: StepCallback | None = None,
     ) -> torch.Tensor:
         """Run the chain from ``z`` (noise at ``t_start``; N(0, I) for t_start = 1) to data."""
         grid = self.logsnr_grid(t_start)

@@ -8,7 +8,7 @@ import numpy as np
 import torch
 
 from ..errors import GenlabError
-from ..models.validation import check_float, check_images
+from ..validation import check_float, check_images
 from .interpolation import _check_codec
 
 

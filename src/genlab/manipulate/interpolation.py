@@ -8,7 +8,7 @@ import numpy as np
 import torch
 
 from ..errors import GenlabError
-from ..models.validation import check_choice, check_images, check_int
+from ..validation import check_choice, check_images, check_int
 
 INTERPOLATION_MODES = ("linear", "slerp")
 

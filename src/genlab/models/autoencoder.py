@@ -26,12 +26,11 @@ from ..errors import GenlabError
 from ..likelihood import dequantize, quantize
 from ..nn import ConvDecoder, ConvEncoder
 from ..nn.layers import NORMS
-from ..samplers import SAMPLERS, LatentSampler, make_sampler, sampler_from_state
+from ..samplers import LATENT_SAMPLERS, LatentSampler, make_latent_sampler, sampler_from_state
+from ..validation import check_images, check_int, check_labels
 from .neural import NeuralGenerativeModel
 from .schema import Param
-from .validation import check_choice, check_float, check_images, check_int, check_labels
 
-CONDITIONS = ("none", "label")
 #: largest latent temperature a call may ask for (codes 10 standard deviations out decode to noise)
 MAX_TEMPERATURE = 10.0
 #: images per forward pass when encoding/decoding for the user (bounds memory)
@@ -129,9 +128,23 @@ class AutoencoderModel(NeuralGenerativeModel):
 
     #: the presets' ``latent_temperature`` (tuned per family for Fréchet distance and precision)
     default_latent_temperature: float = 1.0
+    capabilities = frozenset({"likelihood", "encode", "decode", "reconstruct", "interpolate", "attributes"})
+    conditionings = ("none", "label")
+    #: hyper-parameters every autoencoder shares (families add theirs and the training ones)
+    parameter_schema = {
+        "latent_dim": Param("int", None, low=1, nullable=True, help="code size d (None = the preset's)"),
+        "width": Param("int", None, low=1, nullable=True, help="channels of the first conv level (None = the preset's)"),
+        "n_blocks": Param("int", None, low=0, nullable=True, help="residual blocks per resolution (None = the preset's)"),
+        "norm": Param("choice", "group", choices=NORMS, help="normalisation in the conv blocks"),
+        "condition": Param("choice", "none", choices=conditionings, help="'label' = class-conditional (CVAE)"),
+        "latent_sampler": Param("choice", "gmm", choices=LATENT_SAMPLERS, help="where generated codes come from: the prior or a GMM fitted on the training codes"),
+        "latent_components": Param("int", None, low=1, nullable=True, help="components of the 'gmm' latent sampler (None = the preset's)"),
+        "latent_temperature": Param("float", None, low=0.0, low_inclusive=False, high=MAX_TEMPERATURE, nullable=True, help="spread of generated codes (None = the preset's)"),
+    }
     #: per-call options of ``sample`` (and ``sample_codes``)
     sample_options: ClassVar[dict[str, Param]] = {
-        "sampler": Param("choice", None, choices=SAMPLERS, nullable=True, help="latent sampler for this call: 'prior' = N(0, I), 'gmm' = the fitted mixture (None = the model's latent_sampler)"),
+        **NeuralGenerativeModel.sample_options,
+        "sampler": Param("choice", None, choices=LATENT_SAMPLERS, nullable=True, help="latent sampler for this call: 'prior' = N(0, I), 'gmm' = the fitted mixture (None = the model's latent_sampler)"),
         "temperature": Param("float", None, low=0.0, low_inclusive=False, high=MAX_TEMPERATURE, nullable=True, help="spread of the codes for this call (None = the model's latent_temperature)"),
     }
 
@@ -173,25 +186,8 @@ class AutoencoderModel(NeuralGenerativeModel):
         return values
 
     # ------------------------------------------------------------------ checks
-    def _check_params(self) -> None:
-        super()._check_params()
-        self._check_family_params()
-        self._check_hyper_params()
-
-    def _check_hyper_params(self) -> None:
-        check_choice("condition", self.condition, CONDITIONS)
-        check_choice("norm", self.norm, NORMS)
-        check_choice("latent_sampler", self.latent_sampler, SAMPLERS)
-        for name in ("latent_dim", "width", "latent_components"):
-            if getattr(self, name) is not None:
-                check_int(name, getattr(self, name), minimum=1)
-        if self.latent_temperature is not None:
-            check_float("latent_temperature", self.latent_temperature, minimum=0.0, exclusive=True)
-        if self.n_blocks is not None:
-            check_int("n_blocks", self.n_blocks, minimum=0)
-
     def _check_shared_params(self, labels: torch.Tensor | None, n_images: int) -> None:
-        self._check_hyper_params()
+        """What the schema cannot say: labels present, components against the data."""
         if self.conditional and labels is None:
             raise GenlabError(f"{self.name}: condition='label' needs class labels; call fit(X, y)")
         if self.latent_sampler == "gmm" and self.latent_components is not None and self.latent_components > n_images:
@@ -208,9 +204,9 @@ class AutoencoderModel(NeuralGenerativeModel):
         super()._fit(images, labels, **fit_args)
         codes = self._encode_tensor(images, labels)
         if self.conditional:  # p(z | y): one sampler per class (see ClassConditionalSampler)
-            sampler = make_sampler("per_class", base=self.latent_sampler, n_components=int(self._param("latent_components")), random_state=int(self.random_state or 0))
+            sampler = make_latent_sampler("per_class", base=self.latent_sampler, n_components=int(self._param("latent_components")), random_state=int(self.random_state or 0))
         else:
-            sampler = make_sampler(self.latent_sampler, **self._sampler_params())
+            sampler = make_latent_sampler(self.latent_sampler, **self._sampler_params())
         self.latent_sampler_state_ = sampler.fit(codes, labels).get_state()
 
     def _sampler_params(self) -> dict[str, Any]:
@@ -361,6 +357,7 @@ class AutoencoderModel(NeuralGenerativeModel):
         return self._draw_codes(n, make_generator(seed), labels, **options).float().cpu()
 
     def _check_option_combination(self, options: dict[str, Any]) -> None:
+        super()._check_option_combination(options)
         sampler = options.get("sampler")
         if sampler is not None and sampler != "prior" and sampler != self.latent_sampler:
             raise GenlabError(f"sampler={sampler!r}: this model was fitted with latent_sampler={self.latent_sampler!r}; refit with latent_sampler={sampler!r}")
@@ -372,12 +369,11 @@ class AutoencoderModel(NeuralGenerativeModel):
             return torch.randn((n, int(self._param("latent_dim"))), generator=generator) * t
         return self.latent_sampler_.sample(n, generator, labels=labels, temperature=t)
 
-    def _sample(self, n: int, labels: torch.Tensor | None, generator: torch.Generator, *, sampler: str | None = None, temperature: float | None = None) -> torch.Tensor:
+    def _sample(self, n: int, labels: torch.Tensor | None, generator: torch.Generator, *, sampler: str | None = None, temperature: float | None = None, unconditional: bool = False) -> torch.Tensor:
         """Decode codes of the latent sampler. ``sampler``: "prior" or "gmm" overrides the
         model's ``latent_sampler`` for this call ("gmm" needs a model fitted with it);
-        ``temperature`` overrides ``latent_temperature``."""
-        if self.conditional and labels is None:
-            labels = torch.multinomial(self.class_prior_.double().cpu(), n, replacement=True, generator=generator)
+        ``temperature`` overrides ``latent_temperature``. Conditional models always get
+        labels here (drawn from the training frequencies when the caller gave none)."""
         z = self._draw_codes(n, generator, labels, sampler=sampler, temperature=temperature)
         pixel_generator = generator if getattr(self, "pixel_noise", False) else None
         return self._decode_tensor(z.float(), labels, pixel_generator)

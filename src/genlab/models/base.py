@@ -34,9 +34,14 @@ from ..device import make_generator, resolve_device
 from ..errors import GenlabError
 from ..io import load_tensors, read_json, save_tensors, write_json
 from ..likelihood import bits_per_dim, quantize
+from ..validation import check_images, check_labels, check_n_samples, encode_labels
 from .schema import Param, validate_values
-from .validation import check_images, check_labels, check_n_samples, encode_labels
 
+#: capability tags a model class may declare (each names methods the model then has):
+#: likelihood = score_samples/score/bits_per_dim; encode/decode/reconstruct = the latent codec;
+#: interpolate, invert, edit, inpaint = the methods of those names; attributes = latent attribute
+#: directions (encode + decode on labelled data)
+CAPABILITIES = frozenset({"likelihood", "encode", "decode", "reconstruct", "interpolate", "invert", "edit", "inpaint", "attributes"})
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
 
@@ -50,8 +55,19 @@ class GenerativeModel(BaseEstimator):
     likelihood: ClassVar[str] = "exact"
     #: whether ``fit``/``sample`` take class labels ``y``
     conditional: ClassVar[bool] = False
-    #: per-call options of ``sample`` (name -> :class:`~genlab.models.schema.Param`)
-    sample_options: ClassVar[dict[str, Param]] = {}
+    #: per-call options of ``sample`` (name -> :class:`~genlab.models.schema.Param`); families
+    #: extend these (``{**GenerativeModel.sample_options, ...}``)
+    sample_options: ClassVar[dict[str, Param]] = {
+        "unconditional": Param("bool", False, help="conditional models: sample the unconditional (null) branch instead of drawing labels/prompts from the training data"),
+    }
+    #: whether a conditional model also learned an unconditional (null-label) branch
+    has_null_branch: ClassVar[bool] = False
+    #: hyper-parameters of ``__init__`` (name -> Param): validated at ``fit``, listed by ``genlab models --json``
+    parameter_schema: ClassVar[dict[str, Param]] = {}
+    #: what the model can do beyond fit/sample, a subset of :data:`CAPABILITIES`
+    capabilities: ClassVar[frozenset[str]] = frozenset({"likelihood"})
+    #: the conditionings it supports, a subset of ("none", "label", "text")
+    conditionings: ClassVar[tuple[str, ...]] = ("none",)
     _estimator_type = "DensityEstimator"
 
     # ------------------------------------------------------------------ public API
@@ -73,20 +89,29 @@ class GenerativeModel(BaseEstimator):
 
         if y is None and isinstance(X, Dataset) and self.conditional:
             y = X.labels
+        self._check_params()
         images = check_images(X)
         labels, classes = self._fit_labels(X, y, len(images))
         self._reset_fitted()
         self.image_shape_ = tuple(int(s) for s in images.shape[1:])
         if classes is not None:
             self.classes_ = classes
+        if labels is not None:  # training class frequencies: the default labels of sample(n)
+            self.class_counts_ = torch.bincount(labels).to(torch.int64)
         self._fit(images, labels, **fit_args)
         return self
 
     def sample(self, n: int, *, y: Any = None, seed: int | None = None, **options: Any) -> torch.Tensor:
         """Draw ``n`` images as a uint8 tensor of shape (n, C, H, W) on the CPU.
 
-        ``y``: labels for conditional models (a single int or one per image).
-        ``seed``: makes the draw reproducible.
+        ``y``: labels for class-conditional models (a single int or one per image).
+        ``y=None`` on a class-conditional model draws the labels from the training class
+        frequencies (``class_counts_``; uniform for models saved before it existed) with this
+        call's random generator and samples those classes as if they had been given (with the
+        model's default guidance), so the default draw looks like the training data;
+        ``unconditional=True`` instead samples the unconditional (null-label) branch where the
+        model has one (diffusion) and is refused where it has none (CVAE).
+        ``seed``: makes the draw reproducible (labels included).
         ``options``: per-call sampling options of the family, declared in
         ``type(model).sample_options`` (e.g. ``sampler``, ``steps``, ``guidance`` for
         diffusion); unknown or out-of-range options raise a :class:`GenlabError`. Options are
@@ -96,15 +121,41 @@ class GenerativeModel(BaseEstimator):
         self._check_fitted()
         n = check_n_samples(n)
         options = self._check_sample_options(options)
+        generator = make_generator(seed)
         labels = None
         if y is not None:
             if not self.conditional:
                 raise GenlabError(f"{self.name or type(self).__name__} is not class-conditional; sample without y (labels)")
+            if options.get("unconditional"):
+                raise GenlabError("give labels y or unconditional=True, not both")
             labels = check_labels(y, n, n_classes=getattr(self, "n_classes_", None), classes=getattr(self, "classes_", None))
-        out = self._sample(n, labels, make_generator(seed), **options)
+        elif self.conditional and not options.get("unconditional"):
+            labels = self._default_labels(n, generator)
+        out = self._sample(n, labels, generator, **options)
         if out.dtype != torch.uint8:
             out = quantize(out)
         return out.cpu()
+
+    def _default_labels(self, n: int, generator: torch.Generator) -> torch.Tensor:
+        """n labels (int64) drawn from the training class frequencies (uniform without them)."""
+        counts = getattr(self, "class_counts_", None)
+        if counts is not None:
+            probs = torch.as_tensor(counts).to(torch.float64)
+            probs = probs / probs.sum()
+        elif getattr(self, "class_prior_", None) is not None:  # autoencoders saved before class_counts_
+            probs = torch.as_tensor(self.class_prior_).to(torch.float64)
+        else:  # older run folders: no frequencies were saved
+            probs = torch.full((int(self.n_classes_),), 1.0 / int(self.n_classes_), dtype=torch.float64)
+        return torch.multinomial(probs.cpu(), n, replacement=True, generator=generator)
+
+    def _check_params(self) -> None:
+        """Check the hyper-parameters against ``parameter_schema`` (types, ranges, choices);
+        called by ``fit`` and by ``load`` (so an edited config.json is refused). Families extend
+        it (calling ``super()``) with what a schema cannot say (one parameter against another)."""
+        schema = type(self).parameter_schema
+        for name, value in self.get_params(deep=False).items():
+            if name in schema:
+                schema[name].validate(name, value)
 
     def _check_sample_options(self, options: dict[str, Any]) -> dict[str, Any]:
         """Options checked against ``sample_options`` (unknown names, types, ranges), then
@@ -114,7 +165,13 @@ class GenerativeModel(BaseEstimator):
         return checked
 
     def _check_option_combination(self, options: dict[str, Any]) -> None:
-        """Family hook: reject combinations of valid options that make no sense together."""
+        """Family hook (call ``super()``): reject combinations of valid options that make no sense together."""
+        if options.get("unconditional") and self.conditional and not self.has_null_branch:
+            name = self.name or type(self).__name__
+            raise GenlabError(
+                f"unconditional=True: this {name} model is class-conditional and has no unconditional branch "
+                "(it always needs a label); sample without it to draw labels from the training class frequencies, or give y"
+            )
 
     def score_samples(self, X: Any) -> np.ndarray:
         """Log-likelihood of each image in nats, float64 array (N,).
@@ -296,17 +353,6 @@ class GenerativeModel(BaseEstimator):
             return None, None
         names = X.class_names if isinstance(X, Dataset) and y is X.labels else None
         return encode_labels(y, n, class_names=names)
-
-    def _check_params(self) -> None:
-        """Validate the hyper-parameters (raise GenlabError naming the bad one). Called by
-        ``load`` so that an edited config.json is refused; families call it from ``_fit``.
-
-        The default checks every parameter a class declares in ``parameter_schema`` (if it
-        declares one); families extend it (calling ``super()``) with their own checks."""
-        schema = getattr(type(self), "parameter_schema", None)
-        if schema:
-            params = self.get_params(deep=False)
-            validate_values({k: v for k, v in params.items() if k in schema}, schema, what=f"{self.name or type(self).__name__} parameters")
 
     def _check_loaded(self) -> None:
         """Check the fitted state after ``load`` (shapes agree with ``image_shape_``, ...).

@@ -17,11 +17,13 @@ with 20 steps. See /work/notes/diffusion_runs.md (project notes) for the measure
 
 from __future__ import annotations
 
-import math
 import contextlib
+import math
 import threading
+import warnings
 from typing import Any, ClassVar, Iterator, Sequence
 
+import numpy as np
 import torch
 
 from ..device import make_generator
@@ -32,17 +34,18 @@ from ..errors import GenlabError
 from ..likelihood import dequantize, quantize
 from ..nn.unet import UNet
 from ..text.encoder import DEFAULT_MODEL as DEFAULT_TEXT_ENCODER
-from .neural import NeuralGenerativeModel
+from ..validation import check_choice, check_images, check_int, check_labels
+from .neural import NeuralGenerativeModel, training_schema
 from .registry import register
 from .schema import Param
-from .validation import check_choice, check_float, check_images, check_int, check_labels
 
-CONDITIONS = ("none", "label", "text")
 #: guidance scale when neither the model nor the call sets one (MNIST quick: FD 17.8 and
 #: 98% of samples of the requested class at 1.5, versus FD 20.6 / 91% at 1.0 and 35.1 / 99.9% at 2.0)
 DEFAULT_GUIDANCE = 1.5
 #: fixed seed of the noise in the likelihood bound (scores are reproducible)
 ELBO_SEED = 0
+#: training captions kept with a text-conditional model as default prompts (bounds config.json: ~50 kB)
+CAPTION_POOL_SIZE = 1000
 #: guards the lazily loaded text encoder (a cache, not an option) against concurrent first use
 _TEXT_ENCODER_LOCK = threading.Lock()
 
@@ -106,11 +109,38 @@ class Diffusion(NeuralGenerativeModel):
     sample_grid_size = 100
     #: per-call options of ``sample`` (None = the model's default for that call)
     sample_options: ClassVar[dict[str, Param]] = {
+        **NeuralGenerativeModel.sample_options,
         "sampler": Param("choice", None, choices=SAMPLERS, nullable=True, help="sampler for this call (None = the model's sampler)"),
         "steps": Param("int", None, low=1, high=MAX_STEPS, nullable=True, help="network calls (None = the model's steps, else the sampler's default)"),
         "guidance": Param("float", None, low=0.0, high=MAX_GUIDANCE, nullable=True, help="classifier-free guidance scale: 0 = unconditional, 1 = conditional, > 1 = guided"),
         "eta": Param("float", None, low=0.0, high=1.0, nullable=True, help="DDIM stochasticity (0 = deterministic, 1 = ancestral); sampler='ddim' only"),
-        "prompt": Param("text", None, nullable=True, help="condition='text': one prompt for all images or one per image"),
+        "prompt": Param("text", None, nullable=True, help="condition='text': one prompt for all images or one per image (None = prompts drawn from the training captions)"),
+    }
+    #: label/caption dropout during training teaches the unconditional model guidance needs
+    has_null_branch = True
+    capabilities = frozenset({"likelihood", "interpolate", "invert", "edit", "inpaint"})
+    conditionings = ("none", "label", "text")
+    parameter_schema = {
+        "condition": Param("choice", "none", choices=conditionings, help="'label' = class-conditional, 'text' = captions; both with classifier-free guidance"),
+        "text_encoder": Param("str", DEFAULT_TEXT_ENCODER, help="condition='text': sentence-transformers model (name or local folder), never downloaded"),
+        "width": Param("int", None, low=1, nullable=True, help="channels of the first U-Net level (None = the preset's)"),
+        "channel_mults": Param("int_list", None, low=1, nullable=True, help="channel multiplier per U-Net level (None = the preset's)"),
+        "n_res_blocks": Param("int", None, low=1, nullable=True, help="residual blocks per level (None = the preset's)"),
+        "patch_size": Param("int", None, low=1, nullable=True, help="space-to-depth factor of the input (None = the preset's)"),
+        "attention_size": Param("int", 8, low=0, help="self-attention at levels whose larger side is at most this many pixels"),
+        "dropout": Param("float", 0.0, low=0.0, high=1.0, help="dropout in the residual blocks"),
+        "schedule": Param("choice", "cosine", choices=SCHEDULES, help="noise schedule"),
+        "prediction": Param("choice", "v", choices=PREDICTIONS, help="what the network predicts"),
+        "loss_weighting": Param("choice", "min_snr", choices=LOSS_WEIGHTINGS, help="per-level weight of the MSE"),
+        "snr_gamma": Param("float", 5.0, low=0.0, low_inclusive=False, help="gamma of Min-SNR weighting"),
+        "label_dropout": Param("float", 0.1, low=0.0, high=1.0, help="share of labels/captions replaced by the null label in training"),
+        "sampler": Param("choice", "dpm++", choices=SAMPLERS, help="default sampler"),
+        "steps": Param("int", None, low=1, high=MAX_STEPS, nullable=True, help="default sampling steps (None = the sampler's)"),
+        "guidance": Param("float", None, low=0.0, high=MAX_GUIDANCE, nullable=True, help=f"default guidance scale (None = {DEFAULT_GUIDANCE})"),
+        "eta": Param("float", 0.0, low=0.0, high=1.0, help="default DDIM stochasticity"),
+        "clip_denoised": Param("bool", True, help="clamp the predicted clean image at every step"),
+        "elbo_points": Param("int", 32, low=1, help="noise levels per image in the likelihood bound"),
+        **training_schema(grad_clip=1.0),
     }
 
     def __init__(
@@ -204,32 +234,6 @@ class Diffusion(NeuralGenerativeModel):
         return values
 
     # ------------------------------------------------------------------ validation
-    def _check_params(self) -> None:
-        super()._check_params()
-        self._check_hyper_parameters()
-
-    def _check_hyper_parameters(self) -> None:
-        check_choice("condition", self.condition, CONDITIONS)
-        if not isinstance(self.text_encoder, str) or not self.text_encoder.strip():
-            raise GenlabError(f"text_encoder={self.text_encoder!r} must name a sentence-transformers model or folder")
-        check_choice("schedule", self.schedule, SCHEDULES)
-        check_choice("prediction", self.prediction, PREDICTIONS)
-        check_choice("loss_weighting", self.loss_weighting, LOSS_WEIGHTINGS)
-        check_float("snr_gamma", self.snr_gamma, minimum=0.0, exclusive=True)
-        check_float("label_dropout", self.label_dropout, minimum=0.0, maximum=1.0)
-        check_float("dropout", self.dropout, minimum=0.0, maximum=1.0)
-        check_int("attention_size", self.attention_size, minimum=0)
-        check_int("elbo_points", self.elbo_points, minimum=1)
-        for name in ("width", "n_res_blocks", "patch_size"):
-            if getattr(self, name) is not None:
-                check_int(name, getattr(self, name), minimum=1)
-        if self.channel_mults is not None:
-            if isinstance(self.channel_mults, (str, bytes)) or not all(isinstance(m, int) and not isinstance(m, bool) and m >= 1 for m in self.channel_mults) or len(self.channel_mults) == 0:
-                raise GenlabError(f"channel_mults={self.channel_mults!r} must be a non-empty list of positive integers, one per U-Net level")
-        self._sampling_options(None, None, None, None)  # the sampling defaults must be valid too
-        if not isinstance(self.clip_denoised, bool):
-            raise GenlabError(f"clip_denoised={self.clip_denoised!r} must be True or False")
-
     def _sampling_options(self, sampler: str | None, steps: int | None, guidance: float | None, eta: float | None) -> dict[str, Any]:
         """Resolve and check sampling options against the model's defaults."""
         declared = type(self).sample_options
@@ -259,7 +263,6 @@ class Diffusion(NeuralGenerativeModel):
         return self._fit_checked(X, None, resume=bool(resume), captions=_check_captions(y, n))
 
     def _fit(self, images: torch.Tensor, labels: torch.Tensor | None, *, resume: bool = False, captions: list[str] | None = None) -> None:
-        self._check_hyper_parameters()
         if self.conditional and labels is None:
             raise GenlabError("condition='label' needs class labels: fit(X, y)")
         extra = None
@@ -268,6 +271,7 @@ class Diffusion(NeuralGenerativeModel):
             self.text_encoder_id_ = encoder.model_id
             self.text_dim_ = int(encoder.dim)
             extra = {"cond": encoder.encode(captions)}
+            self.caption_pool_ = _caption_pool(captions, self.random_state)
         super()._fit(images, labels, resume=resume, extra_data=extra)
 
     def _get_text_encoder(self, check: bool = True):
@@ -322,8 +326,11 @@ class Diffusion(NeuralGenerativeModel):
         """Draw ``n`` images, uint8 (n, C, H, W).
 
         ``y``: class labels (condition="label"); ``prompt=``: a text or n texts
-        (condition="text"; ``y`` may hold them too). Without either the unconditional model samples.
-        Options (``sample_options``) override the model's defaults for this call:
+        (condition="text"; ``y`` may hold them too). Without either, a conditional model
+        samples as trained: labels drawn from the training class frequencies
+        (``class_counts_``), or prompts drawn from a saved sample of the training captions
+        (``caption_pool_``), with the model's guidance; ``unconditional=True`` samples the
+        unconditional (null-label) model instead. Options (``sample_options``) override the model's defaults for this call:
         ``sampler`` ("dpm++", "ddim", "ddpm"), ``steps`` (network calls, at most 10,000),
         ``guidance`` (classifier-free guidance scale in [0, 50]; 0 = unconditional, 1 =
         conditional) and ``eta`` (DDIM only).
@@ -334,6 +341,9 @@ class Diffusion(NeuralGenerativeModel):
         return super().sample(n, y=y, seed=seed, **options)
 
     def _check_option_combination(self, options: dict[str, Any]) -> None:
+        super()._check_option_combination(options)
+        if options.get("unconditional") and options.get("prompt") is not None:
+            raise GenlabError("give prompts or unconditional=True, not both")
         if options.get("guidance") is not None and not (self.conditional or self.text_conditional):
             raise GenlabError("guidance needs a conditional model (condition='label' or 'text')")
         if options.get("prompt") is not None and not self.text_conditional:
@@ -351,9 +361,14 @@ class Diffusion(NeuralGenerativeModel):
         guidance: float | None = None,
         eta: float | None = None,
         prompt: str | Sequence[str] | None = None,
+        unconditional: bool = False,
     ) -> torch.Tensor:
         opts = self._sampling_options(sampler, steps, guidance, eta)
-        cond = None if prompt is None else self.encode_prompts(prompt, n)
+        cond = None
+        if prompt is not None:
+            cond = self.encode_prompts(prompt, n)
+        elif self.text_conditional and not unconditional:
+            cond = self._training_prompt_embeddings(n, generator)
         net: GaussianDiffusion = self.network_
         device = self._network_device()
         smp = make_sampler(opts["sampler"], net.schedule, opts["steps"], eta=opts["eta"])
@@ -368,6 +383,17 @@ class Diffusion(NeuralGenerativeModel):
                 x = smp.sample(denoise, noise[start:stop].to(device), generator=generator)
                 out.append(net.data_to_unit(x).cpu())
         return torch.cat(out)
+
+    def _training_prompt_embeddings(self, n: int, generator: torch.Generator) -> torch.Tensor | None:
+        """Embeddings (n, text_dim) of n prompts drawn (with ``generator``) from the saved
+        sample of training captions; None (the null branch) for models saved without one."""
+        pool = getattr(self, "caption_pool_", None)
+        if not pool:
+            warnings.warn("this text-conditional model was saved without training captions; sampling the unconditional model (give prompt=...)", stacklevel=4)
+            return None
+        index = torch.randint(len(pool), (n,), generator=generator)
+        used, inverse = torch.unique(index, return_inverse=True)  # each distinct caption is embedded once
+        return self._get_text_encoder().encode([pool[int(i)] for i in used])[inverse]
 
     def _batch_for_sampling(self) -> int:
         return 250
@@ -540,6 +566,15 @@ class Diffusion(NeuralGenerativeModel):
         return torch.cat(out)
 
 
+def _caption_pool(captions: list[str], seed: int | None) -> list[str]:
+    """At most CAPTION_POOL_SIZE training captions (a seeded sample, in training order): the
+    prompts of ``sample(n)`` without a prompt, saved in config.json."""
+    if len(captions) <= CAPTION_POOL_SIZE:
+        return list(captions)
+    keep = np.sort(np.random.default_rng(0 if seed is None else int(seed)).choice(len(captions), CAPTION_POOL_SIZE, replace=False))
+    return [captions[int(i)] for i in keep]
+
+
 def _check_captions(captions: Any, n: int | None, *, what: str = "caption") -> list[str]:
     """One non-empty string per image: a clear error for missing, short or non-text captions."""
     if captions is None:
@@ -586,8 +621,6 @@ def _repeat(value: Any, n: int) -> Any:
 
 def _check_mask(mask: Any, shape: torch.Size) -> torch.Tensor:
     """A boolean (1 or N, 1 or C, H, W) tensor from an inpainting mask (True = regenerate)."""
-    import numpy as np
-
     n, c, h, w = shape
     arr = mask.detach().cpu().numpy() if isinstance(mask, torch.Tensor) else np.asarray(mask)
     if arr.dtype != bool:

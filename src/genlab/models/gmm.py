@@ -17,20 +17,22 @@ from sklearn.exceptions import ConvergenceWarning
 
 from ..errors import GenlabError
 from ..likelihood import score_generator
-from ..progress import progress
-from .base import GenerativeModel
-from .gaussian import (
+from ..mixture import (  # noqa: F401  (kmeans_plusplus, lloyd re-exported: they used to live here)
     COVARIANCE_TYPES,
-    MAX_REG_COVAR,
-    _flat_unit,
     component_log_prob,
+    e_step,
     estimate_parameters,
+    kmeans_plusplus,
+    lloyd,
     precision_cholesky,
     sample_gaussian_mixture,
-    torch_dtype,
 )
+from ..progress import progress
+from ..validation import check_images
+from .base import GenerativeModel
+from .gaussian import COMMON_SCHEMA, MAX_REG_COVAR, _flat_unit, torch_dtype
 from .registry import register
-from .validation import check_choice, check_float, check_int, check_images
+from .schema import Param
 
 INIT_METHODS = ("kmeans", "k-means++", "random")
 
@@ -69,6 +71,19 @@ class GaussianMixture(GenerativeModel):
     """
 
     likelihood = "exact"
+    parameter_schema = {
+        "n_components": Param("int", 10, low=1, help="mixture components K"),
+        "covariance_type": Param("choice", "full", choices=COVARIANCE_TYPES, help="covariance of each component"),
+        "reg_covar": Param("float", 1e-6, low=0.0, high=MAX_REG_COVAR, help="added to every covariance diagonal (pixels in [0, 1])"),
+        "max_iter": Param("int", 100, low=1, help="EM iterations per initialisation"),
+        "tol": Param("float", 1e-3, low=0.0, help="convergence threshold (nats per image)"),
+        "n_init": Param("int", 1, low=1, help="initialisations; the best is kept"),
+        "init_params": Param("choice", "kmeans", choices=INIT_METHODS, help="initialisation of EM"),
+        "weights_init": Param("array", None, nullable=True, help="initial weights (K,)"),
+        "means_init": Param("array", None, nullable=True, help="initial means (K, D)"),
+        "precisions_init": Param("array", None, nullable=True, help="initial precisions"),
+        **COMMON_SCHEMA,
+    }
 
     def __init__(
         self,
@@ -101,19 +116,7 @@ class GaussianMixture(GenerativeModel):
         self.random_state = random_state
 
     # ------------------------------------------------------------------ fit
-    def _check_params(self) -> None:
-        super()._check_params()
-        check_int("n_components", self.n_components, minimum=1)
-        check_choice("covariance_type", self.covariance_type, COVARIANCE_TYPES)
-        check_choice("init_params", self.init_params, INIT_METHODS)
-        check_float("reg_covar", self.reg_covar, minimum=0.0, maximum=MAX_REG_COVAR)
-        check_int("max_iter", self.max_iter, minimum=1)
-        check_float("tol", self.tol, minimum=0.0)
-        check_int("n_init", self.n_init, minimum=1)
-        torch_dtype(self.dtype)
-
     def _fit(self, images: torch.Tensor, labels: torch.Tensor | None) -> None:
-        self._check_params()
         k, reg, max_iter, tol, n_init = int(self.n_components), float(self.reg_covar), int(self.max_iter), float(self.tol), int(self.n_init)
         dt = torch_dtype(self.dtype)
         if k > images.shape[0]:
@@ -183,9 +186,7 @@ class GaussianMixture(GenerativeModel):
         return weights, means, cov, precision_cholesky(cov, self.covariance_type)
 
     def _e_step(self, X, weights, means, cov, prec_chol):
-        weighted = component_log_prob(X, means, prec_chol, self.covariance_type) + torch.log(weights.to(torch.float64))[None]
-        log_norm = torch.logsumexp(weighted, dim=1)
-        return float(log_norm.mean()), weighted - log_norm[:, None]
+        return e_step(X, weights, means, prec_chol, self.covariance_type)
 
     def _m_step(self, X, log_resp, reg):
         weights, means, cov = estimate_parameters(X, log_resp.exp(), self.covariance_type, reg)
@@ -252,41 +253,3 @@ def _as_tensor(value, shape, name: str, like: torch.Tensor) -> torch.Tensor:
     if not bool(torch.isfinite(t).all()):
         raise GenlabError(f"{name}: contains NaN or inf")
     return t
-
-
-def _sq_dist(X: torch.Tensor, C: torch.Tensor) -> torch.Tensor:
-    return torch.cdist(X, C).pow_(2)
-
-
-def kmeans_plusplus(X: torch.Tensor, k: int, generator: torch.Generator) -> torch.Tensor:
-    """Greedy k-means++ seeding (Arthur & Vassilvitskii 2007; 2 + ln k trials per centre)."""
-    n = X.shape[0]
-    trials = 2 + int(math.log(k))
-    first = int(torch.randint(n, (1,), generator=generator))
-    centers = [X[first]]
-    closest = _sq_dist(X, X[first : first + 1])[:, 0].to(torch.float64)
-    for _ in range(1, k):
-        cumulative = torch.cumsum(closest, 0)
-        draws = torch.rand(trials, generator=generator, dtype=torch.float64).to(X.device) * cumulative[-1]
-        candidates = torch.searchsorted(cumulative, draws).clamp_(max=n - 1)
-        cand_dist = torch.minimum(closest[None], _sq_dist(X[candidates], X).to(torch.float64))
-        best = int(torch.argmin(cand_dist.sum(1)))
-        closest = cand_dist[best]
-        centers.append(X[candidates[best]])
-    return torch.stack(centers)
-
-
-def lloyd(X: torch.Tensor, centers: torch.Tensor, max_iter: int = 100) -> torch.Tensor:
-    """Lloyd's k-means iterations until assignments stop changing."""
-    k = centers.shape[0]
-    labels = None
-    for _ in range(max_iter):
-        new_labels = torch.cdist(X, centers).argmin(1)
-        if labels is not None and bool((new_labels == labels).all()):
-            break
-        labels = new_labels
-        counts = torch.bincount(labels, minlength=k).to(X.dtype)
-        sums = torch.zeros_like(centers).index_add_(0, labels, X)
-        nonempty = counts > 0
-        centers = torch.where(nonempty[:, None], sums / counts.clamp(min=1)[:, None], centers)
-    return centers

@@ -28,9 +28,10 @@ from ..errors import GenlabError
 from ..likelihood import score_generator
 from ..progress import progress
 from .base import GenerativeModel
-from .gaussian import MEMORY_BUDGET_BYTES, _flat_unit, torch_dtype
+from .gaussian import COMMON_SCHEMA, MEMORY_BUDGET_BYTES, _flat_unit, torch_dtype
 from .registry import register
-from .validation import check_float, check_int
+from ..validation import check_float, check_int
+from .schema import Param
 
 BANDWIDTH_RULES = ("scott", "silverman", "cv")
 #: bandwidths that give finite, meaningful densities for pixels in [0, 1]: below 1e-6 the kernel
@@ -144,6 +145,12 @@ class KernelDensity(GenerativeModel):
     """
 
     likelihood = "exact"
+    parameter_schema = {
+        "bandwidth": Param("float", "cv", choices=BANDWIDTH_RULES, low=0.0, low_inclusive=False, help="kernel standard deviation (pixels in [0, 1]) or how to choose it"),
+        "bandwidth_grid": Param("array", None, nullable=True, help="candidates for 'cv' (None = 31 log-spaced values, then a refinement)"),
+        "cv": Param("int", 5, low=2, help="folds for 'cv'"),
+        **COMMON_SCHEMA,
+    }
 
     def __init__(self, bandwidth: float | str = "cv", bandwidth_grid=None, cv: int = 5, dtype: str = "float32", device: str = "auto", random_state: int | None = 0) -> None:
         self.bandwidth = bandwidth
@@ -176,8 +183,6 @@ class KernelDensity(GenerativeModel):
         X = _flat_unit(images, dt, self.device_, torch.Generator().manual_seed(seed))
         self.training_data_ = X
         if isinstance(self.bandwidth, str):
-            if self.bandwidth not in BANDWIDTH_RULES:
-                raise GenlabError(f"bandwidth={self.bandwidth!r}: use a positive number or one of {', '.join(BANDWIDTH_RULES)}")
             if self.bandwidth == "cv":
                 self.bandwidth_, self.cv_results_ = self._cross_validate(X, seed)
             else:
@@ -188,7 +193,7 @@ class KernelDensity(GenerativeModel):
             self.bandwidth_ = check_bandwidth("bandwidth", self.bandwidth)
 
     def _cross_validate(self, X: torch.Tensor, seed: int) -> tuple[float, dict]:
-        k = check_int("cv", self.cv, minimum=2)
+        k = int(self.cv)
         n = X.shape[0]
         if n < k:
             raise GenlabError(f"cv={k} folds need at least {k} images, got {n}")

@@ -46,6 +46,7 @@ Example (abridged)::
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import math
 from typing import Any, ClassVar, Mapping
@@ -62,7 +63,7 @@ from ..training.config import model_training_fields
 from ..training.callbacks import Callback
 from ..training.data import steps_per_epoch
 from .base import GenerativeModel
-from .validation import check_choice
+from .schema import Param
 
 PRESET_HELP = (
     'Sizes everything left at None: "quick" trains in minutes on a laptop CPU, "full" is sized for a GPU; '
@@ -71,9 +72,40 @@ PRESET_HELP = (
 #: the training parameters every neural model's ``__init__`` takes (keyword-only, after the
 #: family's own): "preset", then the model fields of :class:`TrainingConfig` — listed there once
 TRAINING_PARAMS: tuple[str, ...] = ("preset",) + tuple(f.name for f in model_training_fields())
+PRESETS = ("auto", "quick", "full")
+#: types and ranges of the training parameters (their names, defaults and help live in TrainingConfig)
+TRAINING_SCHEMA: dict[str, Param] = {
+    "preset": Param("choice", "auto", choices=PRESETS, help="size of network and training: quick (CPU minutes), full (GPU), auto = full on CUDA"),
+    "epochs": Param("int", None, low=1, nullable=True, help="passes over the training split (None = the preset's)"),
+    "max_steps": Param("int", None, low=1, nullable=True, help="optimiser steps (None = the preset's)"),
+    "batch_size": Param("int", 64, low=1, help="global mini-batch size"),
+    "optimizer": Param("choice", "adam", choices=("adam", "adamw", "sgd"), help="optimiser (SGD with momentum 0.9)"),
+    "lr": Param("float", None, low=0.0, low_inclusive=False, nullable=True, help="peak learning rate (None = the preset's)"),
+    "weight_decay": Param("float", 0.0, low=0.0, help="weight decay"),
+    "warmup_steps": Param("int", None, low=0, nullable=True, help="linear warm-up steps (None = the preset's)"),
+    "lr_schedule": Param("choice", "cosine", choices=("cosine", "constant"), help="after warm-up: cosine decay to 0, or constant"),
+    "grad_clip": Param("float", None, low=0.0, low_inclusive=False, nullable=True, help="clip the global gradient norm (None = no clipping)"),
+    "ema_decay": Param("float", None, low=0.0, high=1.0, low_inclusive=False, high_inclusive=False, nullable=True, help="EMA of the weights for sampling (None = the preset's or none)"),
+    "val_fraction": Param("float", 0.1, low=0.0, high=1.0, high_inclusive=False, help="share held out for the validation loss (0 = off)"),
+    "patience": Param("int", None, low=1, nullable=True, help="early stopping after this many epochs without improvement (None = off)"),
+    "device": Param("str", "auto", help="auto, cpu, cuda, cuda:1, mps"),
+    "precision": Param("choice", "auto", choices=("auto", "fp32", "bf16"), help="bf16 autocast (auto = on CUDA)"),
+    "compile": Param("bool", False, help="torch.compile the network"),
+    "num_workers": Param("int", 0, low=0, help="batches prepared ahead in a background thread"),
+    "random_state": Param("int", 0, low=0, nullable=True, help="seed of initialisation, data order, split and noise (None = fresh entropy)"),
+    "checkpoint_dir": Param("path", None, nullable=True, help="folder for checkpoints, metrics.csv and sample grids"),
+    "checkpoint_every": Param("int", None, low=1, nullable=True, help="also checkpoint every this many steps"),
+    "sample_every": Param("int", None, low=1, nullable=True, help="write a sample grid every this many epochs"),
+}
+if tuple(TRAINING_SCHEMA) != TRAINING_PARAMS:  # the schema adds ranges to the one list in TrainingConfig
+    raise RuntimeError(f"TRAINING_SCHEMA lists {tuple(TRAINING_SCHEMA)}, TrainingConfig {TRAINING_PARAMS}")
 #: training parameters whose None means "take the preset's value"
 PRESET_CONTROLLED: tuple[str, ...] = ("epochs", "max_steps", "lr", "warmup_steps")
-PRESETS = ("auto", "quick", "full")
+
+
+def training_schema(**defaults: Any) -> dict[str, Param]:
+    """:data:`TRAINING_SCHEMA` with a family's own defaults (e.g. ``grad_clip=1.0``)."""
+    return {name: dataclasses.replace(p, default=defaults[name]) if name in defaults else p for name, p in TRAINING_SCHEMA.items()}
 
 
 class NeuralGenerativeModel(GenerativeModel):
@@ -87,6 +119,7 @@ class NeuralGenerativeModel(GenerativeModel):
     trainer_class: ClassVar[type[Trainer]] = Trainer
     #: images in the grid written every ``sample_every`` epochs
     sample_grid_size: ClassVar[int] = 64
+    parameter_schema: ClassVar[dict[str, Param]] = TRAINING_SCHEMA
 
     def __init__(self, **training_params: Any) -> None:
         self._set_training_params(training_params)
@@ -251,7 +284,6 @@ class NeuralGenerativeModel(GenerativeModel):
 
     # ------------------------------------------------------------------ resolution
     def _resolve_preset(self) -> str:
-        check_choice("preset", self.preset, PRESETS)
         if self.preset != "auto":
             return self.preset
         return "full" if resolve_device(self.device).type == "cuda" else "quick"

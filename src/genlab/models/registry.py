@@ -38,6 +38,10 @@ def make_model(name: str, **params):
     unknown = sorted(set(params) - set(valid))
     if unknown:
         raise GenlabError(f"{name}: unknown parameter(s) {', '.join(unknown)}; valid: {', '.join(sorted(valid))}")
+    schema = getattr(cls, "parameter_schema", {})
+    for key, value in params.items():  # early, clear errors (fit checks again, scikit-learn style)
+        if key in schema:
+            schema[key].validate(f"{name}: {key}", value)
     return cls(**params)
 
 
@@ -45,6 +49,25 @@ def list_models() -> dict[str, str]:
     """Registered model names with the first line of their docstrings."""
     _ensure_loaded()
     return {name: (cls.__doc__ or "").strip().splitlines()[0] for name, cls in sorted(_REGISTRY.items())}
+
+
+def describe_models() -> dict[str, dict]:
+    """Every registered model as JSON-able data: doc, likelihood kind, capabilities,
+    conditionings, hyper-parameter schema and sample options (``genlab models --json``)."""
+    _ensure_loaded()
+    out = {}
+    for name, cls in sorted(_REGISTRY.items()):
+        doc = (cls.__doc__ or "").strip()
+        out[name] = {
+            "name": name,
+            "doc": doc.splitlines()[0] if doc else "",
+            "likelihood": cls.likelihood,
+            "capabilities": sorted(cls.capabilities),
+            "conditionings": list(cls.conditionings),
+            "parameters": {k: p.to_json() for k, p in cls.parameter_schema.items()},
+            "sample_options": {k: p.to_json() for k, p in cls.sample_options.items()},
+        }
+    return out
 
 
 def _ensure_loaded() -> None:

@@ -13,7 +13,7 @@ Kinds:
   With ``choices`` the named strings are accepted as well (e.g. a KDE bandwidth: a number
   or "cv"/"scott"/"silverman").
 * ``"bool"`` — True or False (NumPy bools too).
-* ``"str"`` — a non-empty string; ``"choice"`` — one of ``choices``.
+* ``"str"`` — a non-empty string; ``"path"`` — a string or ``os.PathLike``; ``"choice"`` — one of ``choices``.
 * ``"int_list"`` — a non-empty list/tuple of ints within the range (e.g. U-Net channel multipliers).
 * ``"text"`` — one non-empty string or a list of them (prompts).
 * ``"array"`` — array-like numbers (initial values of an estimator); only the type is checked here.
@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import math
 import numbers
+import os
 from dataclasses import dataclass
 from typing import Any, Mapping
 
@@ -32,7 +33,7 @@ import numpy as np
 
 from ..errors import GenlabError
 
-KINDS = ("int", "float", "bool", "str", "choice", "int_list", "text", "array")
+KINDS = ("int", "float", "bool", "str", "path", "choice", "int_list", "text", "array")
 
 
 @dataclass(frozen=True)
@@ -80,6 +81,10 @@ class Param:
             if isinstance(value, str) and value.strip():
                 return value
             raise GenlabError(f"{name}={value!r} must be a non-empty string")
+        if self.kind == "path":
+            if isinstance(value, (str, os.PathLike)) and str(value).strip():
+                return value
+            raise GenlabError(f"{name}={value!r} must be a folder path")
         if self.kind == "choice":
             if _in_choices(value, self.choices):
                 return value
@@ -130,7 +135,7 @@ class Param:
         elif self.kind == "int_list":
             text = "a non-empty list of integers" + self._range_text()
         else:
-            text = {"bool": "True or False", "str": "a non-empty string", "text": "a text or a list of texts", "array": "an array of numbers"}[self.kind]
+            text = {"bool": "True or False", "str": "a non-empty string", "path": "a folder path", "text": "a text or a list of texts", "array": "an array of numbers"}[self.kind]
         return text + (" or None" if self.nullable else "")
 
     def to_json(self) -> dict[str, Any]:

@@ -33,9 +33,11 @@ from ..device import make_generator
 from ..errors import GenlabError
 from ..likelihood import dequantize, score_generator
 from ..nn.likelihoods import LIKELIHOODS, make_likelihood
+from ..validation import check_images, check_int
 from .autoencoder import AutoencoderModel, AutoencoderNetwork, gaussian_log_density
+from .neural import training_schema
 from .registry import register
-from .validation import check_choice, check_float, check_images, check_int
+from .schema import Param
 
 #: log-variance bounds of the encoder (σ from ~5e-4 to ~150)
 LOG_VAR_MIN, LOG_VAR_MAX = -15.0, 10.0
@@ -107,6 +109,14 @@ class VAE(AutoencoderModel):
     #: from the mnist10k sweeps (benchmarks/autoencoders.py): T = 0.65 lifts precision from
     #: ~0.96 (that of real data) to ~0.985 at a small cost in recall; set 1.0 for the fitted density
     default_latent_temperature = 0.65
+    parameter_schema = {
+        **AutoencoderModel.parameter_schema,
+        "decoder_likelihood": Param("choice", "bernoulli", choices=LIKELIHOODS, help="p(u | z) per pixel"),
+        "beta": Param("float", 1.0, low=0.0, help="weight of the KL term (1 = the ELBO)"),
+        "iwae_samples": Param("int", 100, low=1, help="importance samples of score_samples (1 = the ELBO)"),
+        "pixel_noise": Param("bool", False, help="sample draws p(u | z) instead of returning its mean"),
+        **training_schema(),
+    }
 
     def __init__(
         self,
@@ -160,13 +170,6 @@ class VAE(AutoencoderModel):
         self._set_training_params(locals())
 
     # ------------------------------------------------------------------ fit
-    def _check_family_params(self) -> None:
-        check_choice("decoder_likelihood", self.decoder_likelihood, LIKELIHOODS)
-        check_float("beta", self.beta, minimum=0.0)
-        check_int("iwae_samples", self.iwae_samples, minimum=1)
-        if not isinstance(self.pixel_noise, (bool, np.bool_)):
-            raise GenlabError(f"pixel_noise={self.pixel_noise!r} must be True or False")
-
     def _build_modules(self) -> None:
         self.network_ = VAENetwork(self.image_shape_, int(self._param("latent_dim")), self.decoder_likelihood, float(self.beta), **self._network_kwargs())
 

@@ -32,8 +32,9 @@ from ..divergences import cramer_wold_normality, mmd_imq, sliced_wasserstein
 from ..errors import GenlabError
 from ..likelihood import dequantize
 from .autoencoder import AutoencoderModel, AutoencoderNetwork
+from .neural import training_schema
 from .registry import register
-from .validation import check_choice, check_float, check_int
+from .schema import Param
 
 DIVERGENCES = ("mmd", "sliced", "cw")
 #: λ when ``reg_weight`` is None, per divergence (tuned for the squared error summed over pixels)
@@ -96,6 +97,14 @@ class WAE(AutoencoderModel):
     """
 
     likelihood = "none"
+    capabilities = AutoencoderModel.capabilities - {"likelihood"}
+    parameter_schema = {
+        **AutoencoderModel.parameter_schema,
+        "divergence": Param("choice", "mmd", choices=DIVERGENCES, help="latent penalty: MMD, sliced Wasserstein or Cramér–Wold"),
+        "reg_weight": Param("float", None, low=0.0, nullable=True, help="λ (None = the divergence's default)"),
+        "n_projections": Param("int", 50, low=1, help="random directions per batch for 'sliced'"),
+        **training_schema(),
+    }
 
     def __init__(
         self,
@@ -147,10 +156,6 @@ class WAE(AutoencoderModel):
         self._set_training_params(locals())
 
     def _check_family_params(self) -> None:
-        check_choice("divergence", self.divergence, DIVERGENCES)
-        if self.reg_weight is not None:
-            check_float("reg_weight", self.reg_weight, minimum=0.0)
-        check_int("n_projections", self.n_projections, minimum=1)
         if isinstance(self.batch_size, int) and self.batch_size < 2:
             raise GenlabError(f"batch_size={self.batch_size} must be >= 2: the latent divergence compares a batch of codes with the prior")
 

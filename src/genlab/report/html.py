@@ -42,9 +42,10 @@ def _markdown_table_to_html(markdown: str) -> str:
     return "\n".join(out)
 
 
-def write_report(out_dir: Path, summary: dict) -> Path:
-    from ..compare import REAL_ROW, markdown_table
-
+def write_report(out_dir: Path, summary: dict, table_markdown: str, real_row: str) -> Path:
+    """``report.html`` in ``out_dir`` for a compare ``summary``: ``table_markdown`` is the results
+    table and ``real_row`` the name of the real-data row (both from :mod:`genlab.compare`,
+    passed in so that the report layer does not import the workflow above it)."""
     out_dir = Path(out_dir)
     cells = out_dir / "cells"
     parts = [
@@ -54,7 +55,7 @@ def write_report(out_dir: Path, summary: dict) -> Path:
         "th{background:#f0f0f0}td:first-child{text-align:left}.grid{display:flex;flex-wrap:wrap;gap:18px}"
         ".grid figure{margin:0}figcaption{font-size:13px;text-align:center}img{image-rendering:pixelated}</style></head><body>",
         f"<h1>genlab compare: {html.escape(', '.join(summary['models']))} on {html.escape(summary['data'])}</h1>",
-        _markdown_table_to_html(markdown_table(summary)),
+        _markdown_table_to_html(table_markdown),
         "<p>Each model was trained on the training part of every fold and evaluated on that fold's held-out images it never saw. "
         "FD, precision/recall and density/coverage use the evaluator's features; <em>copies</em> is the share of samples closer "
         "(pixel L2) to a training image than 95% of held-out real images are — 0.05 is what unseen real data scores.</p>",
@@ -67,10 +68,10 @@ def write_report(out_dir: Path, summary: dict) -> Path:
     for name in summary["models"]:
         parts.append(f"<figure>{_file_img(cells / name / 'fold0_memorization.png', name + ' memorisation')}<figcaption>{html.escape(name)}</figcaption></figure>")
     parts.append("</div><h2>Metrics (mean ± std over folds; dashed: real data and its spread)</h2>")
-    parts.append(_img(metric_bars(summary["rows"], REAL_ROW), "metric plots", "100%"))
+    parts.append(_img(metric_bars(summary["rows"], real_row), "metric plots", "100%"))
     if summary.get("intrinsic_dimension"):
         parts.append("<h2>Intrinsic dimension</h2>")
-        parts.append(_img(intrinsic_dimension_plot(summary["rows"], summary["intrinsic_dimension"], REAL_ROW), "intrinsic dimension", "80%"))
+        parts.append(_img(intrinsic_dimension_plot(summary["rows"], summary["intrinsic_dimension"], real_row), "intrinsic dimension", "80%"))
     errors = [(n, e) for n, r in summary["rows"].items() for e in r["errors"]]
     if errors:
         parts.append("<h2>Failures</h2><ul>" + "".join(f"<li>{html.escape(n)}: {html.escape(e)}</li>" for n, e in errors) + "</ul>")

@@ -14,9 +14,9 @@ Fitted state is a dict of JSON values and tensors (:meth:`LatentSampler.get_stat
 a model can save it with its other fitted attributes; :func:`sampler_from_state` rebuilds it.
 """
 
-from .base import SAMPLERS, LatentSampler, make_sampler, sampler_from_state
+from .base import LATENT_SAMPLERS, LatentSampler, make_latent_sampler, sampler_from_state
 from .conditional import ClassConditionalSampler
 from .gmm import GaussianMixtureSampler
 from .prior import PriorSampler
 
-__all__ = ["SAMPLERS", "LatentSampler", "make_sampler", "sampler_from_state", "ClassConditionalSampler", "GaussianMixtureSampler", "PriorSampler"]
+__all__ = ["LATENT_SAMPLERS", "LatentSampler", "make_latent_sampler", "sampler_from_state", "ClassConditionalSampler", "GaussianMixtureSampler", "PriorSampler"]

@@ -130,16 +130,16 @@ def _registry() -> dict[str, type[LatentSampler]]:
 
 
 #: the latent sampler names (``latent_sampler=`` of the autoencoders)
-SAMPLERS: tuple[str, ...] = ("prior", "gmm")
+LATENT_SAMPLERS: tuple[str, ...] = ("prior", "gmm")
 
 
-def make_sampler(kind: str, *, argument: str = "latent_sampler", **params: Any) -> LatentSampler:
+def make_latent_sampler(kind: str, *, argument: str = "latent_sampler", **params: Any) -> LatentSampler:
     """A new sampler by name ("prior", "gmm", or "per_class" — one sampler per class
     label, see :class:`~genlab.samplers.ClassConditionalSampler`); ``argument`` is the
     parameter name errors mention."""
     registry = _registry()
     if kind not in registry:
-        raise GenlabError(f"{argument}={kind!r} is not valid; use one of {', '.join(map(repr, SAMPLERS))}")
+        raise GenlabError(f"{argument}={kind!r} is not valid; use one of {', '.join(map(repr, LATENT_SAMPLERS))}")
     return registry[kind](**params)
 
 
@@ -147,7 +147,7 @@ def sampler_from_state(state: dict[str, Any]) -> LatentSampler:
     """Rebuild a fitted sampler from :meth:`LatentSampler.get_state`'s dict."""
     if not isinstance(state, dict) or not {"kind", "params", "fitted"} <= set(state):
         raise GenlabError("latent sampler state: expected a dict with kind, params and fitted")
-    sampler = make_sampler(state["kind"], **state["params"])
+    sampler = make_latent_sampler(state["kind"], **state["params"])
     for key, value in state["fitted"].items():
         if not key.endswith("_"):
             raise GenlabError(f"latent sampler state: {key!r} is not a fitted attribute")

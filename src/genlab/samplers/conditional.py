@@ -7,7 +7,7 @@ from typing import Any
 import torch
 
 from ..errors import GenlabError
-from .base import LatentSampler, make_sampler, sampler_from_state
+from .base import LatentSampler, make_latent_sampler, sampler_from_state
 
 
 class ClassConditionalSampler(LatentSampler):
@@ -38,7 +38,7 @@ class ClassConditionalSampler(LatentSampler):
 
     def _make(self, n_components: int) -> LatentSampler:
         params: dict[str, Any] = {"n_components": int(n_components), "random_state": int(self.random_state or 0)} if self.base == "gmm" else {}
-        return make_sampler(self.base, **params)
+        return make_latent_sampler(self.base, **params)
 
     def _fit_labelled(self, codes: torch.Tensor, labels: torch.Tensor) -> None:
         if self.base not in ("gmm", "prior"):

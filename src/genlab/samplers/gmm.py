@@ -8,9 +8,8 @@ import warnings
 import torch
 
 from ..errors import GenlabError
-from ..models.gaussian import COVARIANCE_TYPES, component_log_prob, estimate_parameters, precision_cholesky, sample_gaussian_mixture
-from ..models.gmm import kmeans_plusplus, lloyd
-from ..models.validation import check_choice, check_float, check_int
+from ..mixture import COVARIANCE_TYPES, component_log_prob, e_step, estimate_parameters, kmeans_plusplus, lloyd, precision_cholesky, sample_gaussian_mixture
+from ..validation import check_choice, check_float, check_int
 from .base import LatentSampler
 
 
@@ -21,9 +20,9 @@ class GaussianMixtureSampler(LatentSampler):
     codes of an autoencoder and sample from it instead of the prior; it places samples
     where the decoder was trained and improves FID markedly for VAEs and WAEs alike.
 
-    Uses the same k-means++/Lloyd initialisation, M-step and sampling as
-    :class:`genlab.models.gmm.GaussianMixture` (that class fits images; this one fits
-    float codes, in float64 — d is small).
+    Uses the kernels of :mod:`genlab.mixture` (k-means++/Lloyd initialisation, E- and
+    M-steps, sampling), like :class:`genlab.models.gmm.GaussianMixture` (that class fits
+    images; this one fits float codes, in float64 — d is small).
 
     Parameters
     ----------
@@ -65,10 +64,9 @@ class GaussianMixtureSampler(LatentSampler):
         prec_chol = precision_cholesky(cov, self.covariance_type)
         lower_bound, converged, n_iter = -math.inf, False, 0
         for n_iter in range(1, max_iter + 1):
-            weighted = component_log_prob(X, means, prec_chol, self.covariance_type) + torch.log(weights)[None]
-            log_norm = torch.logsumexp(weighted, dim=1)
-            previous, lower_bound = lower_bound, float(log_norm.mean())
-            weights, means, cov = estimate_parameters(X, (weighted - log_norm[:, None]).exp(), self.covariance_type, reg)
+            previous = lower_bound
+            lower_bound, log_resp = e_step(X, weights, means, prec_chol, self.covariance_type)
+            weights, means, cov = estimate_parameters(X, log_resp.exp(), self.covariance_type, reg)
             prec_chol = precision_cholesky(cov, self.covariance_type)
             if abs(lower_bound - previous) < tol:
                 converged = True
