@@ -132,16 +132,38 @@ def _to_uint8(x: np.ndarray, where: str) -> np.ndarray:
     return x.astype(np.uint8)
 
 
+def _check_npz_sizes(path: Path, archive) -> None:
+    """Refuse arrays whose header promises more bytes than the archive member holds (a
+    forged header would otherwise make numpy allocate terabytes before failing)."""
+    try:
+        for info in archive.zip.infolist():
+            if not info.filename.endswith(".npy"):
+                continue
+            with archive.zip.open(info) as member:
+                version = np.lib.format.read_magic(member)
+                read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+                shape, _, dtype = read(member)
+                needed = int(np.prod(shape, dtype=object)) * dtype.itemsize
+                held = info.file_size - member.tell()  # bytes after the header
+                if needed > held:
+                    raise GenlabError(f"{path}: array {info.filename!r} claims shape {shape} ({needed:,} bytes) but holds {held:,} bytes")
+    except GenlabError:
+        raise
+    except Exception as exc:
+        raise GenlabError(f"{path}: not a readable .npz file ({exc})") from None
+
+
 def _load_npz(path: Path, spec: str) -> Dataset:
     if not path.is_file():
         raise GenlabError(f"{path}: file not found")
     try:
-        archive = np.load(path, allow_pickle=False)
+        archive = np.load(path, allow_pickle=False, mmap_mode=None)
     except Exception as exc:
         raise GenlabError(f"{path}: not a readable .npz file ({exc})") from None
+    if not hasattr(archive, "files"):
+        raise GenlabError(f"{path}: expected an .npz archive with arrays 'x' (and optionally 'y'), got a single array")
+    _check_npz_sizes(path, archive)
     with archive:
-        if not hasattr(archive, "files"):
-            raise GenlabError(f"{path}: expected an .npz archive with arrays 'x' (and optionally 'y'), got a single array")
         if "x" not in archive.files:
             raise GenlabError(f"{path}: missing array 'x' (found: {', '.join(archive.files) or 'nothing'}); expected x (N,H,W) or (N,C,H,W) and optional y (N,)")
         try:
@@ -185,11 +207,30 @@ def _parse_size(size: int | tuple[int, int] | None) -> tuple[int, int] | None:
     return h, w
 
 
+def is_run_folder(path: Path) -> bool:
+    """Whether ``path`` holds a genlab run or model (run.json, or config.json + model.safetensors)."""
+    path = Path(path)
+    return (path / "run.json").is_file() or ((path / "config.json").is_file() and (path / "model.safetensors").is_file())
+
+
+def _inside_run(path: Path, root: Path) -> bool:
+    """Whether a file under ``root`` lies in a hidden folder or a genlab run folder (whose
+    samples.png and checkpoint grids are no training data)."""
+    for parent in path.parents:
+        if parent == root:
+            return False
+        if parent.name.startswith(".") or is_run_folder(parent):
+            return True
+    return False
+
+
 def _load_folder(root: Path, spec: str, size, channels: str, captions: str | Path | None = None) -> Dataset:
     if not root.is_dir():
         raise GenlabError(f"{root}: folder not found")
+    if is_run_folder(root):
+        raise GenlabError(f"{root}: a genlab run folder, not a folder of training images")
     target = _parse_size(size)
-    subdirs = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    subdirs = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".") and not is_run_folder(p))
     top_images = sorted(p for p in root.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
     if subdirs and top_images:
         raise GenlabError(f"{root}: holds both images and sub-folders; use one sub-folder per class, or a flat folder of images")
@@ -199,7 +240,7 @@ def _load_folder(root: Path, spec: str, size, channels: str, captions: str | Pat
     if subdirs:
         class_names = []
         for cls in subdirs:
-            imgs = sorted(p for p in cls.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+            imgs = sorted(p for p in cls.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES and not _inside_run(p, root))
             if not imgs:
                 continue
             class_names.append(cls.name)
@@ -217,7 +258,7 @@ def _load_folder(root: Path, spec: str, size, channels: str, captions: str | Pat
             with Image.open(f) as im:
                 im.load()
                 pil_images.append(im.copy())
-        except (UnidentifiedImageError, OSError, SyntaxError) as exc:
+        except (UnidentifiedImageError, OSError, SyntaxError, Image.DecompressionBombError) as exc:
             raise GenlabError(f"{f}: unreadable or corrupt image ({exc.__class__.__name__}: {exc})") from None
     gray_modes = {"1", "L", "LA", "I", "I;16", "F", "P"}
     if channels == "auto":
