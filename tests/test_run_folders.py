@@ -210,3 +210,22 @@ def test_publish_into_a_new_folder_and_over_an_old_one(tmp_path):
     publish_run(out, lambda f: (f / "a.txt").write_text("1"))
     publish_run(out, lambda f: (f / "b.txt").write_text("2"))
     assert sorted(os.listdir(out)) == ["b.txt"] and sorted(os.listdir(tmp_path)) == ["r"]
+
+
+def test_sample_streams_chunks_with_per_chunk_seeds(tmp_path, capsys):
+    """The .npy written chunk by chunk holds exactly the images of the per-chunk draws, the
+    grid shows the first ones, and a draw within one chunk is the plain seeded sample."""
+    from genlab.models import GenerativeModel
+    from genlab.service import sample_run
+    from genlab.service.sampling import chunk_seed
+
+    run_dir = tmp_path / "r"
+    assert run(capsys, "fit", "gmm", "--out", run_dir, *GMM)[0] == 0
+    model = GenerativeModel.load(run_dir)
+    result = sample_run(run_dir, 23, out_npy=tmp_path / "s.npy", out_png=tmp_path / "g.png", seed=5, chunk=10)
+    expected = np.concatenate([model.sample(m, seed=chunk_seed(5, k)).numpy() for k, m in enumerate((10, 10, 3))])
+    np.testing.assert_array_equal(np.load(tmp_path / "s.npy"), expected)
+    assert result.n_grid == 23 and len({chunk_seed(5, k) for k in range(3)}) == 3
+    sample_run(run_dir, 8, out_npy=tmp_path / "t.npy", seed=5)
+    np.testing.assert_array_equal(np.load(tmp_path / "t.npy"), model.sample(8, seed=5).numpy())
+    assert not (tmp_path / "g2.png").exists() and sample_run(run_dir, 5, out_npy=tmp_path / "u.npy").png is None  # --npy alone: no grid
