@@ -19,6 +19,8 @@ from .errors import GenlabError
 from .service.manipulation import REGIONS
 
 DEFAULT_DATA = "digits"
+#: seeds: what numpy and torch generators accept
+SEED = click.IntRange(0, 2**63 - 1)
 
 
 # ---------------------------------------------------------------------- helpers
@@ -87,6 +89,7 @@ def _set_quiet(quiet: bool) -> None:
 data_option = click.option("--data", "data_spec", default=DEFAULT_DATA, show_default=True, metavar="SPEC", help="Dataset: digits, mnist, fashion-mnist, npz:PATH or folder:PATH.")
 size_option = click.option("--size", type=click.IntRange(min=1), default=None, help="Resize images to SIZE x SIZE (needed for folders of mixed sizes).")
 quiet_option = click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
+overwrite_option = click.option("--overwrite", is_flag=True, help="Replace output files that exist (never a run's own files).")
 param_option = click.option("--param", "-p", "params", multiple=True, metavar="NAME=VALUE", help="Model hyper-parameter (repeatable), e.g. -p n_components=50.")
 
 
@@ -131,9 +134,9 @@ def datasets() -> None:
 @data_option
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path), help="Run directory to write.")
 @param_option
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed for the model's randomness.")
+@click.option("--seed", type=SEED, default=0, show_default=True, help="Seed for the model's randomness.")
 @click.option("--test-fraction", type=float, default=0.2, show_default=True, help="Held-out share of the data.")
-@click.option("--split-seed", type=int, default=0, show_default=True, help="Seed of the train/test split.")
+@click.option("--split-seed", type=SEED, default=0, show_default=True, help="Seed of the train/test split.")
 @size_option
 @click.option("-n", "n_samples", type=click.IntRange(min=1), default=64, show_default=True, help="Images in samples.png.")
 @click.option("--condition", type=click.Choice(["none", "label", "text"]), default=None, help="Conditioning (models that support it): class labels or captions.")
@@ -146,10 +149,11 @@ def datasets() -> None:
 @click.option("--checkpoint-every", type=click.IntRange(min=1), default=None, help="Neural models: also checkpoint every N steps (always at each epoch end).")
 @click.option("--sample-every", type=click.IntRange(min=1), default=None, help="Neural models: write a sample grid every N epochs into RUN_DIR/checkpoints/samples.")
 @click.option("--resume", is_flag=True, help="Neural models: continue from the last checkpoint in RUN_DIR/checkpoints (same command otherwise).")
+@click.option("--overwrite", is_flag=True, help="Replace what --out holds (another run, other files) with the new run, as a whole.")
 @click.option("--score-images", type=click.IntRange(min=0), default=None, metavar="N",
               help="Held-out images to score at the end (default: all for classical models, 2,000 for neural ones; 0 skips the scoring).")
 @quiet_option
-def fit(model_name, data_spec, out_dir, params, seed, test_fraction, split_seed, size, n_samples, condition, captions, preset, epochs, max_steps, device, precision, checkpoint_every, sample_every, resume, score_images, quiet) -> None:
+def fit(model_name, data_spec, out_dir, params, seed, test_fraction, split_seed, size, n_samples, condition, captions, preset, epochs, max_steps, device, precision, checkpoint_every, sample_every, resume, overwrite, score_images, quiet) -> None:
     """Train MODEL on the training split of --data and write a run directory.
 
     The run directory gets config.json + model.safetensors (the model), run.json (data and
@@ -164,7 +168,7 @@ def fit(model_name, data_spec, out_dir, params, seed, test_fraction, split_seed,
     result = fit_run(
         model_name, data_spec, out_dir, params=parse_params(params), seed=seed, test_fraction=test_fraction, split_seed=split_seed, size=size,
         n_samples=n_samples, condition=condition, captions=captions, preset=preset, epochs=epochs, max_steps=max_steps, device=device,
-        precision=precision, checkpoint_every=checkpoint_every, sample_every=sample_every, resume=resume, score_images=score_images, echo=echo,
+        precision=precision, checkpoint_every=checkpoint_every, sample_every=sample_every, resume=resume, overwrite=overwrite, score_images=score_images, echo=echo,
     )
     if not result.wrote:
         return
@@ -180,9 +184,9 @@ def fit(model_name, data_spec, out_dir, params, seed, test_fraction, split_seed,
 @cli.command()
 @click.argument("run_dir", type=click.Path(path_type=Path))
 @click.option("-n", "n_samples", type=click.IntRange(min=1), default=64, show_default=True, help="How many images.")
-@click.option("-o", "--out", "out_png", type=click.Path(dir_okay=False, path_type=Path), default=None, help="PNG grid to write (default RUN_DIR/samples.png).")
-@click.option("--npy", "out_npy", type=click.Path(dir_okay=False, path_type=Path), default=None, help="Also write the uint8 images (n, C, H, W) as .npy.")
-@click.option("--seed", type=int, default=None, help="Seed for reproducible samples.")
+@click.option("-o", "--out", "out_png", type=click.Path(dir_okay=False, path_type=Path), default=None, help="PNG grid to write (at most 1,024 images; default: the next free RUN_DIR/samples-K.png, none when only --npy is given).")
+@click.option("--npy", "out_npy", type=click.Path(dir_okay=False, path_type=Path), default=None, help="Write all the uint8 images (n, C, H, W) as .npy, streamed in chunks.")
+@click.option("--seed", type=SEED, default=None, help="Seed for reproducible samples.")
 @click.option("--label", type=int, default=None, help="Class label (class-conditional models; default: labels drawn from the training class frequencies).")
 @click.option("--prompt", default=None, help="Text description (text-conditional models; default: prompts drawn from the training captions).")
 @click.option("--unconditional", is_flag=True, help="Conditional models: sample the unconditional (null) branch instead (diffusion).")
@@ -192,14 +196,16 @@ def fit(model_name, data_spec, out_dir, params, seed, test_fraction, split_seed,
 @click.option("--temperature", type=float, default=None, help="Latent temperature (autoencoders, flows).")
 @click.option("--truncation", type=float, default=None, help="Truncation psi in [0, inf) (GANs): latents drawn from N(0, 1) restricted to [-psi, psi].")
 @click.option("--ncols", type=click.IntRange(min=1), default=None, help="Columns in the grid.")
-def sample(run_dir, n_samples, out_png, out_npy, seed, label, prompt, unconditional, guidance, steps, sampler, temperature, truncation, ncols) -> None:
+@overwrite_option
+def sample(run_dir, n_samples, out_png, out_npy, seed, label, prompt, unconditional, guidance, steps, sampler, temperature, truncation, ncols, overwrite) -> None:
     """Draw images from a trained run and write them as a PNG grid (and .npy)."""
     from .service import sample_run
 
     given = {"prompt": prompt, "guidance": guidance, "steps": steps, "sampler": sampler, "temperature": temperature, "truncation": truncation, "unconditional": unconditional or None}
     options = {k: v for k, v in given.items() if v is not None}  # the model validates them (and names the valid ones)
-    result = sample_run(run_dir, n_samples, out_png=out_png, out_npy=out_npy, seed=seed, y=label, ncols=ncols, echo=echo, **options)
-    echo(f"{result.n} samples in {result.seconds:.2f} s ({result.images_per_second:.0f} images/s)" + (f" -> {result.png}" if result.png else ""))
+    result = sample_run(run_dir, n_samples, out_png=out_png, out_npy=out_npy, seed=seed, y=label, ncols=ncols, overwrite=overwrite, echo=echo, **options)
+    shown = "" if result.n_grid in (0, result.n) else f" (the first {result.n_grid:,})"
+    echo(f"{result.n} samples in {result.seconds:.2f} s ({result.images_per_second:.0f} images/s)" + (f" -> {result.png}{shown}" if result.png else ""))
     if result.npy is not None:
         echo(f"-> {result.npy}")
 
@@ -227,12 +233,13 @@ def score(run_dir, data_spec, split, size) -> None:
 @click.option("--folds", type=click.IntRange(min=2), default=5, show_default=True, help="Number of folds k.")
 @param_option
 @click.option("--grid", "grid", multiple=True, metavar="NAME=V1,V2,...", help="Hyper-parameter values to compare (repeatable: a product grid).")
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the fold assignment and the model.")
+@click.option("--seed", type=SEED, default=0, show_default=True, help="Seed of the fold assignment and the model.")
 @click.option("--test-fraction", type=float, default=0.2, show_default=True, help="Test split kept out of the cross-validation.")
 @size_option
 @click.option("--json", "json_out", type=click.Path(dir_okay=False, path_type=Path), default=None, help="Write all results as JSON.")
+@overwrite_option
 @quiet_option
-def cv(model_name, data_spec, folds, params, grid, seed, test_fraction, size, json_out, quiet) -> None:
+def cv(model_name, data_spec, folds, params, grid, seed, test_fraction, size, json_out, overwrite, quiet) -> None:
     """k-fold cross-validation of held-out log-likelihood (on the training split).
 
     Prints each fold's held-out log-likelihood and mean ± std for every grid point, and
@@ -242,7 +249,7 @@ def cv(model_name, data_spec, folds, params, grid, seed, test_fraction, size, js
 
     _set_quiet(quiet)
     result = cross_validate(model_name, data_spec, folds=folds, params=parse_params(params), grid=parse_grid(grid), seed=seed,
-                            test_fraction=test_fraction, size=size, json_out=json_out, echo=echo)
+                            test_fraction=test_fraction, size=size, json_out=json_out, overwrite=overwrite, echo=echo)
     best = result.best
     if len(result.results) > 1:
         echo(f"best: {', '.join(f'{k}={v!r}' for k, v in best['params'].items())} ({best['mean']:.3f} nats/image, {best['bits_per_dim']:.4f} bits/dim)")
@@ -254,12 +261,13 @@ def cv(model_name, data_spec, folds, params, grid, seed, test_fraction, size, js
 @cli.command()
 @click.argument("run_dir", type=click.Path(path_type=Path))
 @click.option("--data", "data_spec", default=None, metavar="SPEC", help="Dataset to evaluate against (default: the run's own data; split like the run).")
-@click.option("-n", "n_samples", type=click.IntRange(min=10), default=1000, show_default=True, help="Samples to draw.")
+@click.option("-n", "n_samples", type=click.IntRange(min=1), default=1000, show_default=True, help="Samples to draw (at least 21: the metrics' nearest-neighbour statistics need them).")
 @click.option("--json", "json_out", type=click.Path(dir_okay=False, path_type=Path), default=None, help="Also write the metrics to this JSON file.")
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--seed", type=SEED, default=0, show_default=True)
 @click.option("--inception-weights", type=click.Path(dir_okay=False, path_type=Path), default=None, metavar="PATH", help="Also compute the standard FID (fid_inception) with this FID Inception-v3 weights file (weights-inception-2015-12-05-6726825d.pth); needs genlab[fid], never downloads.")
+@overwrite_option
 @quiet_option
-def evaluate(run_dir, data_spec, n_samples, json_out, seed, inception_weights, quiet) -> None:
+def evaluate(run_dir, data_spec, n_samples, json_out, seed, inception_weights, overwrite, quiet) -> None:
     """Evaluate a trained run on held-out data: FD, precision/recall, density/coverage,
     memorisation, likelihood, class coverage, intrinsic dimension and sampling speed.
 
@@ -269,7 +277,7 @@ def evaluate(run_dir, data_spec, n_samples, json_out, seed, inception_weights, q
     from .service import evaluate_run
 
     _set_quiet(quiet)
-    result = evaluate_run(run_dir, data_spec=data_spec, n_samples=n_samples, seed=seed, inception_weights=inception_weights, json_out=json_out, echo=echo)
+    result = evaluate_run(run_dir, data_spec=data_spec, n_samples=n_samples, seed=seed, inception_weights=inception_weights, json_out=json_out, overwrite=overwrite, echo=echo)
     echo(f"{result.model} on {result.data}: {result.n_samples} samples vs {result.n_test} held-out images; {result.evaluator}")
     echo(f"{'metric':28s} {'model':>12s} {'real data':>12s}")
     for key, value in result.metrics.items():
@@ -286,8 +294,8 @@ def evaluate(run_dir, data_spec, n_samples, json_out, seed, inception_weights, q
 @click.option("--folds", type=click.IntRange(min=2), default=5, show_default=True)
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path), help="Output folder (rerunning resumes).")
 @click.option("--param", "-p", "params", multiple=True, metavar="MODEL.NAME=VALUE", help="Per-model hyper-parameter, e.g. -p gmm.n_components=50.")
-@click.option("-n", "n_samples", type=click.IntRange(min=10), default=1000, show_default=True, help="Samples per model and fold.")
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("-n", "n_samples", type=click.IntRange(min=1), default=1000, show_default=True, help="Samples per model and fold (at least 21).")
+@click.option("--seed", type=SEED, default=0, show_default=True)
 @size_option
 @click.option("--evaluator-epochs", type=click.IntRange(min=1), default=None, help="Epochs for the evaluator classifier (default: about 2,000 steps).")
 @click.option("--inception-weights", type=click.Path(dir_okay=False, path_type=Path), default=None, metavar="PATH", help="Also compute the standard FID (fid_inception) with this FID Inception-v3 weights file (weights-inception-2015-12-05-6726825d.pth); needs genlab[fid], never downloads.")
@@ -310,7 +318,7 @@ def compare(models_csv, data_spec, folds, out_dir, params, n_samples, seed, size
 
 @cli.command()
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=Path("runs/demo"), show_default=True, help="Where to write the picture and metrics.")
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--seed", type=SEED, default=0, show_default=True)
 @click.option("--model", "demo_model", type=click.Choice(["text", "gmm"]), default="text", show_default=True,
               help="text: text-to-image diffusion, genlab's best model on digits (about 4-5 minutes on 2 CPU cores); gmm: the classical model chosen by 5-fold CV (seconds).")
 @click.option("--max-steps", type=click.IntRange(min=1), default=None, help="text: shorten the training (default: the quick preset's 3,000 steps).")
@@ -337,7 +345,8 @@ def demo(out_dir, seed, demo_model, max_steps, quiet) -> None:
 @click.option("--inversion-steps", type=click.IntRange(min=1), default=50, show_default=True, help="Diffusion: DDIM steps of the inversion and of the decoding.")
 @click.option("--prompt", default=None, help="Diffusion, text-conditional: condition the whole path on this text.")
 @click.option("-o", "--out", "out_png", type=click.Path(dir_okay=False, path_type=Path), required=True, help="PNG strip to write.")
-def interpolate(run_dir, data_spec, from_index, to_index, from_label, to_label, steps, mode, inversion_steps, prompt, out_png) -> None:
+@overwrite_option
+def interpolate(run_dir, data_spec, from_index, to_index, from_label, to_label, steps, mode, inversion_steps, prompt, out_png, overwrite) -> None:
     """Walk from one real image to another through a model's latent space.
 
     Autoencoders (vae, wae) interpolate the two images' codes; diffusion models DDIM-invert
@@ -347,7 +356,7 @@ def interpolate(run_dir, data_spec, from_index, to_index, from_label, to_label, 
     from .service import interpolate_run
 
     result = interpolate_run(run_dir, out_png, data_spec=data_spec, from_index=from_index, to_index=to_index, from_label=from_label,
-                             to_label=to_label, steps=steps, mode=mode, inversion_steps=inversion_steps, prompt=prompt)
+                             to_label=to_label, steps=steps, mode=mode, inversion_steps=inversion_steps, prompt=prompt, overwrite=overwrite)
     echo(f"{steps}-image {result.how} interpolation -> {result.out} (first and last: the real images)")
 
 
@@ -357,11 +366,12 @@ def interpolate(run_dir, data_spec, from_index, to_index, from_label, to_label, 
 @click.option("--data", "data_spec", default=None, metavar="SPEC", help="Images to reconstruct (default: the run's held-out test images).")
 @click.option("-n", "n_images", type=click.IntRange(min=1), default=32, show_default=True, help="How many images.")
 @click.option("-o", "--out", "out_png", type=click.Path(dir_okay=False, path_type=Path), required=True, help="PNG grid to write: rows of originals above rows of reconstructions.")
-def reconstruct(run_dir, data_spec, n_images, out_png) -> None:
+@overwrite_option
+def reconstruct(run_dir, data_spec, n_images, out_png, overwrite) -> None:
     """Encode and decode real images with an autoencoder run: originals above reconstructions."""
     from .service import reconstruct_run
 
-    result = reconstruct_run(run_dir, out_png, data_spec=data_spec, n_images=n_images)
+    result = reconstruct_run(run_dir, out_png, data_spec=data_spec, n_images=n_images, overwrite=overwrite)
     echo(f"{result.n} images and their reconstructions -> {result.out} (mean absolute error {result.mean_absolute_error:.4f} of full scale)")
 
 
@@ -375,8 +385,9 @@ editing_options = [
     click.option("--prompt", default=None, help="Text-conditional models: steer towards this text."),
     click.option("--guidance", type=click.FloatRange(min=0), default=None, help="Classifier-free guidance scale (default: the model's)."),
     click.option("--steps", type=click.IntRange(min=1), default=None, help="Sampler steps (default: the model's)."),
-    click.option("--seed", type=int, default=0, show_default=True),
+    click.option("--seed", type=SEED, default=0, show_default=True),
     click.option("-o", "--out", "out_png", type=click.Path(dir_okay=False, path_type=Path), required=True, help="PNG grid to write."),
+    overwrite_option,
 ]
 
 
@@ -389,7 +400,7 @@ def with_editing_options(fn):
 @cli.command()
 @with_editing_options
 @click.option("--strength", "strengths", default="0.3,0.5,0.7,0.9", show_default=True, help="Comma-separated noise levels in (0, 1]: 0 keeps the image, 1 is a fresh sample.")
-def edit(run_dir, data_spec, indices, n_images, label, prompt, guidance, steps, seed, out_png, strengths) -> None:
+def edit(run_dir, data_spec, indices, n_images, label, prompt, guidance, steps, seed, out_png, overwrite, strengths) -> None:
     """Image-to-image (SDEdit) with a diffusion run: one row per image, the original then one
     edit per --strength, optionally steered by --label or --prompt."""
     from .service import edit_run
@@ -399,7 +410,7 @@ def edit(run_dir, data_spec, indices, n_images, label, prompt, guidance, steps, 
     except ValueError:
         raise GenlabError(f"--strength {strengths!r}: expected comma-separated numbers such as 0.3,0.6") from None
     result = edit_run(run_dir, out_png, strengths=levels, data_spec=data_spec, indices=indices, n_images=n_images, label=label, prompt=prompt,
-                      guidance=guidance, steps=steps, seed=seed)
+                      guidance=guidance, steps=steps, seed=seed, overwrite=overwrite)
     echo(f"{result.n_images} images edited at strengths {', '.join(f'{s:g}' for s in result.strengths)} -> {result.out} (first column: the originals)")
 
 
@@ -409,13 +420,13 @@ def edit(run_dir, data_spec, indices, n_images, label, prompt, guidance, steps, 
 @click.option("--region", type=click.Choice(REGIONS), default="right", show_default=True, help="Part of each image to regenerate.")
 @click.option("--mask-file", type=click.Path(dir_okay=False, path_type=Path), default=None, help="A grayscale PNG of the image size instead of --region: white = regenerate.")
 @click.option("--variants", type=click.IntRange(min=1), default=4, show_default=True, help="Completions per image.")
-def inpaint(run_dir, data_spec, indices, n_images, label, prompt, guidance, steps, seed, out_png, region, mask_file, variants) -> None:
+def inpaint(run_dir, data_spec, indices, n_images, label, prompt, guidance, steps, seed, out_png, overwrite, region, mask_file, variants) -> None:
     """Regenerate part of real images with a diffusion run: one row per image, the original,
     the image with the region blanked, then --variants completions."""
     from .service import inpaint_run
 
     result = inpaint_run(run_dir, out_png, region=region, mask_file=mask_file, variants=variants, data_spec=data_spec, indices=indices,
-                         n_images=n_images, label=label, prompt=prompt, guidance=guidance, steps=steps, seed=seed)
+                         n_images=n_images, label=label, prompt=prompt, guidance=guidance, steps=steps, seed=seed, overwrite=overwrite)
     h, w = result.mask.shape
     echo(f"{result.n_images} images, {int(result.mask.sum())} of {h * w} pixels regenerated, {variants} variants each -> {result.out}")
 

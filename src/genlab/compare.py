@@ -115,6 +115,10 @@ def run_compare(config: CompareConfig, out_dir: Path, echo: Callable[[str], None
         from .metrics.inception import check_inception_backend
 
         check_inception_backend(config.inception_weights)
+    from .service.common import check_compare_dir, check_eval_samples
+
+    check_eval_samples(config.n_samples)
+    check_compare_dir(out_dir)
     data = load_dataset(config.data, size=config.size)
     folds = data.kfold(config.folds, config.seed)
     echo(f"comparing {', '.join(config.models)} on {config.data} ({len(data)} images {data.image_shape}), {config.folds} folds, {config.n_samples} samples per model")

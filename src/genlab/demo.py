@@ -38,7 +38,7 @@ DEMO_MODEL = "gmm"
 DEMO_GRID = {"n_components": [10, 20, 50], "reg_covar": [1e-4, 1e-3], "covariance_type": ["full", "diag"]}
 N_SHOW = 64
 #: the demo's model folder is its own: a rerun replaces it
-_OWN_RUN: dict = {}
+_OWN_RUN = {"overwrite": True}
 
 
 def run_demo(out_dir: Path, seed: int = 0, echo: Callable[[str], None] = print, folds: int = 5, model: str = "text", **text_options) -> dict:

@@ -201,9 +201,11 @@ def _load_npz(path: Path, spec: str) -> Dataset:
     if "y" in headers and (len(headers["y"][0]) != 1 or headers["y"][0][0] != x_shape[0]):
         raise GenlabError(f"{path}: array 'y' has shape {headers['y'][0]}; expected ({x_shape[0]},) to match x")
     try:
-        archive = np.load(path, allow_pickle=False)
+        archive = np.load(path, allow_pickle=False, mmap_mode=None)
     except Exception as exc:
         raise GenlabError(f"{path}: not a readable .npz file ({exc})") from None
+    if not hasattr(archive, "files"):
+        raise GenlabError(f"{path}: expected an .npz archive with arrays 'x' (and optionally 'y'), got a single array")
     with archive:
         try:
             x = archive["x"]
@@ -224,6 +226,8 @@ def _load_npz(path: Path, spec: str) -> Dataset:
         )
     if x.shape[0] == 0:
         raise GenlabError(f"{path}: array 'x' holds no images")
+    if x.size == 0:
+        raise GenlabError(f"{path}: array 'x' has shape {x.shape}: images of zero size")
     x = _to_uint8(x, f"{path}: x")
     labels = class_names = None
     if y is not None:
@@ -256,11 +260,30 @@ def _parse_size(size: int | tuple[int, int] | None) -> tuple[int, int] | None:
     return h, w
 
 
+def is_run_folder(path: Path) -> bool:
+    """Whether ``path`` holds a genlab run or model (run.json, or config.json + model.safetensors)."""
+    path = Path(path)
+    return (path / "run.json").is_file() or ((path / "config.json").is_file() and (path / "model.safetensors").is_file())
+
+
+def _inside_run(path: Path, root: Path) -> bool:
+    """Whether a file under ``root`` lies in a hidden folder or a genlab run folder (whose
+    samples.png and checkpoint grids are no training data)."""
+    for parent in path.parents:
+        if parent == root:
+            return False
+        if parent.name.startswith(".") or is_run_folder(parent):
+            return True
+    return False
+
+
 def _load_folder(root: Path, spec: str, size, channels: str, captions: str | Path | None = None) -> Dataset:
     if not root.is_dir():
         raise GenlabError(f"{root}: folder not found")
+    if is_run_folder(root):
+        raise GenlabError(f"{root}: a genlab run folder, not a folder of training images")
     target = _parse_size(size)
-    subdirs = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    subdirs = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".") and not is_run_folder(p))
     top_images = sorted(p for p in root.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
     if subdirs and top_images:
         raise GenlabError(f"{root}: holds both images and sub-folders; use one sub-folder per class, or a flat folder of images")
@@ -270,7 +293,7 @@ def _load_folder(root: Path, spec: str, size, channels: str, captions: str | Pat
     if subdirs:
         class_names = []
         for cls in subdirs:
-            imgs = sorted(p for p in cls.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+            imgs = sorted(p for p in cls.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES and not _inside_run(p, root))
             if not imgs:
                 continue
             class_names.append(cls.name)

@@ -25,6 +25,8 @@ def register(name: str) -> Callable[[T], T]:
 
 def get_model_class(name: str) -> type:
     _ensure_loaded()
+    if not isinstance(name, str):
+        raise GenlabError(f"model name {name!r}: expected a string such as 'gmm'")
     try:
         return _REGISTRY[name]
     except KeyError:

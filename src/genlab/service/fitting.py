@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import itertools
+import os
+import shutil
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -13,7 +15,8 @@ import numpy as np
 import torch
 
 from ..errors import GenlabError
-from .common import Echo, load_data, silent
+from ..runs import CHECKPOINTS, METRICS_FILE, RunInfo, now
+from .common import Echo, check_output_file, load_data, silent
 
 #: fit flags that map onto hyper-parameters of the neural models (name -> value given)
 NEURAL_FLAGS = ("condition", "preset", "epochs", "max_steps", "device", "precision", "checkpoint_every", "sample_every")
@@ -64,6 +67,7 @@ def fit_run(
     checkpoint_every: int | None = None,
     sample_every: int | None = None,
     resume: bool = False,
+    overwrite: bool = False,
     score_images: int | None = None,
     echo: Echo = silent,
 ) -> FitResult:
@@ -73,20 +77,28 @@ def fit_run(
     (data and split), metrics.json (held-out log-likelihood in nats/image and bits/dim,
     timings) and samples.png (``n_samples`` images); neural models also checkpoint into
     ``out_dir/checkpoints`` so that ``resume=True`` continues an interrupted run.
+
+    Nothing of the user's is destroyed: a non-empty ``out_dir`` must be a finished run of
+    the same model without checkpoints (replaced), or ``resume`` (continue its checkpoints)
+    or ``overwrite`` (replace it whole) must be given. The run is written into a hidden
+    sibling folder and swapped into place in one rename, so a kill at any moment leaves the
+    old run or the new one. run.json records the data with absolute paths and a fingerprint.
     ``params``: hyper-parameters; the keyword flags (``condition`` ... ``sample_every``)
     are neural-model hyper-parameters given separately, None = not given.
     ``score_images``: how many held-out images to score at the end (a fixed-seed random
     subset; recorded in metrics.json as ``n_scored``): None = all for classical models and
     :data:`DEFAULT_SCORE_IMAGES` for neural ones, 0 = skip the scoring.
     """
-    from ..images import save_grid
     from ..models import make_model
-    from ..runs import RunInfo, now, update_metrics
+    from ..runs import absolute_spec, data_fingerprint, staging_path
     from ..training import is_main_process
 
     if score_images is not None and score_images < 0:
         raise GenlabError(f"--score-images {score_images}: must be >= 0 (0 skips the held-out scoring)")
-    out_dir = Path(out_dir)
+    if resume and overwrite:
+        raise GenlabError("--resume and --overwrite: choose one (continue the run's training, or replace the run)")
+    out_dir = Path(out_dir).expanduser().absolute()
+    check_out_dir(out_dir)
     kwargs = dict(params or {})
     flags = {"condition": condition, "preset": preset, "epochs": epochs, "max_steps": max_steps, "device": device,
              "precision": precision, "checkpoint_every": checkpoint_every, "sample_every": sample_every}
@@ -103,51 +115,186 @@ def fit_run(
     neural = "checkpoint_dir" in valid
     if resume and not neural:
         raise GenlabError(f"--resume: {model_name} is not trained in steps, so there is nothing to resume")
-    if neural and "checkpoint_dir" not in kwargs:
-        kwargs["checkpoint_dir"] = str(out_dir / "checkpoints")
+    train_dir, carry_over = plan_out_dir(out_dir, model_name, resume=resume, overwrite=overwrite)
+    own_checkpoints = neural and kwargs.get("checkpoint_dir") is None
+    if own_checkpoints:
+        kwargs["checkpoint_dir"] = str(train_dir / CHECKPOINTS)
+    elif neural:  # stored absolute, so the run finds its checkpoints from any working folder
+        kwargs["checkpoint_dir"] = str(Path(kwargs["checkpoint_dir"]).expanduser().absolute())
     if "random_state" in valid and "random_state" not in kwargs:
         kwargs["random_state"] = seed
     model = make_model(model_name, **kwargs)
     text = bool(getattr(model, "text_conditional", False))
     if captions is not None and not text:
         raise GenlabError("--captions only applies with --condition text")
-    data = load_data(data_spec, size, captions=(captions or "auto") if text else None)
+    if text:
+        captions = captions or "auto"
+        if captions != "auto":
+            captions = str(Path(captions).expanduser().absolute())
+    spec = absolute_spec(data_spec)
+    _check_out_outside_data(out_dir, spec)
+    data = load_data(spec, size, captions=captions if text else None)
     if model.conditional and data.labels is None:
         raise GenlabError(f"--condition label: {data_spec} has no labels")
     train, test = data.split(test_fraction, split_seed)
 
     main_process = is_main_process()
     if main_process:
+        _prepare_train_dir(train_dir, out_dir, fresh=train_dir == staging_path(out_dir) and not resume)
         echo(f"fitting {model_name} on {len(train)} images of {data_spec} (shape {train.image_shape}); {len(test)} held out")
     start = time.perf_counter()
     fit_kwargs = {"resume": True} if resume else {}
     targets = train.captions if text else (train.labels if model.conditional else None)
-    model.fit(train.images, targets, **fit_kwargs)
+    try:
+        model.fit(train.images, targets, **fit_kwargs)
+    except BaseException:
+        if main_process:
+            _remove_if_empty(staging_path(out_dir))
+        raise
     fit_seconds = time.perf_counter() - start
     metrics: dict[str, Any] = {"model": model_name, "fit_seconds": round(fit_seconds, 3), "n_train": len(train), "n_test": len(test)}
     if not main_process:
         return FitResult(out_dir, model, metrics, fit_seconds, wrote=False, train=train, test=test)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    model.save(out_dir)
-    RunInfo(model=model_name, data=data_spec, size=size, captions=(captions or "auto") if text else None, test_fraction=test_fraction,
-            split_seed=split_seed, seed=seed, created=now()).save(out_dir)
+    if own_checkpoints:  # where the checkpoints will be once the run is in place
+        model.set_params(checkpoint_dir=str(out_dir / CHECKPOINTS))
     summary = getattr(model, "training_summary_", None)
     if summary:
         metrics["training"] = summary
     if model.likelihood != "none":
         limit = (DEFAULT_SCORE_IMAGES if neural else len(test)) if score_images is None else score_images
         metrics.update(score_held_out(model, test, limit, seed=split_seed, echo=echo))
-    update_metrics(out_dir, **metrics)
-    labels = (torch.arange(n_samples) % int(model.n_classes_)) if model.conditional and getattr(model, "n_classes_", None) else None
-    if text:  # samples for the held-out images' captions (sentences the model did not train on)
-        prompts = [test.captions[i % len(test)] for i in range(n_samples)]
-        save_grid(model.sample(n_samples, prompt=prompts, seed=seed), out_dir / "samples.png")
-        (out_dir / "samples-prompts.txt").write_text("\n".join(prompts) + "\n")
-    else:
-        ncols = int(model.n_classes_) if labels is not None and model.n_classes_ <= 16 else None
-        save_grid(model.sample(n_samples, y=labels, seed=seed), out_dir / "samples.png", ncols=ncols)
-    files = ["config.json", "model.safetensors", "run.json", "metrics.json", "samples.png"] + (["checkpoints/"] if neural else [])
+    samples, prompts, ncols = _fit_samples(model, test, n_samples, seed, text)
+    info = RunInfo(model=model_name, data=spec, size=size, captions=captions if text else None, test_fraction=test_fraction,
+                   split_seed=split_seed, seed=seed, created=now(), data_fingerprint=data_fingerprint(data))
+    files = write_run(out_dir, model, info, metrics, samples, ncols=ncols, prompts=prompts, keep_from=train_dir if own_checkpoints else None,
+                      carry_over=carry_over)
     return FitResult(out_dir, model, metrics, fit_seconds, wrote=True, files=files, train=train, test=test)
+
+
+def _fit_samples(model, test, n: int, seed: int, text: bool) -> tuple[torch.Tensor, list[str] | None, int | None]:
+    """The images of samples.png: one row per class for class-conditional models, the
+    held-out images' captions (sentences the model did not train on) for text models."""
+    if text:
+        prompts = [test.captions[i % len(test)] for i in range(n)]
+        return model.sample(n, prompt=prompts, seed=seed), prompts, None
+    labels = (torch.arange(n) % int(model.n_classes_)) if model.conditional and getattr(model, "n_classes_", None) else None
+    ncols = int(model.n_classes_) if labels is not None and model.n_classes_ <= 16 else None
+    return model.sample(n, y=labels, seed=seed), None, ncols
+
+
+def write_run(out_dir: Path, model, info, metrics: dict[str, Any], samples: torch.Tensor, *, ncols: int | None = None, prompts: list[str] | None = None,
+              keep_from: Path | None = None, carry_over: bool = False) -> list[str]:
+    """Publish a run folder whole (see :func:`genlab.runs.publish_run`): the model, run.json,
+    metrics.json, samples.png (and samples-prompts.txt); returns the names written."""
+    from ..images import save_grid
+    from ..io import atomic_write_text, write_json
+    from ..runs import publish_run
+
+    def write(folder: Path) -> None:
+        model.save(folder)
+        info.save(folder)
+        write_json(folder / METRICS_FILE, metrics)
+        save_grid(samples, folder / "samples.png", ncols=ncols)
+        if prompts is not None:
+            atomic_write_text(folder / "samples-prompts.txt", "\n".join(prompts) + "\n")
+
+    publish_run(out_dir, write, keep_from=keep_from, carry_over=carry_over)
+    names = ["config.json", "model.safetensors", "run.json", "metrics.json", "samples.png"] + (["samples-prompts.txt"] if prompts else [])
+    return names + ([f"{CHECKPOINTS}/"] if (out_dir / CHECKPOINTS).is_dir() else [])
+
+
+def check_out_dir(out_dir: Path) -> None:
+    """Refuse an output folder that cannot be one: an existing file, or a path under a file."""
+    if out_dir.exists() and not out_dir.is_dir():
+        raise GenlabError(f"--out {out_dir}: is a file, not a folder")
+    for parent in out_dir.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise GenlabError(f"--out {out_dir}: {parent} is a file, not a folder")
+            if not os.access(parent, os.W_OK | os.X_OK) and not out_dir.exists():
+                raise GenlabError(f"--out {out_dir}: cannot create it ({parent} is not writable)")
+            break
+
+
+def plan_out_dir(out_dir: Path, model_name: str, *, resume: bool, overwrite: bool) -> tuple[Path, bool]:
+    """Where to train (the folder whose checkpoints/ the trainer uses) and whether the user's
+    other files in ``out_dir`` are kept. Refuses to touch a folder that is not ours to replace:
+    a non-empty ``out_dir`` must be a finished run of the same model without checkpoints,
+    or ``resume``/``overwrite`` must say what to do with it."""
+    from ..runs import is_run_folder, staging_path
+
+    staging = staging_path(out_dir)
+    if overwrite:
+        return staging, False  # trained beside the old run, which stays whole until the new one replaces it
+    if resume:
+        if _has_checkpoints(staging):  # an interrupted --overwrite
+            return staging, False
+        if not _has_checkpoints(out_dir):
+            raise GenlabError(f"--resume: {out_dir} holds no checkpoints to continue from; start without --resume")
+        found = _run_model(out_dir)
+        if found not in (None, model_name):
+            raise GenlabError(f"--resume: {out_dir} holds a {found} run, not {model_name}")
+        return out_dir, True
+    if not out_dir.exists() or not any(out_dir.iterdir()):
+        return out_dir, False
+    found = _run_model(out_dir)
+    checkpoints = _has_checkpoints(out_dir)
+    if found == model_name and not checkpoints and is_run_folder(out_dir):
+        return staging, True  # the same command again: the finished run is replaced whole
+    if found is not None:
+        what = f"holds a finished {found} run" + (" with checkpoints" if checkpoints else "")
+    else:
+        what = "holds the checkpoints of an unfinished run" if checkpoints else "is not empty and not a genlab run"
+    offer = "--resume to continue its training or --overwrite to replace it" if checkpoints else "--overwrite to replace it"
+    raise GenlabError(f"--out {out_dir}: {what}; pass {offer}, or choose another folder")
+
+
+def _run_model(folder: Path) -> str | None:
+    """The model named by ``folder/run.json`` (None when there is none or it is unreadable)."""
+    try:
+        return str(RunInfo.load(folder).model)
+    except GenlabError:
+        return None
+
+
+def _has_checkpoints(folder: Path) -> bool:
+    ckpt = Path(folder) / CHECKPOINTS
+    return ckpt.is_dir() and any(ckpt.iterdir())
+
+
+def _check_out_outside_data(out_dir: Path, spec: str) -> None:
+    """A run inside a folder: dataset would become part of it on the next load."""
+    kind, _, root = spec.partition(":")
+    if kind == "folder" and root:
+        root_path = Path(root).resolve()
+        if out_dir.resolve() == root_path or root_path in out_dir.resolve().parents:
+            raise GenlabError(f"--out {out_dir}: inside the data folder {root_path}; write the run elsewhere")
+
+
+def _prepare_train_dir(train_dir: Path, out_dir: Path, *, fresh: bool) -> None:
+    """Make the staging folder (the write test: an unwritable --out fails here, before any
+    training); a fresh run starts from an empty one."""
+    from ..runs import staging_path
+
+    staging = staging_path(out_dir)
+    if fresh:
+        shutil.rmtree(staging, ignore_errors=True)
+    try:
+        staging.mkdir(parents=True, exist_ok=True)
+        probe = staging / ".write-test"
+        probe.write_bytes(b"")
+        probe.unlink()
+        if train_dir == out_dir and out_dir.exists() and not os.access(out_dir, os.W_OK | os.X_OK):
+            raise PermissionError(13, "permission denied", str(out_dir))
+    except OSError as exc:
+        raise GenlabError(f"--out {out_dir}: cannot write there ({exc.strerror or exc})") from None
+
+
+def _remove_if_empty(folder: Path) -> None:
+    try:
+        folder.rmdir()
+    except OSError:
+        pass
 
 
 def score_held_out(model, test, limit: int, *, seed: int = 0, echo: Echo = silent) -> dict[str, Any]:
@@ -211,6 +358,7 @@ def cross_validate(
     test_fraction: float = 0.2,
     size: int | None = None,
     json_out: str | Path | None = None,
+    overwrite: bool = False,
     echo: Echo = silent,
 ) -> CVResult:
     """k-fold cross-validation of held-out log-likelihood (nats/image) on the training split,
@@ -222,6 +370,7 @@ def cross_validate(
     from ..likelihood import bits_per_dim
     from ..models import make_model
 
+    check_output_file(json_out, "--json", overwrite=overwrite)
     base = dict(params or {})
     grid_values = dict(grid or {})
     overlap = sorted(set(base) & set(grid_values))

@@ -10,7 +10,7 @@ from typing import Any, Sequence
 import torch
 
 from ..errors import GenlabError
-from .common import load_data
+from .common import check_output_file, load_data
 
 #: named regions of :func:`inpaint_run`
 REGIONS = ("left", "right", "top", "bottom", "center")
@@ -27,13 +27,19 @@ def _model_and_data(run_dir: str | Path, data_spec: str | None, *, needs: tuple[
         raise GenlabError(f"{model.name} cannot do this ({'/'.join(needs)}); this command needs {what}")
     if data_spec is None:
         info = RunInfo.load(run_dir)
-        data = load_data(info.data, info.size)
+        data = info.load_data()  # checked against the run's data fingerprint
         data_spec = info.data
     else:
         data = load_data(data_spec, None)
     if tuple(data.image_shape) != tuple(model.image_shape_):
         raise GenlabError(f"--data {data_spec}: images of shape {data.image_shape}, but the model works on {tuple(model.image_shape_)}")
     return model, data
+
+
+def check_index(index: int | None, option: str) -> None:
+    """Image indices count from 0; a negative one (Python's "from the end") is refused."""
+    if index is not None and int(index) < 0:
+        raise GenlabError(f"{option} {index}: image indices count from 0 (no negative indices)")
 
 
 @dataclass
@@ -58,6 +64,7 @@ def interpolate_run(
     mode: str = "linear",
     inversion_steps: int = 50,
     prompt: str | None = None,
+    overwrite: bool = False,
 ) -> InterpolateResult:
     """Walk from one real image to another through a model's latent space and write the strip.
 
@@ -65,12 +72,15 @@ def interpolate_run(
     models DDIM-invert both images (``inversion_steps``) and decode the slerp of the noises.
     Each end is picked by index or by the first image with a label.
     """
+    check_output_file(out_png, "-o", overwrite=overwrite)
     from ..images import save_grid
     from ..manipulate import interpolate as interpolate_images
     from ..manipulate import pick_image
 
     if (from_index is None) == (from_label is None) or (to_index is None) == (to_label is None):
         raise GenlabError("give --from-index or --from-label, and --to-index or --to-label")
+    check_index(from_index, "--from-index")
+    check_index(to_index, "--to-index")
     model, data = _model_and_data(run_dir, data_spec, needs=())
     if not (hasattr(model, "invert") or hasattr(model, "encode")):
         raise GenlabError(f"{model.name} has no latent space to walk through; interpolate needs an autoencoder (vae, wae) or diffusion run")
@@ -100,9 +110,10 @@ class ReconstructResult:
     out: Path
 
 
-def reconstruct_run(run_dir: str | Path, out_png: str | Path, *, data_spec: str | None = None, n_images: int = 32) -> ReconstructResult:
+def reconstruct_run(run_dir: str | Path, out_png: str | Path, *, data_spec: str | None = None, n_images: int = 32, overwrite: bool = False) -> ReconstructResult:
     """Encode and decode real images (default: the run's held-out test images) with an
     autoencoder run; write rows of originals above rows of their reconstructions."""
+    check_output_file(out_png, "-o", overwrite=overwrite)
     from ..images import save_grid
     from ..runs import RunInfo
 
@@ -131,6 +142,8 @@ def _diffusion_and_images(run_dir, data_spec, indices: Sequence[int], n_images: 
     from ..manipulate import pick_image
     from ..runs import RunInfo
 
+    for i in indices:
+        check_index(i, "--index")
     model, data = _model_and_data(run_dir, data_spec, needs=(method,), what="a diffusion run")
     if indices:
         return model, torch.cat([pick_image(data, index=i)[0] for i in indices])
@@ -161,10 +174,12 @@ def edit_run(
     guidance: float | None = None,
     steps: int | None = None,
     seed: int = 0,
+    overwrite: bool = False,
 ) -> EditResult:
     """Image-to-image (SDEdit) with a diffusion run: one row per image, the original then one
     edit per noise level in ``strengths`` (0 keeps the image, 1 is a fresh sample),
     optionally steered by ``label`` or ``prompt``."""
+    check_output_file(out_png, "-o", overwrite=overwrite)
     from ..images import save_grid
 
     levels = [float(s) for s in strengths]
@@ -235,10 +250,12 @@ def inpaint_run(
     guidance: float | None = None,
     steps: int | None = None,
     seed: int = 0,
+    overwrite: bool = False,
 ) -> InpaintResult:
     """Regenerate part of real images with a diffusion run (``region``, or the white pixels
     of ``mask_file``): one row per image, the original, the blanked image, then ``variants``
     completions (seeds ``seed``, ``seed + 1``, ...)."""
+    check_output_file(out_png, "-o", overwrite=overwrite)
     from ..images import save_grid
 
     model, images = _diffusion_and_images(run_dir, data_spec, indices, n_images, "inpaint")

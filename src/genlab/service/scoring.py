@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import GenlabError
-from .common import Echo, load_data, silent
+from .common import Echo, check_eval_samples, check_output_file, load_data, silent
 
 
 @dataclass
@@ -90,29 +90,31 @@ def evaluate_run(
     seed: int = 0,
     inception_weights: str | Path | None = None,
     json_out: str | Path | None = None,
+    overwrite: bool = False,
     echo: Echo = silent,
 ) -> EvaluateResult:
     """Evaluate a run on held-out data (FD, precision/recall, density/coverage, memorisation,
     likelihood, class coverage, intrinsic dimension, sampling speed) with ``n_samples``
     samples, beside real data scored the same way; merges the record into the run's
     metrics.json under "evaluation" (and writes it to ``json_out`` when given)."""
-    from ..data import load_dataset
     from ..io import write_json
     from ..metrics.evaluate import evaluate_model, real_data_metrics
     from ..metrics.evaluator import get_evaluator
     from ..models import GenerativeModel
     from ..runs import RunInfo, update_metrics
 
+    check_output_file(json_out, "--json", overwrite=overwrite)
     info = RunInfo.load(run_dir)
     model = GenerativeModel.load(run_dir)
     if inception_weights is not None:
         from ..metrics.inception import check_inception_backend
 
         check_inception_backend(inception_weights)
+    check_eval_samples(n_samples)
     if data_spec is None or data_spec == info.data:
         train, test = info.load_split()
     else:
-        train, test = load_dataset(data_spec, size=info.size).split(info.test_fraction, info.split_seed)
+        train, test = load_data(data_spec, info.size).split(info.test_fraction, info.split_seed)
     if tuple(test.image_shape) != tuple(model.image_shape_):
         raise GenlabError(f"--data {data_spec}: images of shape {test.image_shape}, but the model makes {tuple(model.image_shape_)}")
     start = time.perf_counter()
