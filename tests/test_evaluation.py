@@ -118,3 +118,22 @@ def test_evaluation_bad_input(tmp_path, capsys, args, message):
     assert main(args) == 2
     err = capsys.readouterr().err
     assert message in err and err.count("\n") == 1
+
+
+def test_evaluator_cache_key_covers_the_recipe_and_a_weak_evaluator_is_never_cached(digits, tmp_path):
+    from genlab.metrics.evaluator import accuracy_floor, evaluator_key, training_recipe
+
+    small = digits.subset(np.arange(300))
+    base = evaluator_key(small, 0)
+    other_data = digits.subset(np.arange(1, 301))
+    variants = [evaluator_key(small, 0, epochs=1), evaluator_key(small, 1), evaluator_key(small, 0, space="mlp"), evaluator_key(other_data, 0)]
+    assert base == evaluator_key(small, 0) and len({base, *variants}) == 5
+    assert training_recipe(small)["epochs"] == 60 and training_recipe(small)["code"]
+    assert accuracy_floor(10) == pytest.approx(0.82) and accuracy_floor(2) == pytest.approx(0.9)
+    # one epoch on 300 images: far below the floor -> loud warning, not cached (issue #13: a
+    # chance-level evaluator was reused by every later comparison)
+    test = digits.subset(np.arange(1000, 1300))
+    with pytest.warns(RuntimeWarning, match="below|only"):
+        weak = get_evaluator(small, test, seed=0, epochs=1)
+    assert weak.below_floor and "BELOW THE ACCURACY FLOOR" in weak.describe()
+    assert not (tmp_path / "cache" / "evaluators").exists() or not any((tmp_path / "cache" / "evaluators").iterdir())

@@ -274,18 +274,16 @@ def evaluate(run_dir, data_spec, n_samples, json_out, seed, inception_weights, o
     Prints a table (with real data scored the same way, as the reference) and writes
     the metrics into RUN_DIR/metrics.json.
     """
+    from .metrics.evaluate import evaluation_lines
     from .service import evaluate_run
 
     _set_quiet(quiet)
     result = evaluate_run(run_dir, data_spec=data_spec, n_samples=n_samples, seed=seed, inception_weights=inception_weights, json_out=json_out, overwrite=overwrite, echo=echo)
     echo(f"{result.model} on {result.data}: {result.n_samples} samples vs {result.n_test} held-out images; {result.evaluator}")
-    echo(f"{'metric':28s} {'model':>12s} {'real data':>12s}")
-    for key, value in result.metrics.items():
-        ref = result.real_data.get(key)
-        echo(f"{key:28s} {value:12.4f} {'' if ref is None else f'{ref:12.4f}'}")
+    for line in evaluation_lines(result.metrics, result.real_data, result.intervals):
+        echo(line)
     echo(f"(evaluated in {result.seconds:.1f} s)")
     echo(f"-> {Path(run_dir) / 'metrics.json'}" + (f", {json_out}" if json_out else ""))
-
 
 
 @cli.command()

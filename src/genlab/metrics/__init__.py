@@ -7,6 +7,9 @@
   held-out real rows: is the model copying its training set?
 * :mod:`.intrinsic_dim` — MLE (Levina & Bickel) and PCA intrinsic dimension.
 * :mod:`.classes` — class histogram, entropy (nats), conditional accuracy.
+* :mod:`.kid` — kernel distance (unbiased MMD², KID) and bootstrap confidence intervals.
+* :mod:`.pixels` — pixel-value histograms: total-variation distance, exact-background and
+  faint-pixel shares.
 
 Every function takes NumPy arrays or torch tensors, computes in torch on the input's
 device with bounded memory, and returns Python floats, NumPy arrays or dataclasses.
@@ -15,7 +18,9 @@ device with bounded memory, and returns Python floats, NumPy arrays or dataclass
 from .classes import class_entropy, class_histogram, conditional_accuracy
 from .frechet import frechet_distance, frechet_distance_from_statistics, gaussian_statistics
 from .intrinsic_dim import intrinsic_dimension_report, mle_intrinsic_dimension, pca_dimension
+from .kid import bootstrap_intervals, kernel_distance, mmd2_unbiased
 from .memorization import MemorizationResult, memorization
+from .pixels import pixel_histogram, pixel_metrics, total_variation
 from .prdc import density_coverage, precision_recall, prdc
 
 __all__ = [
@@ -33,4 +38,10 @@ __all__ = [
     "class_histogram",
     "class_entropy",
     "conditional_accuracy",
+    "mmd2_unbiased",
+    "kernel_distance",
+    "bootstrap_intervals",
+    "pixel_histogram",
+    "pixel_metrics",
+    "total_variation",
 ]

@@ -9,6 +9,7 @@ import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 import torch
@@ -19,14 +20,16 @@ from ..likelihood import bits_per_dim
 from .classes import class_entropy, class_histogram, conditional_accuracy
 from .evaluator import Evaluator
 from .frechet import frechet_distance
+from .kid import bootstrap_intervals, kernel_distance
 from .intrinsic_dim import mle_intrinsic_dimension, pca_dimension
 from .memorization import MemorizationResult, memorization
+from .pixels import pixel_metrics
 from .prdc import prdc
 
 #: metrics where higher is better (the rest: lower is better, or neither)
 HIGHER_IS_BETTER = {"precision", "recall", "density", "coverage", "class_entropy", "conditional_accuracy", "test_log_likelihood_nats", "sampling_images_per_s"}
 #: metrics where lower is better
-LOWER_IS_BETTER = {"fd", "fid_inception", "copies", "test_bits_per_dim", "likelihood_gap_nats"}
+LOWER_IS_BETTER = {"fd", "kid", "fid_inception", "copies", "test_bits_per_dim", "likelihood_gap_nats", "pixel_tv"}
 
 
 def unit_flat(images: torch.Tensor) -> torch.Tensor:
@@ -44,13 +47,40 @@ class Evaluation:
     extras: dict = field(default_factory=dict)
 
 
-def sample_metrics(samples: torch.Tensor, train: Dataset, test: Dataset, evaluator: Evaluator, *, k: int = 5, requested_labels: torch.Tensor | None = None, intrinsic_k: int = 20, inception_weights: str | Path | None = None) -> Evaluation:
+def feature_space_metrics(feats_real: torch.Tensor, feats_fake: torch.Tensor, *, k: int = 5, seed: int = 0, suffix: str = "") -> tuple[dict[str, float], dict[str, tuple[float, float]]]:
+    """FD, KID (± its spread over subsets), precision/recall/density/coverage of ``feats_fake``
+    (M, F) against ``feats_real`` (N, F), and their bootstrap intervals; every key gets ``suffix``."""
+    metrics: dict[str, float] = {"fd": frechet_distance(feats_real, feats_fake)}
+    metrics.update(kernel_distance(feats_real, feats_fake, seed=seed))
+    indicators: dict = {}
+    metrics.update(prdc(feats_real, feats_fake, k=k, indicators=indicators))
+    ci = bootstrap_intervals(feats_real, feats_fake, indicators, k=k, point=metrics, seed=seed)
+    return {key + suffix: v for key, v in metrics.items()}, {key + suffix: v for key, v in ci.items()}
+
+
+def space_suffix(evaluator: Evaluator, primary: bool) -> str:
+    """Metric-name suffix of a feature space: none for the primary one, ``_mlp`` etc. for the others."""
+    return "" if primary else f"_{evaluator.space}"
+
+
+def sample_metrics(samples: torch.Tensor, train: Dataset, test: Dataset, evaluator: Evaluator | Sequence[Evaluator], *, k: int = 5, requested_labels: torch.Tensor | None = None, intrinsic_k: int = 20, inception_weights: str | Path | None = None, seed: int = 0) -> Evaluation:
     """Metrics of ``samples`` (uint8 (N, C, H, W)) against held-out ``test`` and the ``train`` set.
 
+    ``evaluator``: one evaluator or several (independent feature spaces, the first primary).
+    In the primary space (no suffix) and in every further one (suffix ``_<space>``, e.g. ``fd_mlp``):
+
     * ``fd``: Fréchet distance between Gaussian fits of evaluator features (samples vs test).
+    * ``kid``, ``kid_std``: kernel distance (unbiased MMD², cubic kernel) and its spread over subsets.
     * ``precision``, ``recall`` (Kynkäänniemi et al. 2019), ``density``, ``coverage`` (Naeem et al. 2020), k = ``k``.
+
+    ``extras["ci"]`` holds 95% bootstrap intervals (over the samples) of fd, kid and the four
+    k-NN metrics in every space; ``extras["n"]`` the sample sizes (``samples``, ``real``).
+    Further (primary space / pixels):
+
     * ``class_entropy``: entropy of the evaluator's predicted classes, normalised (1 = all classes equally often);
       ``conditional_accuracy`` when ``requested_labels`` were asked for.
+    * ``pixel_tv``, ``zero_share``, ``faint_share``: the pixel-value histogram against the
+      held-out images (:mod:`.pixels`).
     * ``copies``: share of samples closer to a training image (pixel L2) than 95% of held-out real
       images are; ``copies_reference`` is the held-out images' own rate (5% by construction).
     * ``id_mle``, ``id_pca95``: intrinsic dimension of the samples in pixel space.
@@ -59,10 +89,15 @@ def sample_metrics(samples: torch.Tensor, train: Dataset, test: Dataset, evaluat
     """
     if tuple(samples.shape[1:]) != tuple(test.image_shape):
         raise GenlabError(f"samples have shape {tuple(samples.shape[1:])}, the data {tuple(test.image_shape)}")
-    feats_fake = evaluator.features(samples)
-    feats_real = evaluator.features(test.images)
-    metrics: dict[str, float] = {"fd": frechet_distance(feats_real, feats_fake)}
-    metrics.update(prdc(feats_real, feats_fake, k=k))
+    evaluators = [evaluator] if isinstance(evaluator, Evaluator) else list(evaluator)
+    evaluator = evaluators[0]
+    metrics: dict[str, float] = {}
+    intervals: dict[str, tuple[float, float]] = {}
+    for i, ev in enumerate(evaluators):
+        m, ci = feature_space_metrics(ev.features(test.images), ev.features(samples), k=k, seed=seed, suffix=space_suffix(ev, i == 0))
+        metrics.update(m)
+        intervals.update(ci)
+    metrics.update(pixel_metrics(samples, test.images))
     if inception_weights is not None:
         from .inception import inception_fid
 
@@ -79,10 +114,10 @@ def sample_metrics(samples: torch.Tensor, train: Dataset, test: Dataset, evaluat
     x = unit_flat(samples)
     metrics["id_mle"] = mle_intrinsic_dimension(x, k=intrinsic_k)
     metrics["id_pca95"] = float(pca_dimension(x, variance=0.95))
-    return Evaluation(metrics=metrics, samples=samples, memorization=mem)
+    return Evaluation(metrics=metrics, samples=samples, memorization=mem, extras={"ci": intervals, "n": {"samples": len(samples), "real": len(test)}, "spaces": [ev.space for ev in evaluators]})
 
 
-def evaluate_model(model, train: Dataset, test: Dataset, evaluator: Evaluator, *, n_samples: int = 1000, seed: int = 0, k: int = 5, inception_weights: str | Path | None = None) -> Evaluation:
+def evaluate_model(model, train: Dataset, test: Dataset, evaluator: Evaluator | Sequence[Evaluator], *, n_samples: int = 1000, seed: int = 0, k: int = 5, inception_weights: str | Path | None = None) -> Evaluation:
     """Sample ``n_samples`` images from a fitted model and compute every metric.
 
     Conditional models are asked for a balanced set of labels and also get
@@ -98,7 +133,7 @@ def evaluate_model(model, train: Dataset, test: Dataset, evaluator: Evaluator, *
     else:
         samples = model.sample(n_samples, seed=seed)
     sample_seconds = time.perf_counter() - start
-    evaluation = sample_metrics(samples, train, test, evaluator, k=k, requested_labels=requested, inception_weights=inception_weights)
+    evaluation = sample_metrics(samples, train, test, evaluator, k=k, requested_labels=requested, inception_weights=inception_weights, seed=seed)
     evaluation.metrics["sampling_images_per_s"] = n_samples / max(sample_seconds, 1e-9)
     if getattr(model, "likelihood", "none") != "none":
         ll = model.score_samples(test.images)
@@ -113,7 +148,7 @@ def evaluate_model(model, train: Dataset, test: Dataset, evaluator: Evaluator, *
     return evaluation
 
 
-def real_data_metrics(train: Dataset, test: Dataset, evaluator: Evaluator, *, n_samples: int, seed: int, k: int = 5, inception_weights: str | Path | None = None) -> dict[str, float]:
+def real_data_metrics(train: Dataset, test: Dataset, evaluator: Evaluator | Sequence[Evaluator], *, n_samples: int, seed: int, k: int = 5, inception_weights: str | Path | None = None) -> dict[str, float]:
     """The noise floor: a random subset of *real* training images scored like samples.
 
     Their Fréchet distance, precision, ... against the held-out images show how far two
@@ -124,7 +159,7 @@ def real_data_metrics(train: Dataset, test: Dataset, evaluator: Evaluator, *, n_
     n = min(n_samples, len(train))
     idx = torch.randperm(len(train), generator=g)[:n]
     subset = train.images[idx]
-    ev = sample_metrics(subset, train, test, evaluator, k=k, inception_weights=inception_weights)
+    ev = sample_metrics(subset, train, test, evaluator, k=k, inception_weights=inception_weights, seed=seed)
     metrics = {k_: v for k_, v in ev.metrics.items() if k_ not in ("copies", "copies_reference")}
     return metrics
 
@@ -143,3 +178,18 @@ def summarize(values: list[float]) -> tuple[float, float]:
     if arr.size == 0:
         return float("nan"), float("nan")
     return float(arr.mean()), float(arr.std(ddof=1)) if arr.size > 1 else 0.0
+
+
+def evaluation_lines(metrics: dict[str, float], real: dict[str, float], intervals: dict[str, tuple[float, float]] | None = None) -> list[str]:
+    """The table ``genlab evaluate`` prints: every metric, its 95% bootstrap interval where
+    there is one (``intervals``, from ``Evaluation.extras["ci"]``), and the same metric for
+    real training images (the real-vs-real reference)."""
+    intervals = intervals or {}
+    lines = [f"{'metric':28s} {'model':>12s} {'95% interval':>23s} {'real data':>12s}"]
+    for key, value in metrics.items():
+        ref = real.get(key)
+        interval = f"[{intervals[key][0]:.4g}, {intervals[key][1]:.4g}]" if key in intervals else ""
+        lines.append(f"{key:28s} {value:12.4f} {interval:>23s} {'' if ref is None else f'{ref:12.4f}'}")
+    if intervals:
+        lines.append("(intervals: 95% bootstrap over the samples)")
+    return lines

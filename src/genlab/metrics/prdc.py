@@ -44,7 +44,7 @@ def _validated(real: Any, fake: Any, k: Any, *, fake_needs_radius: bool) -> tupl
     return k, real_t, fake_t
 
 
-def _compute(real: torch.Tensor, fake: torch.Tensor, k: int, with_recall: bool) -> dict[str, float]:
+def _compute(real: torch.Tensor, fake: torch.Tensor, k: int, with_recall: bool, indicators: dict | None = None) -> dict[str, float]:
     real_rows, fake_rows = prepare(real, fake, names=("real", "fake"))
     real_r2 = knn(real_rows, real_rows, k, exclude_self=True)[0][:, -1]
     fake_r2 = knn(fake_rows, fake_rows, k, exclude_self=True)[0][:, -1] if with_recall else None
@@ -56,18 +56,26 @@ def _compute(real: torch.Tensor, fake: torch.Tensor, k: int, with_recall: bool) 
     }
     if with_recall:
         out["recall"] = float(matches.real_in_fake.double().mean())
+    if indicators is not None:  # per-point values, for bootstrap intervals
+        indicators["fake_count"] = matches.fake_count.cpu().numpy()
+        indicators["real_covered"] = matches.real_covered.cpu().numpy()
+        if with_recall:
+            indicators["real_in_fake"] = matches.real_in_fake.cpu().numpy()
     return out
 
 
-def prdc(real: Any, fake: Any, k: int = 5) -> dict[str, float]:
+def prdc(real: Any, fake: Any, k: int = 5, *, indicators: dict | None = None) -> dict[str, float]:
     """Precision, recall, density and coverage of ``fake`` (M, F) against ``real`` (N, F).
 
     Needs N > k and M > k. Returns ``{"precision", "recall", "density", "coverage"}``:
     precision, recall and coverage in [0, 1], density in [0, N/k]. Features can be
     anything in which L2 distance is meaningful (evaluator features, or flattened pixels).
+    A dict passed as ``indicators`` receives the per-point values the four are means of:
+    ``fake_count`` (M,) real balls holding each fake, ``real_in_fake`` (N,) and
+    ``real_covered`` (N,) booleans (for :func:`genlab.metrics.kid.bootstrap_intervals`).
     """
     k, real_t, fake_t = _validated(real, fake, k, fake_needs_radius=True)
-    out = _compute(real_t, fake_t, k, with_recall=True)
+    out = _compute(real_t, fake_t, k, with_recall=True, indicators=indicators)
     return {name: out[name] for name in ("precision", "recall", "density", "coverage")}
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -80,6 +80,8 @@ class EvaluateResult:
     #: what was merged into metrics.json under "evaluation"
     record: dict[str, Any]
     seconds: float
+    #: metric name -> (low, high) 95% bootstrap interval over the samples (feature-space metrics)
+    intervals: dict[str, tuple[float, float]] = field(default_factory=dict)
 
 
 def evaluate_run(
@@ -99,7 +101,7 @@ def evaluate_run(
     metrics.json under "evaluation" (and writes it to ``json_out`` when given)."""
     from ..io import write_json
     from ..metrics.evaluate import evaluate_model, real_data_metrics
-    from ..metrics.evaluator import get_evaluator
+    from ..metrics.evaluator import get_evaluators
     from ..models import GenerativeModel
     from ..runs import RunInfo, update_metrics
 
@@ -118,13 +120,16 @@ def evaluate_run(
     if tuple(test.image_shape) != tuple(model.image_shape_):
         raise GenlabError(f"--data {data_spec}: images of shape {test.image_shape}, but the model makes {tuple(model.image_shape_)}")
     start = time.perf_counter()
-    evaluator = get_evaluator(train, test, seed=seed, echo=echo)
-    evaluation = evaluate_model(model, train, test, evaluator, n_samples=n_samples, seed=seed, inception_weights=inception_weights)
-    real = real_data_metrics(train, test, evaluator, n_samples=n_samples, seed=seed, inception_weights=inception_weights)
+    evaluators = get_evaluators(train, test, seed=seed, echo=echo)
+    evaluator = evaluators[0]
+    evaluation = evaluate_model(model, train, test, evaluators, n_samples=n_samples, seed=seed, inception_weights=inception_weights)
+    real = real_data_metrics(train, test, evaluators, n_samples=n_samples, seed=seed, inception_weights=inception_weights)
+    intervals = evaluation.extras.get("ci", {})
     record = {"n_samples": n_samples, "data": data_spec or info.data, "evaluator": evaluator.describe(), "evaluator_accuracy": evaluator.test_accuracy,
-              "metrics": evaluation.metrics, "real_data": real}
+              "evaluators": {ev.space: {"describe": ev.describe(), "accuracy": ev.test_accuracy} for ev in evaluators},
+              "metrics": evaluation.metrics, "intervals": intervals, "n": evaluation.extras.get("n", {}), "real_data": real}
     update_metrics(run_dir, evaluation=record)
     if json_out is not None:
         write_json(json_out, record)
-    return EvaluateResult(model.name, data_spec or info.data, n_samples, len(test), evaluator.describe(), evaluation.metrics, real, record,
-                          time.perf_counter() - start)
+    return EvaluateResult(model.name, data_spec or info.data, n_samples, len(test), "; ".join(ev.describe() for ev in evaluators), evaluation.metrics, real, record,
+                          time.perf_counter() - start, intervals)
