@@ -427,7 +427,7 @@ def test_odd_sizes_train_and_bad_input_is_named(digits):
         model.sample(2, truncation=-0.5)
     with pytest.raises(GenlabError, match="truncation"):
         model.sample(2, truncation=float("nan"))
-    with pytest.raises(GenlabError, match="unknown sampling option"):
+    with pytest.raises(GenlabError, match="unknown option"):
         model.sample(2, temperature=0.5)
     with pytest.raises(GenlabError, match="genlab evaluate"):
         model.score_samples(odd[:2])

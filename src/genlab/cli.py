@@ -340,7 +340,7 @@ def demo(out_dir, seed, demo_model, max_steps, quiet) -> None:
 @click.option("--to-label", type=int, default=None, help="Use the first image with this label instead of an index.")
 @click.option("--steps", type=click.IntRange(min=2), default=10, show_default=True, help="Images in the strip, ends included.")
 @click.option("--mode", type=click.Choice(["linear", "slerp"]), default="linear", show_default=True, help="Autoencoders: straight line or great circle between the two codes (diffusion always uses slerp between inverted noises).")
-@click.option("--inversion-steps", type=click.IntRange(min=1), default=50, show_default=True, help="Diffusion: DDIM steps of the inversion and of the decoding.")
+@click.option("--inversion-steps", type=click.IntRange(min=1), default=50, show_default=True, help="Models that invert (diffusion: DDIM steps each way; GAN: optimisation steps of the inversion).")
 @click.option("--prompt", default=None, help="Diffusion, text-conditional: condition the whole path on this text.")
 @click.option("-o", "--out", "out_png", type=click.Path(dir_okay=False, path_type=Path), required=True, help="PNG strip to write.")
 @overwrite_option

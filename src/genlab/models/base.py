@@ -66,6 +66,8 @@ class GenerativeModel(BaseEstimator):
     parameter_schema: ClassVar[dict[str, Param]] = {}
     #: what the model can do beyond fit/sample, a subset of :data:`CAPABILITIES`
     capabilities: ClassVar[frozenset[str]] = frozenset({"likelihood"})
+    #: models with the "invert" capability: how they find an image's latent (shown by interpolate)
+    inversion_method: ClassVar[str] = "inversion"
     #: the conditionings it supports, a subset of ("none", "label", "text")
     conditionings: ClassVar[tuple[str, ...]] = ("none",)
     _estimator_type = "DensityEstimator"

@@ -119,6 +119,7 @@ class Diffusion(NeuralGenerativeModel):
     #: label/caption dropout during training teaches the unconditional model guidance needs
     has_null_branch = True
     capabilities = frozenset({"likelihood", "interpolate", "invert", "edit", "inpaint"})
+    inversion_method = "DDIM inversion"
     conditionings = ("none", "label", "text")
     parameter_schema = {
         "condition": Param("choice", "none", choices=conditionings, help="'label' = class-conditional, 'text' = captions; both with classifier-free guidance"),

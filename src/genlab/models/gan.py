@@ -47,14 +47,11 @@ from .neural import NeuralGenerativeModel
 from .registry import register
 from .validation import check_choice, check_float, check_images, check_int, check_labels, check_n_samples
 
-try:  # per-call option schema of the API seam (issue #8 §B), where it exists
-    from .schema import Param
+from .schema import Param
 
-    SAMPLE_OPTIONS: dict[str, Any] = {
-        "truncation": Param(kind="float", default=None, low=0.0, nullable=True, help="truncation ψ >= 0: latents restricted to [-ψ, ψ] per coordinate (0 = the mean latent); None = none"),
-    }
-except (ImportError, TypeError):  # pragma: no cover - before the API seam lands
-    SAMPLE_OPTIONS = {}
+SAMPLE_OPTIONS: dict[str, Param] = {
+    "truncation": Param(kind="float", default=None, low=0.0, nullable=True, help="truncation ψ >= 0: latents restricted to [-ψ, ψ] per coordinate (0 = the mean latent); None = none"),
+}
 
 CONDITIONS = ("none", "label")
 SPECTRAL_NORM = ("none", "d", "both")
@@ -360,6 +357,7 @@ class GAN(NeuralGenerativeModel):
     likelihood = "none"
     trainer_class: ClassVar[type[Trainer]] = GANTrainer
     capabilities: ClassVar[frozenset[str]] = frozenset({"encode", "decode", "reconstruct", "interpolate", "invert", "edit", "attributes"})
+    inversion_method = "latent optimisation"
     conditionings: ClassVar[tuple[str, ...]] = ("none", "label")
     sample_options: ClassVar[dict[str, Any]] = SAMPLE_OPTIONS
 
@@ -572,34 +570,9 @@ class GAN(NeuralGenerativeModel):
         self._check_fitted()
         return int(self._param("latent_dim"))
 
-    @staticmethod
-    def _check_truncation(truncation: Any) -> float | None:
-        if truncation is None:
-            return None
-        return check_float("truncation", truncation, minimum=0.0)
-
-    def sample(self, n: int, *, y: Any = None, seed: int | None = None, truncation: float | None = None, **options: Any) -> torch.Tensor:
-        """Draw ``n`` images, uint8 (n, C, H, W) on the CPU, from the EMA generator.
-
-        ``truncation`` ψ >= 0: latents from N(0, I) restricted to [-ψ, ψ] per coordinate
-        (fidelity up, diversity down; 0 = the mean latent for every image); None = none.
-        Conditional models without ``y`` draw labels from the training class frequencies.
-        """
-        if options:
-            raise GenlabError(f"unknown sampling option(s) {', '.join(sorted(options))} for gan; valid: truncation")
-        self._check_fitted()
-        n = check_n_samples(n)
-        psi = self._check_truncation(truncation)
-        labels = None
-        if y is not None:
-            if not self.conditional:
-                raise GenlabError("gan is not class-conditional; sample without y (labels)")
-            labels = check_labels(y, n, n_classes=int(self.n_classes_))
-        return quantize(self._sample(n, labels, make_generator(seed), truncation=psi)).cpu()
-
     def _sample(self, n: int, labels: torch.Tensor | None, generator: torch.Generator, truncation: float | None = None) -> torch.Tensor:
-        if self.conditional and labels is None:
-            labels = torch.multinomial(self.class_counts_.double().cpu(), n, replacement=True, generator=generator)
+        """``truncation`` ψ >= 0: latents from N(0, I) restricted to [-ψ, ψ] per coordinate
+        (fidelity up, diversity down; 0 = the mean latent for every image); None = none."""
         z = truncated_normal((n, self.latent_dim_), truncation, generator)
         return self._decode_tensor(z, labels)
 

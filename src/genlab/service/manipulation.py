@@ -68,8 +68,9 @@ def interpolate_run(
 ) -> InterpolateResult:
     """Walk from one real image to another through a model's latent space and write the strip.
 
-    Autoencoders interpolate the two images' codes (``mode`` "linear" or "slerp"); diffusion
-    models DDIM-invert both images (``inversion_steps``) and decode the slerp of the noises.
+    Models with an encoder interpolate the two images' codes (``mode`` "linear" or "slerp");
+    models that invert instead (diffusion: DDIM inversion; GAN: latent optimisation, each
+    ``inversion_steps`` steps) decode the slerp of the two inverted latents.
     Each end is picked by index or by the first image with a label.
     """
     check_output_file(out_png, "-o", overwrite=overwrite)
@@ -82,16 +83,17 @@ def interpolate_run(
     check_index(from_index, "--from-index")
     check_index(to_index, "--to-index")
     model, data = _model_and_data(run_dir, data_spec, needs=())
-    if not (hasattr(model, "invert") or hasattr(model, "encode")):
-        raise GenlabError(f"{model.name} has no latent space to walk through; interpolate needs an autoencoder (vae, wae) or diffusion run")
+    capabilities = type(model).capabilities
+    if "interpolate" not in capabilities:
+        raise GenlabError(f"{model.name} has no latent space to walk through; interpolate needs a model with the 'interpolate' capability (genlab models)")
     a, label_a = pick_image(data, index=from_index, label=from_label)
     b, label_b = pick_image(data, index=to_index, label=to_label)
     conditional = bool(model.conditional)
-    if hasattr(model, "invert"):  # diffusion: through DDIM inversion
+    if "invert" in capabilities:  # no encoder: both images are inverted (diffusion: DDIM; GAN: latent optimisation)
         if conditional and label_a != label_b:
-            raise GenlabError("a class-conditional diffusion model interpolates within one class: pick two images with the same label")
+            raise GenlabError(f"a class-conditional {model.name} model interpolates within one class: pick two images with the same label")
         strip = model.interpolate(a, b, steps, y=label_a if conditional else None, prompt=prompt, steps=inversion_steps)
-        how = f"DDIM inversion ({inversion_steps} steps) + slerp"
+        how = f"{model.inversion_method} ({inversion_steps} steps) + slerp"
     else:
         if prompt is not None:
             raise GenlabError("--prompt applies to text-conditional diffusion models")
