@@ -20,6 +20,7 @@ TINY = {
     "gmm": ({"n_components": 3, "reg_covar": 1e-3, "max_iter": 20}, {"n_components": [2, 3]}),
     "kde": ({"bandwidth": 0.1}, {"bandwidth": [0.05, 0.1]}),
     "diffusion": ({"width": 4, "max_steps": 3, "steps": 2, "elbo_points": 2, "device": "cpu"}, {"prediction": ["v", "eps"]}),
+    "gan": ({"latent_dim": 4, "g_width": 4, "d_width": 4, "max_steps": 3, "selection": "last", "device": "cpu"}, {"loss": ["ns", "hinge"]}),
     "vae": ({"latent_dim": 2, "width": 8, "n_blocks": 0, "max_steps": 10, "latent_components": 2, "iwae_samples": 10, "device": "cpu"}, {"latent_dim": [2, 3]}),
     "wae": ({"latent_dim": 2, "width": 8, "n_blocks": 0, "max_steps": 10, "latent_components": 2, "device": "cpu"}, {"divergence": ["mmd", "cw"]}),
 }

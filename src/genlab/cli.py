@@ -8,19 +8,15 @@ stderr and exit code 2, with no traceback.
 from __future__ import annotations
 
 import ast
-import itertools
 import json
 import sys
-import time
-import warnings
 from pathlib import Path
 from typing import Any
 
 import click
-import numpy as np
-import torch
 
 from .errors import GenlabError
+from .service.manipulation import REGIONS
 
 DEFAULT_DATA = "digits"
 
@@ -102,17 +98,6 @@ def echo(text: str = "") -> None:
     click.echo(text)
 
 
-def fmt_pm(values) -> str:
-    values = np.asarray(values, dtype=float)
-    return f"{values.mean():.4f} ± {values.std(ddof=1) if len(values) > 1 else 0.0:.4f}"
-
-
-def _load_data(spec: str, size: int | None):
-    from .data import load_dataset
-
-    return load_dataset(spec, size=size)
-
-
 def _set_quiet(quiet: bool) -> None:
     from .progress import set_quiet
 
@@ -181,8 +166,10 @@ def datasets() -> None:
 @click.option("--checkpoint-every", type=click.IntRange(min=1), default=None, help="Neural models: also checkpoint every N steps (always at each epoch end).")
 @click.option("--sample-every", type=click.IntRange(min=1), default=None, help="Neural models: write a sample grid every N epochs into RUN_DIR/checkpoints/samples.")
 @click.option("--resume", is_flag=True, help="Neural models: continue from the last checkpoint in RUN_DIR/checkpoints (same command otherwise).")
+@click.option("--score-images", type=click.IntRange(min=0), default=None, metavar="N",
+              help="Held-out images to score at the end (default: all for classical models, 2,000 for neural ones; 0 skips the scoring).")
 @quiet_option
-def fit(model_name, data_spec, out_dir, params, seed, test_fraction, split_seed, size, n_samples, condition, captions, preset, epochs, max_steps, device, precision, checkpoint_every, sample_every, resume, quiet) -> None:
+def fit(model_name, data_spec, out_dir, params, seed, test_fraction, split_seed, size, n_samples, condition, captions, preset, epochs, max_steps, device, precision, checkpoint_every, sample_every, resume, score_images, quiet) -> None:
     """Train MODEL on the training split of --data and write a run directory.
 
     The run directory gets config.json + model.safetensors (the model), run.json (data and
@@ -191,77 +178,23 @@ def fit(model_name, data_spec, out_dir, params, seed, test_fraction, split_seed,
     so an interrupted run continues with --resume. Under torchrun every process trains and
     rank 0 writes.
     """
-    from .images import save_grid
-    from .models import make_model
-    from .runs import RunInfo, now, update_metrics
+    from .service import fit_run
 
     _set_quiet(quiet)
-    kwargs = parse_params(params)
-    flags = {"condition": condition, "preset": preset, "epochs": epochs, "max_steps": max_steps, "device": device, "precision": precision, "checkpoint_every": checkpoint_every, "sample_every": sample_every}
-    model = make_model(model_name, **kwargs)
-    valid = model.get_params()
-    for name, value in flags.items():
-        if value is None:
-            continue
-        if name not in valid:
-            raise GenlabError(f"--{name.replace('_', '-')}: {model_name} has no such setting (it is not a neural model, or does not support it)")
-        if name in kwargs:
-            raise GenlabError(f"{name} given both as --{name.replace('_', '-')} and --param")
-        kwargs[name] = value
-    neural = "checkpoint_dir" in valid
-    if resume and not neural:
-        raise GenlabError(f"--resume: {model_name} is not trained in steps, so there is nothing to resume")
-    if neural and "checkpoint_dir" not in kwargs:
-        kwargs["checkpoint_dir"] = str(out_dir / "checkpoints")
-    if "random_state" in valid and "random_state" not in kwargs:
-        kwargs["random_state"] = seed
-    model = make_model(model_name, **kwargs)
-    text = bool(getattr(model, "text_conditional", False))
-    if captions is not None and not text:
-        raise GenlabError("--captions only applies with --condition text")
-    if text:
-        from .data import load_dataset
-
-        data = load_dataset(data_spec, size=size, captions=captions or "auto")
-    else:
-        data = _load_data(data_spec, size)
-    if model.conditional and data.labels is None:
-        raise GenlabError(f"--condition label: {data_spec} has no labels")
-    train, test = data.split(test_fraction, split_seed)
-    from .training import is_main_process
-
-    main_process = is_main_process()
-    if main_process:
-        echo(f"fitting {model_name} on {len(train)} images of {data_spec} (shape {train.image_shape}); {len(test)} held out")
-    start = time.perf_counter()
-    fit_kwargs = {"resume": True} if resume else {}
-    targets = train.captions if text else (train.labels if model.conditional else None)
-    model.fit(train.images, targets, **fit_kwargs)
-    fit_seconds = time.perf_counter() - start
-    if not main_process:
+    result = fit_run(
+        model_name, data_spec, out_dir, params=parse_params(params), seed=seed, test_fraction=test_fraction, split_seed=split_seed, size=size,
+        n_samples=n_samples, condition=condition, captions=captions, preset=preset, epochs=epochs, max_steps=max_steps, device=device,
+        precision=precision, checkpoint_every=checkpoint_every, sample_every=sample_every, resume=resume, score_images=score_images, echo=echo,
+    )
+    if not result.wrote:
         return
-    out_dir.mkdir(parents=True, exist_ok=True)
-    model.save(out_dir)
-    RunInfo(model=model_name, data=data_spec, size=size, captions=(captions or "auto") if text else None, test_fraction=test_fraction, split_seed=split_seed, seed=seed, created=now()).save(out_dir)
-    metrics: dict[str, Any] = {"model": model_name, "fit_seconds": round(fit_seconds, 3), "n_train": len(train), "n_test": len(test)}
-    summary = getattr(model, "training_summary_", None)
-    if summary:
-        metrics["training"] = summary
-    if model.likelihood != "none":
-        ll = model.score_samples(test.images)
-        metrics.update(test_log_likelihood_nats=float(ll.mean()), test_bits_per_dim=model.bits_per_dim(test.images), likelihood=model.likelihood)
-    update_metrics(out_dir, **metrics)
-    labels = (torch.arange(n_samples) % int(model.n_classes_)) if model.conditional and getattr(model, "n_classes_", None) else None
-    if text:  # samples for the held-out images' captions (sentences the model did not train on)
-        prompts = [test.captions[i % len(test)] for i in range(n_samples)]
-        save_grid(model.sample(n_samples, prompt=prompts, seed=seed), out_dir / "samples.png")
-        (out_dir / "samples-prompts.txt").write_text("\n".join(prompts) + "\n")
-    else:
-        save_grid(model.sample(n_samples, y=labels, seed=seed), out_dir / "samples.png", ncols=int(model.n_classes_) if labels is not None and model.n_classes_ <= 16 else None)
-    echo(f"fit in {fit_seconds:.1f} s")
+    metrics = result.metrics
+    echo(f"fit in {result.fit_seconds:.1f} s")
     if "test_bits_per_dim" in metrics:
-        echo(f"held-out log-likelihood: {metrics['test_log_likelihood_nats']:.2f} nats/image ({model.likelihood}), {metrics['test_bits_per_dim']:.4f} bits/dim")
-    echo(f"wrote {out_dir}/ (config.json, model.safetensors, run.json, metrics.json, samples.png{', checkpoints/' if neural else ''})")
+        scored = "" if metrics["n_scored"] == metrics["n_test"] else f" on {metrics['n_scored']} of {metrics['n_test']} images"
+        echo(f"held-out log-likelihood{scored}: {metrics['test_log_likelihood_nats']:.2f} nats/image ({metrics['likelihood']}), {metrics['test_bits_per_dim']:.4f} bits/dim")
+    echo(f"wrote {result.out_dir}/ ({', '.join(result.files)})")
+
 
 
 @cli.command()
@@ -279,26 +212,14 @@ def fit(model_name, data_spec, out_dir, params, seed, test_fraction, split_seed,
 @click.option("--ncols", type=click.IntRange(min=1), default=None, help="Columns in the grid.")
 def sample(run_dir, n_samples, out_png, out_npy, seed, label, prompt, unconditional, guidance, steps, sampler, ncols) -> None:
     """Draw images from a trained run and write them as a PNG grid (and .npy)."""
-    from .images import save_grid
-    from .io import atomic_write
-    from .models import GenerativeModel
+    from .service import sample_run
 
-    model = GenerativeModel.load(run_dir)
-    # the model validates its own options (unknown ones are named with the valid ones)
     options = {k: v for k, v in {"prompt": prompt, "guidance": guidance, "steps": steps, "sampler": sampler, "unconditional": unconditional or None}.items() if v is not None}
-    start = time.perf_counter()
-    images = model.sample(n_samples, y=label, seed=seed, **options)
-    elapsed = time.perf_counter() - start
-    out_png = out_png or Path(run_dir) / "samples.png"
-    save_grid(images, out_png, ncols=ncols)
-    echo(f"{n_samples} samples in {elapsed:.2f} s ({n_samples / max(elapsed, 1e-9):.0f} images/s) -> {out_png}")
-    if out_npy is not None:
-        def write_npy(tmp: str) -> None:
-            with open(tmp, "wb") as f:  # a file object: np.save would append ".npy" to a path
-                np.save(f, images.numpy())
+    result = sample_run(run_dir, n_samples, out_png=out_png, out_npy=out_npy, seed=seed, y=label, ncols=ncols, echo=echo, **options)
+    echo(f"{result.n} samples in {result.seconds:.2f} s ({result.images_per_second:.0f} images/s)" + (f" -> {result.png}" if result.png else ""))
+    if result.npy is not None:
+        echo(f"-> {result.npy}")
 
-        atomic_write(out_npy, write_npy)
-        echo(f"-> {out_npy}")
 
 
 @cli.command()
@@ -308,25 +229,13 @@ def sample(run_dir, n_samples, out_png, out_npy, seed, label, prompt, unconditio
 @size_option
 def score(run_dir, data_spec, split, size) -> None:
     """Held-out log-likelihood (nats/image) and bits/dim of a trained run."""
-    from .models import GenerativeModel
-    from .runs import RunInfo
+    from .service import score_run
 
-    info = RunInfo.load(run_dir)
-    model = GenerativeModel.load(run_dir)
-    same_data = data_spec is None or (data_spec == info.data and (size or info.size) == info.size)
-    split = split or ("test" if same_data else "all")
-    if same_data:
-        train, test = info.load_split()
-        data = {"test": test, "train": train}.get(split) or _load_data(info.data, info.size)
-    else:
-        if split != "all":
-            raise GenlabError(f"--split {split} needs the run's own data ({info.data}); other data is scored whole")
-        data = _load_data(data_spec, size if size is not None else (info.size or None))
-    ll = model.score_samples(data.images)
-    bpd = model.bits_per_dim(data.images)
-    echo(f"{model.name} on {data_spec or info.data} [{split}]: {len(data)} images")
-    echo(f"log-likelihood: {ll.mean():.3f} ± {ll.std(ddof=1) / np.sqrt(len(ll)) if len(ll) > 1 else 0:.3f} nats/image ({model.likelihood})")
-    echo(f"bits/dim:       {bpd:.4f}")
+    result = score_run(run_dir, data_spec=data_spec, split=split, size=size)
+    echo(f"{result.model} on {result.data} [{result.split}]: {result.n} images")
+    echo(f"log-likelihood: {result.mean:.3f} ± {result.standard_error:.3f} nats/image ({result.likelihood})")
+    echo(f"bits/dim:       {result.bits_per_dim:.4f}")
+
 
 
 @cli.command()
@@ -346,44 +255,17 @@ def cv(model_name, data_spec, folds, params, grid, seed, test_fraction, size, js
     Prints each fold's held-out log-likelihood and mean ± std for every grid point, and
     the best grid point.
     """
-    from .io import write_json
-    from .likelihood import bits_per_dim
-    from .models import make_model
+    from .service import cross_validate
 
     _set_quiet(quiet)
-    base = parse_params(params)
-    grid_values = parse_grid(grid)
-    overlap = sorted(set(base) & set(grid_values))
-    if overlap:
-        raise GenlabError(f"{', '.join(overlap)} given both as --param and --grid")
-    make_model(model_name, **base, **{k: v[0] for k, v in grid_values.items()})  # validates names early
-    train, _ = _load_data(data_spec, size).split(test_fraction, seed)
-    fold_pairs = train.kfold(folds, seed)
-    points = [dict(zip(grid_values, combo)) for combo in itertools.product(*grid_values.values())] or [{}]
-    n_dims = train.n_dims
-    echo(f"{folds}-fold cross-validation of {model_name} on {len(train)} training images of {data_spec}")
-    results = []
-    for point in points:
-        scores = []
-        for i, (fold_train, fold_test) in enumerate(fold_pairs):
-            model = make_model(model_name, **base, **point)
-            if "random_state" in model.get_params() and "random_state" not in base and "random_state" not in point:
-                model.set_params(random_state=seed)
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                model.fit(fold_train.images, fold_train.labels if model.conditional else None)
-            scores.append(model.score(fold_test.images))
-        label = ", ".join(f"{k}={v!r}" for k, v in point.items()) or "(defaults)"
-        bpd = [float(bits_per_dim(s, n_dims)) for s in scores]
-        echo(f"{label}: held-out log-likelihood {fmt_pm(scores)} nats/image, {fmt_pm(bpd)} bits/dim")
-        echo("    folds: " + "  ".join(f"{s:.2f}" for s in scores))
-        results.append({"params": point, "fold_scores": scores, "mean": float(np.mean(scores)), "std": float(np.std(scores, ddof=1)), "bits_per_dim": float(np.mean(bpd))})
-    best = max(results, key=lambda r: r["mean"])
-    if len(points) > 1:
+    result = cross_validate(model_name, data_spec, folds=folds, params=parse_params(params), grid=parse_grid(grid), seed=seed,
+                            test_fraction=test_fraction, size=size, json_out=json_out, echo=echo)
+    best = result.best
+    if len(result.results) > 1:
         echo(f"best: {', '.join(f'{k}={v!r}' for k, v in best['params'].items())} ({best['mean']:.3f} nats/image, {best['bits_per_dim']:.4f} bits/dim)")
     if json_out is not None:
-        write_json(json_out, {"model": model_name, "data": data_spec, "folds": folds, "base_params": base, "results": results, "best": best})
         echo(f"-> {json_out}")
+
 
 
 @cli.command()
@@ -401,41 +283,18 @@ def evaluate(run_dir, data_spec, n_samples, json_out, seed, inception_weights, q
     Prints a table (with real data scored the same way, as the reference) and writes
     the metrics into RUN_DIR/metrics.json.
     """
-    from .data import load_dataset
-    from .io import write_json
-    from .metrics.evaluate import evaluate_model, real_data_metrics
-    from .metrics.evaluator import get_evaluator
-    from .models import GenerativeModel
-    from .runs import RunInfo, update_metrics
+    from .service import evaluate_run
 
     _set_quiet(quiet)
-    info = RunInfo.load(run_dir)
-    model = GenerativeModel.load(run_dir)
-    if inception_weights is not None:
-        from .metrics.inception import check_inception_backend
-
-        check_inception_backend(inception_weights)
-    if data_spec is None or data_spec == info.data:
-        train, test = info.load_split()
-    else:
-        train, test = load_dataset(data_spec, size=info.size).split(info.test_fraction, info.split_seed)
-    if tuple(test.image_shape) != tuple(model.image_shape_):
-        raise GenlabError(f"--data {data_spec}: images of shape {test.image_shape}, but the model makes {tuple(model.image_shape_)}")
-    start = time.perf_counter()
-    evaluator = get_evaluator(train, test, seed=seed, echo=echo)
-    evaluation = evaluate_model(model, train, test, evaluator, n_samples=n_samples, seed=seed, inception_weights=inception_weights)
-    real = real_data_metrics(train, test, evaluator, n_samples=n_samples, seed=seed, inception_weights=inception_weights)
-    echo(f"{model.name} on {data_spec or info.data}: {n_samples} samples vs {len(test)} held-out images; {evaluator.describe()}")
+    result = evaluate_run(run_dir, data_spec=data_spec, n_samples=n_samples, seed=seed, inception_weights=inception_weights, json_out=json_out, echo=echo)
+    echo(f"{result.model} on {result.data}: {result.n_samples} samples vs {result.n_test} held-out images; {result.evaluator}")
     echo(f"{'metric':28s} {'model':>12s} {'real data':>12s}")
-    for key, value in evaluation.metrics.items():
-        ref = real.get(key)
+    for key, value in result.metrics.items():
+        ref = result.real_data.get(key)
         echo(f"{key:28s} {value:12.4f} {'' if ref is None else f'{ref:12.4f}'}")
-    echo(f"(evaluated in {time.perf_counter() - start:.1f} s)")
-    record = {"n_samples": n_samples, "data": data_spec or info.data, "evaluator": evaluator.describe(), "evaluator_accuracy": evaluator.test_accuracy, "metrics": evaluation.metrics, "real_data": real}
-    update_metrics(run_dir, evaluation=record)
-    if json_out is not None:
-        write_json(json_out, record)
+    echo(f"(evaluated in {result.seconds:.1f} s)")
     echo(f"-> {Path(run_dir) / 'metrics.json'}" + (f", {json_out}" if json_out else ""))
+
 
 
 @cli.command()
@@ -483,26 +342,6 @@ def demo(out_dir, seed, demo_model, max_steps, quiet) -> None:
     run_demo(out_dir, seed=seed, echo=echo, model=demo_model, max_steps=max_steps)
 
 
-def _images_for_manipulation(run_dir: Path, data_spec: str | None, *, needs: tuple[str, ...] = ("encode", "decode"), what: str = "an autoencoder run (vae, wae)"):
-    """(model, dataset) for the manipulation commands: ``--data`` or the run's data. The model
-    must have the methods ``needs``."""
-    from .models import GenerativeModel
-    from .runs import RunInfo
-
-    model = GenerativeModel.load(run_dir)
-    if not all(hasattr(model, m) for m in needs):
-        raise GenlabError(f"{model.name} cannot do this ({'/'.join(needs)}); this command needs {what}")
-    if data_spec is None:
-        info = RunInfo.load(run_dir)
-        data = _load_data(info.data, info.size)
-        data_spec = info.data
-    else:
-        data = _load_data(data_spec, None)
-    if tuple(data.image_shape) != tuple(model.image_shape_):
-        raise GenlabError(f"--data {data_spec}: images of shape {data.image_shape}, but the model works on {tuple(model.image_shape_)}")
-    return model, data
-
-
 @cli.command()
 @click.argument("run_dir", type=click.Path(path_type=Path))
 @click.option("--data", "data_spec", default=None, metavar="SPEC", help="Where the two images come from (default: the run's data).")
@@ -522,30 +361,12 @@ def interpolate(run_dir, data_spec, from_index, to_index, from_label, to_label, 
     both images to noise and decode the spherical interpolation of the noises. Writes a strip:
     the first image, the interpolation (its ends are the model's reconstructions), the second.
     """
-    from .images import save_grid
-    from .manipulate import interpolate as interpolate_images
-    from .manipulate import pick_image
+    from .service import interpolate_run
 
-    if (from_index is None) == (from_label is None) or (to_index is None) == (to_label is None):
-        raise GenlabError("give --from-index or --from-label, and --to-index or --to-label")
-    model, data = _images_for_manipulation(run_dir, data_spec, needs=())
-    if not (hasattr(model, "invert") or hasattr(model, "encode")):
-        raise GenlabError(f"{model.name} has no latent space to walk through; interpolate needs an autoencoder (vae, wae) or diffusion run")
-    a, label_a = pick_image(data, index=from_index, label=from_label)
-    b, label_b = pick_image(data, index=to_index, label=to_label)
-    conditional = bool(model.conditional)
-    if hasattr(model, "invert"):  # diffusion: through DDIM inversion
-        if conditional and label_a != label_b:
-            raise GenlabError("a class-conditional diffusion model interpolates within one class: pick two images with the same label")
-        strip = model.interpolate(a, b, steps, y=label_a if conditional else None, prompt=prompt, steps=inversion_steps)
-        how = f"DDIM inversion ({inversion_steps} steps) + slerp"
-    else:
-        if prompt is not None:
-            raise GenlabError("--prompt applies to text-conditional diffusion models")
-        strip = interpolate_images(model, a, b, steps, mode, y_a=label_a if conditional else None, y_b=label_b if conditional else None)
-        how = mode
-    save_grid(torch.cat([a, strip, b]), out_png, ncols=steps + 2)
-    echo(f"{steps}-image {how} interpolation -> {out_png} (first and last: the real images)")
+    result = interpolate_run(run_dir, out_png, data_spec=data_spec, from_index=from_index, to_index=to_index, from_label=from_label,
+                             to_label=to_label, steps=steps, mode=mode, inversion_steps=inversion_steps, prompt=prompt)
+    echo(f"{steps}-image {result.how} interpolation -> {result.out} (first and last: the real images)")
+
 
 
 @cli.command()
@@ -555,35 +376,11 @@ def interpolate(run_dir, data_spec, from_index, to_index, from_label, to_label, 
 @click.option("-o", "--out", "out_png", type=click.Path(dir_okay=False, path_type=Path), required=True, help="PNG grid to write: rows of originals above rows of reconstructions.")
 def reconstruct(run_dir, data_spec, n_images, out_png) -> None:
     """Encode and decode real images with an autoencoder run: originals above reconstructions."""
-    from .images import save_grid
-    from .runs import RunInfo
+    from .service import reconstruct_run
 
-    model, data = _images_for_manipulation(run_dir, data_spec)
-    if data_spec is None:
-        _, data = RunInfo.load(run_dir).load_split()  # held-out images: reconstructions the model did not train on
-    n = min(n_images, len(data))
-    ncols = min(n, 16)
-    n -= n % ncols  # whole rows, so each row of originals sits above its reconstructions
-    images = data.images[:n]
-    labels = data.labels[:n] if model.conditional else None
-    if model.conditional and labels is None:
-        raise GenlabError(f"{model.name} is class-conditional and the data has no labels")
-    recon = model.reconstruct(images, y=labels)
-    rows = []
-    for start in range(0, n, ncols):
-        rows += [images[start : start + ncols], recon[start : start + ncols]]
-    save_grid(torch.cat(rows), out_png, ncols=ncols)
-    err = (images.float() - recon.float()).abs().mean() / 255
-    echo(f"{n} images and their reconstructions -> {out_png} (mean absolute error {err:.4f} of full scale)")
+    result = reconstruct_run(run_dir, out_png, data_spec=data_spec, n_images=n_images)
+    echo(f"{result.n} images and their reconstructions -> {result.out} (mean absolute error {result.mean_absolute_error:.4f} of full scale)")
 
-
-def _edit_inputs(data, indices: tuple[int, ...], n_images: int):
-    """Images picked by --index (repeatable), else the first n of the data."""
-    from .manipulate import pick_image
-
-    if indices:
-        return torch.cat([pick_image(data, index=i)[0] for i in indices])
-    return data.images[: min(n_images, len(data))]
 
 
 editing_options = [
@@ -606,53 +403,22 @@ def with_editing_options(fn):
     return fn
 
 
-def _diffusion_and_images(run_dir, data_spec, indices, n_images, method):
-    from .runs import RunInfo
-
-    model, data = _images_for_manipulation(run_dir, data_spec, needs=(method,), what="a diffusion run")
-    if data_spec is None and not indices:
-        _, data = RunInfo.load(run_dir).load_split()  # held-out images: the model never saw them
-    return model, _edit_inputs(data, indices, n_images)
-
-
 @cli.command()
 @with_editing_options
 @click.option("--strength", "strengths", default="0.3,0.5,0.7,0.9", show_default=True, help="Comma-separated noise levels in (0, 1]: 0 keeps the image, 1 is a fresh sample.")
 def edit(run_dir, data_spec, indices, n_images, label, prompt, guidance, steps, seed, out_png, strengths) -> None:
     """Image-to-image (SDEdit) with a diffusion run: one row per image, the original then one
     edit per --strength, optionally steered by --label or --prompt."""
-    from .images import save_grid
+    from .service import edit_run
 
     try:
         levels = [float(v) for v in strengths.split(",") if v.strip()]
     except ValueError:
         raise GenlabError(f"--strength {strengths!r}: expected comma-separated numbers such as 0.3,0.6") from None
-    if not levels:
-        raise GenlabError("--strength: give at least one level")
-    model, images = _diffusion_and_images(run_dir, data_spec, indices, n_images, "edit")
-    target = label if label is not None else None
-    columns = [images] + [model.edit(images, s, y=target, prompt=prompt, guidance=guidance, steps=steps, seed=seed) for s in levels]
-    grid = torch.stack(columns, dim=1).reshape(-1, *images.shape[1:])
-    save_grid(grid, out_png, ncols=len(columns))
-    echo(f"{len(images)} images edited at strengths {', '.join(f'{s:g}' for s in levels)} -> {out_png} (first column: the originals)")
+    result = edit_run(run_dir, out_png, strengths=levels, data_spec=data_spec, indices=indices, n_images=n_images, label=label, prompt=prompt,
+                      guidance=guidance, steps=steps, seed=seed)
+    echo(f"{result.n_images} images edited at strengths {', '.join(f'{s:g}' for s in result.strengths)} -> {result.out} (first column: the originals)")
 
-
-REGIONS = ("left", "right", "top", "bottom", "center")
-
-
-def _region_mask(region: str, h: int, w: int) -> torch.Tensor:
-    mask = torch.zeros(h, w, dtype=torch.bool)
-    if region == "left":
-        mask[:, : w // 2] = True
-    elif region == "right":
-        mask[:, w // 2 :] = True
-    elif region == "top":
-        mask[: h // 2] = True
-    elif region == "bottom":
-        mask[h // 2 :] = True
-    else:
-        mask[h // 4 : h - h // 4, w // 4 : w - w // 4] = True
-    return mask
 
 
 @cli.command()
@@ -663,29 +429,13 @@ def _region_mask(region: str, h: int, w: int) -> torch.Tensor:
 def inpaint(run_dir, data_spec, indices, n_images, label, prompt, guidance, steps, seed, out_png, region, mask_file, variants) -> None:
     """Regenerate part of real images with a diffusion run: one row per image, the original,
     the image with the region blanked, then --variants completions."""
-    import numpy as np
-    from PIL import Image, UnidentifiedImageError
+    from .service import inpaint_run
 
-    from .images import save_grid
+    result = inpaint_run(run_dir, out_png, region=region, mask_file=mask_file, variants=variants, data_spec=data_spec, indices=indices,
+                         n_images=n_images, label=label, prompt=prompt, guidance=guidance, steps=steps, seed=seed)
+    h, w = result.mask.shape
+    echo(f"{result.n_images} images, {int(result.mask.sum())} of {h * w} pixels regenerated, {variants} variants each -> {result.out}")
 
-    model, images = _diffusion_and_images(run_dir, data_spec, indices, n_images, "inpaint")
-    _, h, w = images.shape[1:]
-    if mask_file is not None:
-        try:
-            arr = np.asarray(Image.open(mask_file).convert("L"))
-        except (OSError, UnidentifiedImageError) as exc:
-            raise GenlabError(f"--mask-file {mask_file}: cannot read it as an image ({exc})") from None
-        if arr.shape != (h, w):
-            raise GenlabError(f"--mask-file {mask_file}: {arr.shape[1]}x{arr.shape[0]} pixels, the images are {w}x{h}")
-        mask = torch.from_numpy(arr >= 128)
-    else:
-        mask = _region_mask(region, h, w)
-    blanked = images.clone()
-    blanked[:, :, mask] = 128
-    columns = [images, blanked] + [model.inpaint(images, mask, y=label, prompt=prompt, guidance=guidance, steps=steps, seed=seed + v) for v in range(variants)]
-    grid = torch.stack(columns, dim=1).reshape(-1, *images.shape[1:])
-    save_grid(grid, out_png, ncols=len(columns))
-    echo(f"{len(images)} images, {int(mask.sum())} of {h * w} pixels regenerated, {variants} variants each -> {out_png}")
 
 
 # ---------------------------------------------------------------------- entry point

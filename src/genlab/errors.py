@@ -14,3 +14,8 @@ class GenlabError(ValueError):
 
 class DownloadError(GenlabError):
     """A dataset file could not be fetched or failed its checksum."""
+
+
+class GenlabWarning(UserWarning):
+    """A result genlab computed but changed or limited in a way the user should know about
+    (e.g. a prompt cut to the text encoder's token window)."""

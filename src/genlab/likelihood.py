@@ -22,6 +22,8 @@ import math
 import numpy as np
 import torch
 
+from .errors import GenlabError
+
 LN_256 = math.log(256.0)
 LN_2 = math.log(2.0)
 SCORE_DEQUANTIZATION_SEED = 0
@@ -50,7 +52,15 @@ def dequantize(
 
 
 def quantize(unit: torch.Tensor) -> torch.Tensor:
-    """Map values in ``[0, 1]`` back to uint8 pixels: ``floor(256 u)`` clipped to 0..255."""
+    """Map values in ``[0, 1]`` back to uint8 pixels: ``floor(256 u)`` clipped to 0..255.
+
+    NaN would silently become 0 (black images): non-finite values raise a GenlabError instead."""
+    if unit.is_floating_point() and not bool(torch.isfinite(unit).all()):
+        n_bad = int((~torch.isfinite(unit)).sum())
+        raise GenlabError(
+            f"generated images hold {n_bad} NaN/inf pixel values: the model's weights are not finite (training diverged?) "
+            "or a sampling setting is extreme; retrain with a lower lr or grad_clip, or use milder settings"
+        )
     return torch.clamp(torch.floor(unit * 256.0), 0, 255).to(torch.uint8)
 
 

@@ -4,7 +4,8 @@ argument and what was expected (scikit-learn style)."""
 from __future__ import annotations
 
 import numbers
-from typing import Any, Iterable
+import re
+from typing import Any, Iterable, Sequence
 
 import numpy as np
 import torch
@@ -64,8 +65,80 @@ def as_integer_array(y: Any, name: str) -> np.ndarray:
     return y.astype(np.int64)
 
 
-def check_labels(y: Any, n: int, *, name: str = "y", n_classes: int | None = None) -> torch.Tensor:
-    """Integer labels (n,) as int64; with ``n_classes`` checks the range 0..n_classes-1."""
+def class_values(class_names: Sequence[str]) -> list[int] | list[str]:
+    """The label values a dataset's class names stand for: integers when every name is one
+    (an npz's labels {0, 10**15} have names "0", "1000000000000000"), else the names."""
+    names = [str(c) for c in class_names]
+    if names and all(re.fullmatch(r"-?[0-9]+", c) for c in names):
+        return [int(c) for c in names]
+    return names
+
+
+def encode_labels(y: Any, n: int, *, name: str = "y", class_names: Sequence[str] | None = None) -> tuple[torch.Tensor, list[int] | list[str]]:
+    """Labels for ``fit``: (class indices 0..K-1 as int64 (n,), the K label values they stand for).
+
+    ``y`` holds the user's label values, any integers (e.g. {0, 10**15}); they are re-indexed in
+    sorted order and the values are returned so the model can keep them (``classes_``). With
+    ``class_names`` (a Dataset's), ``y`` already holds indices into them and the classes are the
+    names (as integers when every name is one).
+    """
+    values = as_integer_array(y, name)
+    if values.ndim == 0:
+        values = np.full(n, values)
+    if values.shape != (n,):
+        raise GenlabError(f"{name}: shape {values.shape}, expected ({n},) — one label per image")
+    if class_names is not None:
+        classes = class_values(class_names)
+        if values.min() < 0 or values.max() >= len(classes):
+            raise GenlabError(f"{name}: label index {int(values.max() if values.max() >= len(classes) else values.min())} has no class name ({len(classes)} classes)")
+        return torch.from_numpy(values), classes
+    uniques, codes = np.unique(values, return_inverse=True)
+    return torch.from_numpy(codes.astype(np.int64).reshape(n)), [int(v) for v in uniques]
+
+
+def _shown(classes: Sequence[Any], limit: int = 10) -> str:
+    text = ", ".join(repr(c) if isinstance(c, str) else str(c) for c in list(classes)[:limit])
+    return text + (f", ... ({len(classes)} in all)" if len(classes) > limit else "")
+
+
+def _map_to_classes(y: Any, n: int, name: str, classes: Sequence[Any]) -> torch.Tensor:
+    """The user's label values (or class names) -> class indices, (n,) int64."""
+    arr = y.detach().cpu().numpy() if isinstance(y, torch.Tensor) else np.asarray(y)
+    if arr.ndim == 0:
+        arr = np.full(n, arr.item() if arr.dtype.kind not in "US" else str(arr))
+    if arr.shape != (n,):
+        raise GenlabError(f"{name}: shape {arr.shape}, expected ({n},) — one label per image")
+    k = len(classes)
+    if arr.dtype.kind in "US":  # class names
+        index = {str(c): i for i, c in enumerate(classes)}
+        unknown = [s for s in dict.fromkeys(arr.tolist()) if s not in index]
+        if unknown:
+            raise GenlabError(f"{name}: label {unknown[0]!r} is unknown; the model knows {_shown(classes)}")
+        return torch.tensor([index[s] for s in arr.tolist()], dtype=torch.int64)
+    values = as_integer_array(arr, name)
+    if all(isinstance(c, str) for c in classes):  # named classes: integers are class indices
+        bad = values[(values < 0) | (values >= k)]
+        if bad.size:
+            raise GenlabError(f"{name}: label {int(bad[0])} is unknown; the model knows the classes {_shown(classes)} (or their indices 0..{k - 1})")
+        return torch.from_numpy(values)
+    known = np.asarray(classes, dtype=np.int64)
+    order = np.argsort(known, kind="stable")
+    pos = np.clip(np.searchsorted(known[order], values), 0, k - 1)
+    found = known[order][pos] == values
+    if not found.all():
+        raise GenlabError(f"{name}: label {int(values[~found][0])} is unknown; the model knows labels {_shown(classes)}")
+    return torch.from_numpy(order[pos].astype(np.int64))
+
+
+def check_labels(y: Any, n: int, *, name: str = "y", n_classes: int | None = None, classes: Sequence[Any] | None = None) -> torch.Tensor:
+    """Labels (n,) as int64 class indices.
+
+    With ``classes`` (a fitted model's ``classes_``: the label values or class names it was
+    fitted on) the user's values/names are mapped to indices, unknown ones raise; otherwise
+    integers are checked to lie in 0..n_classes-1.
+    """
+    if classes is not None and list(classes) != list(range(len(classes))):
+        return _map_to_classes(y, n, name, classes)
     y = as_integer_array(y, name)
     if y.ndim == 0:
         y = np.full(n, y)

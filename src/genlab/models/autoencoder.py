@@ -186,6 +186,10 @@ class AutoencoderModel(NeuralGenerativeModel):
         return values
 
     # ------------------------------------------------------------------ checks
+    def _check_params(self) -> None:
+        super()._check_params()  # the schema: types, ranges, choices
+        self._check_family_params()
+
     def _check_shared_params(self, labels: torch.Tensor | None, n_images: int) -> None:
         """What the schema cannot say: labels present, components against the data."""
         if self.conditional and labels is None:
@@ -257,7 +261,7 @@ class AutoencoderModel(NeuralGenerativeModel):
             if arr.shape != (n, k) or not np.all(np.isfinite(arr)) or np.any(arr < 0) or not np.allclose(arr.sum(1), 1.0, atol=1e-4):
                 raise GenlabError(f"y: soft labels must be ({n}, {k}) non-negative class weights summing to 1 per row")
             return torch.from_numpy(arr.astype(np.float32))
-        return check_labels(arr, n, n_classes=int(self.n_classes_))
+        return check_labels(arr, n, n_classes=int(self.n_classes_), classes=getattr(self, "classes_", None))
 
     # ------------------------------------------------------------------ codec (override in families)
     def _encode_unit(self, u: torch.Tensor, onehot: torch.Tensor | None) -> torch.Tensor:

@@ -234,6 +234,10 @@ class Diffusion(NeuralGenerativeModel):
         return values
 
     # ------------------------------------------------------------------ validation
+    def _check_params(self) -> None:
+        super()._check_params()  # the schema: types, ranges, choices
+        self._sampling_options(None, None, None, None)  # the sampling defaults must also work together
+
     def _sampling_options(self, sampler: str | None, steps: int | None, guidance: float | None, eta: float | None) -> dict[str, Any]:
         """Resolve and check sampling options against the model's defaults."""
         declared = type(self).sample_options
@@ -282,7 +286,9 @@ class Diffusion(NeuralGenerativeModel):
         with _TEXT_ENCODER_LOCK:  # concurrent sample calls load the encoder once
             encoder = getattr(self, "_text_encoder_cache", None)
             if encoder is None:
-                encoder = TextEncoder(self.text_encoder, device="cpu")  # a few prompts: the CPU is fast enough
+                # a few prompts: the CPU is fast enough; a recorded id is checked against the weights hash before loading
+                expected = getattr(self, "text_encoder_id_", None) if check else None
+                encoder = TextEncoder(self.text_encoder, device="cpu", expected_id=expected)
                 self._text_encoder_cache = encoder
         if check:
             encoder.check_model_id(self.text_encoder_id_, "this diffusion model")
@@ -510,7 +516,7 @@ class Diffusion(NeuralGenerativeModel):
         if y is not None:
             if not self.conditional:
                 raise GenlabError(f"y: this model is not class-conditional (condition={self.condition!r}); edit without labels")
-            return check_labels(y, n, n_classes=getattr(self, "n_classes_", None)), None
+            return check_labels(y, n, n_classes=getattr(self, "n_classes_", None), classes=getattr(self, "classes_", None)), None
         return None, None
 
     def _editing_inputs(self, X: Any, y: Any, prompt: Any, guidance: float | None, sampler: str | None, steps: int | None):

@@ -20,6 +20,10 @@ from .base import GenerativeModel
 from .registry import register
 from .schema import Param
 
+#: pixel variances are at most 0.25 on [0, 1]; a regulariser far above that only flattens the density
+#: (and past ~1e38 overflows float32 to inf variances and NaN scores)
+MAX_REG_COVAR = 1e3
+
 #: the parameters the classical (non-neural) models share
 COMMON_SCHEMA = {
     "dtype": Param("choice", "float32", choices=("float32", "float64"), help="working precision (factorisations always run in float64)"),
@@ -51,7 +55,7 @@ class Gaussian(GenerativeModel):
     likelihood = "exact"
     parameter_schema = {
         "covariance_type": Param("choice", "full", choices=("full", "diag"), help="full or diagonal covariance"),
-        "reg_covar": Param("float", 1e-6, low=0.0, help="added to the covariance diagonal (pixels in [0, 1])"),
+        "reg_covar": Param("float", 1e-6, low=0.0, high=MAX_REG_COVAR, help="added to the covariance diagonal (pixels in [0, 1])"),
         **COMMON_SCHEMA,
     }
 
@@ -62,7 +66,12 @@ class Gaussian(GenerativeModel):
         self.device = device
         self.random_state = random_state
 
+    def _check_params(self) -> None:
+        super()._check_params()
+        torch_dtype(self.dtype)
+
     def _fit(self, images: torch.Tensor, labels: torch.Tensor | None) -> None:
+        self._check_params()
         reg = float(self.reg_covar)
         dt = torch_dtype(self.dtype)
         X = _flat_unit(images, dt, self.device_, torch.Generator().manual_seed(self.random_state or 0))
@@ -84,6 +93,13 @@ class Gaussian(GenerativeModel):
     def _after_load(self) -> None:
         for key in ("mean_", "covariance_", "precision_cholesky_"):
             setattr(self, key, getattr(self, key).to(self.device_))
+
+    def _check_loaded(self) -> None:
+        d = self.n_dims_
+        cov = (d, d) if self.covariance_type == "full" else (d,)
+        self._expect_tensor("mean_", (d,))
+        self._expect_tensor("covariance_", cov)
+        self._expect_tensor("precision_cholesky_", cov)
 
 
 def _flat_unit(images: torch.Tensor, dtype: torch.dtype, device: torch.device, generator: torch.Generator | None) -> torch.Tensor:

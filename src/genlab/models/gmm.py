@@ -30,7 +30,7 @@ from ..mixture import (  # noqa: F401  (kmeans_plusplus, lloyd re-exported: they
 from ..progress import progress
 from ..validation import check_images
 from .base import GenerativeModel
-from .gaussian import COMMON_SCHEMA, _flat_unit, torch_dtype
+from .gaussian import COMMON_SCHEMA, MAX_REG_COVAR, _flat_unit, torch_dtype
 from .registry import register
 from .schema import Param
 
@@ -74,7 +74,7 @@ class GaussianMixture(GenerativeModel):
     parameter_schema = {
         "n_components": Param("int", 10, low=1, help="mixture components K"),
         "covariance_type": Param("choice", "full", choices=COVARIANCE_TYPES, help="covariance of each component"),
-        "reg_covar": Param("float", 1e-6, low=0.0, help="added to every covariance diagonal (pixels in [0, 1])"),
+        "reg_covar": Param("float", 1e-6, low=0.0, high=MAX_REG_COVAR, help="added to every covariance diagonal (pixels in [0, 1])"),
         "max_iter": Param("int", 100, low=1, help="EM iterations per initialisation"),
         "tol": Param("float", 1e-3, low=0.0, help="convergence threshold (nats per image)"),
         "n_init": Param("int", 1, low=1, help="initialisations; the best is kept"),
@@ -236,6 +236,14 @@ class GaussianMixture(GenerativeModel):
     def _after_load(self) -> None:
         for key in ("weights_", "means_", "covariances_", "precisions_cholesky_"):
             setattr(self, key, getattr(self, key).to(self.device_))
+
+    def _check_loaded(self) -> None:
+        k, d = int(self.n_components), self.n_dims_
+        cov = {"full": (k, d, d), "diag": (k, d), "spherical": (k,)}[self.covariance_type]
+        self._expect_tensor("weights_", (k,))
+        self._expect_tensor("means_", (k, d))
+        self._expect_tensor("covariances_", cov)
+        self._expect_tensor("precisions_cholesky_", cov)
 
 
 def _as_tensor(value, shape, name: str, like: torch.Tensor) -> torch.Tensor:

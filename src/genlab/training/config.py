@@ -16,42 +16,56 @@ LR_SCHEDULES = ("cosine", "constant")
 PRECISIONS = ("auto", "fp32", "bf16")
 
 
+_SAME = object()
+
+
+def _field(default: Any, help: str, *, model_default: Any = _SAME, model: bool = True, nullable: bool = False) -> Any:
+    """A config field with its one-line ``help``; ``model_default`` is the default of the
+    neural models' ``__init__`` parameter when it differs (None = "the preset's value");
+    ``model=False``: not a model parameter; ``nullable``: the model parameter also takes None."""
+    model_default = default if model_default is _SAME else model_default
+    meta = {"help": help, "model": model, "model_default": model_default, "nullable": nullable or model_default is None}
+    return dataclasses.field(default=default, metadata=meta)
+
+
 @dataclass
 class TrainingConfig:
     """Everything :class:`~genlab.training.Trainer` needs, with no "preset" left to resolve.
 
     Field names equal the neural models' ``__init__`` parameters, so an error about a
-    field names the argument the user passed.
+    field names the argument the user passed. This class is the one list of the training
+    parameters: the neural models' signatures, ``TRAINING_PARAMS`` and their documentation
+    are built from its fields (see :func:`model_training_fields`).
 
     Length: training runs ``epochs`` passes over the training split, or ``max_steps``
     optimiser steps, whichever ends first (at least one must be set). ``batch_size`` is the
     global batch: under ``torchrun`` it is split across the processes.
     """
 
-    epochs: int | None = 10
-    max_steps: int | None = None
-    batch_size: int = 64
-    optimizer: str = "adam"
-    lr: float = 1e-3
-    weight_decay: float = 0.0
-    warmup_steps: int = 0
-    lr_schedule: str = "cosine"
+    epochs: int | None = _field(10, "Training length in passes over the training split (None = the preset's; setting only max_steps trains exactly that many steps).", model_default=None)
+    max_steps: int | None = _field(None, "Training length in optimiser steps; training ends at whichever of epochs and max_steps comes first.")
+    batch_size: int = _field(64, "Global mini-batch size (split across processes under torchrun).")
+    optimizer: str = _field("adam", 'One of "adam", "adamw", "sgd" (SGD uses momentum 0.9).')
+    lr: float = _field(1e-3, "Peak learning rate (None = the preset's).", model_default=None)
+    weight_decay: float = _field(0.0, "Weight decay of the optimiser.")
+    warmup_steps: int = _field(0, "Linear warm-up steps (None = the preset's, at most 10% of the run).", model_default=None)
+    lr_schedule: str = _field("cosine", 'After warm-up: "cosine" decay to min_lr_ratio * lr over the run, or "constant".')
     #: the cosine schedule decays to ``min_lr_ratio * lr``
-    min_lr_ratio: float = 0.0
-    grad_clip: float | None = None
-    ema_decay: float | None = None
-    val_fraction: float = 0.1
-    patience: int | None = None
-    device: str = "auto"
-    precision: str = "auto"
-    compile: bool = False
-    num_workers: int = 0
-    random_state: int = 0
-    checkpoint_dir: str | None = None
-    checkpoint_every: int | None = None
-    sample_every: int | None = None
+    min_lr_ratio: float = _field(0.0, "", model=False)
+    grad_clip: float | None = _field(None, "Clip the global gradient norm to this value (None = no clipping).")
+    ema_decay: float | None = _field(None, "Keep an exponential moving average of the weights (e.g. 0.999) and sample with it.")
+    val_fraction: float = _field(0.1, "Share of the training images held out (fixed seed) for a validation loss each epoch; the model ends with the weights of the best validation loss (or the family's selection metric). 0 = off.")
+    patience: int | None = _field(None, "Stop after this many epochs without a better validation loss or selection metric (None = off).")
+    device: str = _field("auto", '"auto", "cpu", "cuda", "cuda:1", "mps".')
+    precision: str = _field("auto", '"auto" (bfloat16 autocast on CUDA, float32 elsewhere), "fp32" or "bf16".')
+    compile: bool = _field(False, "torch.compile the network (faster on GPU after a slow first step).")
+    num_workers: int = _field(0, "Batches prepared ahead in a background thread (0 = in the training thread; the data is in memory, so this matters only on fast accelerators).")
+    random_state: int = _field(0, "Seed of initialisation, data order, validation split and the training noise (None = a fresh one).", nullable=True)
+    checkpoint_dir: str | None = _field(None, "Folder for checkpoints, metrics.csv and sample grids (None = none written).")
+    checkpoint_every: int | None = _field(None, "Also checkpoint every this many steps (checkpoints are always written at the end of each epoch and of training when checkpoint_dir is set).")
+    sample_every: int | None = _field(None, "Write a sample grid PNG into checkpoint_dir/samples every this many epochs.")
     #: a CSV/TensorBoard row of running means every ``log_every`` steps (plus one per epoch)
-    log_every: int = 50
+    log_every: int = _field(50, "", model=False)
 
     def validate(self) -> "TrainingConfig":
         """Check every field; raise :class:`GenlabError` naming the bad one. Returns self."""
@@ -115,3 +129,9 @@ def resolve_precision(precision: str, device: torch.device) -> torch.dtype | Non
     if precision == "bf16" or (precision == "auto" and device.type == "cuda"):
         return torch.bfloat16
     return None
+
+
+def model_training_fields() -> tuple[dataclasses.Field, ...]:
+    """The :class:`TrainingConfig` fields that every neural model's ``__init__`` takes, in
+    signature order; ``field.metadata`` holds ``"help"`` and ``"model_default"``."""
+    return tuple(f for f in dataclasses.fields(TrainingConfig) if f.metadata.get("model", True))

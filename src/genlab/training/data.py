@@ -41,15 +41,21 @@ def data_length(data: Data) -> int:
 
 
 def take(data: Data, index: torch.Tensor) -> dict[str, Any]:
-    """Rows ``index`` of every field (tensors indexed directly, lists by comprehension)."""
+    """Rows ``index`` (a CPU tensor) of every field (tensors indexed on their own device,
+    lists by comprehension).
+
+    For data resident on an accelerator only the index travels, asynchronously: the
+    gather runs there and the host never waits for the device."""
     out: dict[str, Any] = {}
+    rows: list[int] | None = None
     for key, value in data.items():
         if value is None:
             continue
         if isinstance(value, torch.Tensor):
-            out[key] = value[index.to(value.device)]
+            out[key] = value[index.to(value.device, non_blocking=value.device.type == "cuda")]
         else:
-            out[key] = [value[i] for i in index.tolist()]
+            rows = index.tolist() if rows is None else rows
+            out[key] = [value[i] for i in rows]
     return out
 
 
@@ -104,10 +110,7 @@ def epoch_batches(
     bs = min(batch_size, n)
     for b in range(start_batch, steps_per_epoch(n, batch_size)):
         index = perm[b * bs : (b + 1) * bs][rank::world_size]
-        batch = take(data, index)
-        if device is not None:
-            batch = {k: (v.to(device, non_blocking=True) if isinstance(v, torch.Tensor) else v) for k, v in batch.items()}
-        yield batch
+        yield _to_device(take(data, index), device)
 
 
 def sequential_batches(data: Data, batch_size: int, *, rank: int = 0, world_size: int = 1, device: torch.device | None = None) -> Iterator[Batch]:
@@ -117,10 +120,22 @@ def sequential_batches(data: Data, batch_size: int, *, rank: int = 0, world_size
         index = torch.arange(start, min(n, start + batch_size))[rank::world_size]
         if len(index) == 0:
             continue
-        batch = take(data, index)
-        if device is not None:
-            batch = {k: (v.to(device, non_blocking=True) if isinstance(v, torch.Tensor) else v) for k, v in batch.items()}
-        yield batch
+        yield _to_device(take(data, index), device)
+
+
+def random_batch(data: Data, batch_size: int, seed: int, *, rank: int = 0, world_size: int = 1, device: torch.device | None = None) -> Batch:
+    """``batch_size`` rows drawn at random without replacement by a generator seeded with
+    ``seed`` (this rank's share ``rows[rank::world_size]`` of them), e.g. a critic's extra
+    batch within one training step."""
+    n = data_length(data)
+    index = torch.randperm(n, generator=torch.Generator().manual_seed(seed))[: min(batch_size, n)]
+    return _to_device(take(data, index[rank::world_size]), device)
+
+
+def _to_device(batch: Batch, device: torch.device | None) -> Batch:
+    if device is None:
+        return batch
+    return {k: (v.to(device, non_blocking=True) if isinstance(v, torch.Tensor) else v) for k, v in batch.items()}
 
 
 def batch_size_of(batch: Batch) -> int:
