@@ -122,22 +122,17 @@ def _cycles(edges: dict[str, set[str]]) -> list[list[str]]:
     return found
 
 
-# the trainer <-> callbacks cycle is being cut on the trainer branch (issue #8 §4); until it
-# lands it is the one known cycle
-KNOWN = [["genlab.training.callbacks", "genlab.training.trainer"]]
-
-
 def test_the_cycle_finder_finds_cycles():
     assert _cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
     assert _cycles({"a": {"b"}, "b": set()}) == []
 
 
 def test_no_module_level_import_cycle():
-    assert [c for c in _cycles(_graph(include_functions=False)) if c not in KNOWN] == []
+    assert _cycles(_graph(include_functions=False)) == []
 
 
 def test_no_import_cycle_even_counting_function_level_imports():
-    assert [c for c in _cycles(_graph(include_functions=True)) if c not in KNOWN] == []
+    assert _cycles(_graph(include_functions=True)) == []
 
 
 def test_the_graph_sees_real_edges():

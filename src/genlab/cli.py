@@ -25,8 +25,10 @@ SEED = click.IntRange(0, 2**63 - 1)
 
 # ---------------------------------------------------------------------- helpers
 def parse_value(text: str) -> Any:
-    """'3' -> 3, '1e-3' -> 0.001, 'true' -> True, 'none' -> None, '[1,2]' -> [1, 2], else the string."""
-    lowered = text.strip().lower()
+    """'3' -> 3, '1e-3' -> 0.001, 'true' -> True, 'none' -> None, '[1,2]' -> [1, 2], else the
+    string (without surrounding spaces)."""
+    text = text.strip()
+    lowered = text.lower()
     if lowered in ("none", "null"):
         return None
     if lowered in ("true", "false"):
@@ -43,9 +45,12 @@ def parse_params(pairs: tuple[str, ...], option: str = "--param") -> dict[str, A
     params: dict[str, Any] = {}
     for pair in pairs:
         key, sep, value = pair.partition("=")
-        if not sep or not key.strip():
+        key = key.strip()
+        if not sep or not key:
             raise GenlabError(f"{option} {pair!r}: expected NAME=VALUE")
-        params[key.strip()] = parse_value(value)
+        if key in params:
+            raise GenlabError(f"{option}: {key} given twice")
+        params[key] = parse_value(value)
     return params
 
 
@@ -55,24 +60,39 @@ def parse_grid(pairs: tuple[str, ...]) -> dict[str, list[Any]]:
         key, sep, values = pair.partition("=")
         if not sep or not key.strip() or not values.strip():
             raise GenlabError(f"--grid {pair!r}: expected NAME=V1,V2,...")
-        grid[key.strip()] = [parse_value(v) for v in _split_top_level(values)]
+        grid[key.strip()] = [parse_value(v) for v in _split_top_level(values, f"--grid {pair!r}")]
     return grid
 
 
-def _split_top_level(text: str) -> list[str]:
-    """Split on commas that are not inside brackets ('[1,2],[3]' -> two values)."""
-    parts, depth, current = [], 0, ""
+def _split_top_level(text: str, where: str = "value") -> list[str]:
+    """Split on commas outside brackets, braces and quoted values ('[1,2],"a,b"' -> two values);
+    unbalanced brackets or quotes raise a GenlabError naming ``where``."""
+    parts, current, closers, quote = [], [], [], None
+    pairs = {"[": "]", "(": ")", "{": "}"}
+    escaped = False
     for ch in text:
-        if ch in "[(":
-            depth += 1
-        elif ch in "])":
-            depth -= 1
-        if ch == "," and depth == 0:
-            parts.append(current)
-            current = ""
-        else:
-            current += ch
-    parts.append(current)
+        if quote is not None:
+            if escaped:
+                escaped = False
+            elif ch == "\\":
+                escaped = True
+            elif ch == quote:
+                quote = None
+        elif ch in "'\"" and (closers or not "".join(current).strip()):
+            quote = ch  # inside brackets, or at the start of a value (so a word like "it's" stays a word)
+        elif ch in pairs:
+            closers.append(pairs[ch])
+        elif ch in ")]}":
+            if not closers or closers.pop() != ch:
+                raise GenlabError(f"{where}: unbalanced {ch!r}")
+        elif ch == "," and not closers:
+            parts.append("".join(current))
+            current = []
+            continue
+        current.append(ch)
+    if quote is not None or closers:
+        raise GenlabError(f"{where}: unclosed {quote or 'bracket'}")
+    parts.append("".join(current))
     return [p.strip() for p in parts if p.strip()]
 
 

@@ -186,6 +186,10 @@ class AutoencoderModel(NeuralGenerativeModel):
         return values
 
     # ------------------------------------------------------------------ checks
+    def _check_params(self) -> None:
+        super()._check_params()  # the schema: types, ranges, choices
+        self._check_family_params()
+
     def _check_shared_params(self, labels: torch.Tensor | None, n_images: int) -> None:
         """What the schema cannot say: labels present, components against the data."""
         if self.conditional and labels is None:

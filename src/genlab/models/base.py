@@ -96,10 +96,10 @@ class GenerativeModel(BaseEstimator):
         labels, classes = self._fit_labels(X, y, len(images))
         self._reset_fitted()
         self.image_shape_ = tuple(int(s) for s in images.shape[1:])
-        if classes is not None:
-            self.classes_ = classes
         if labels is not None:  # training class frequencies: the default labels of sample(n)
             self.class_counts_ = torch.bincount(labels).to(torch.int64)
+        if classes is not None:
+            self.classes_ = classes
         self._fit(images, labels, **fit_args)
         return self
 
@@ -149,15 +149,6 @@ class GenerativeModel(BaseEstimator):
         else:  # older run folders: no frequencies were saved
             probs = torch.full((int(self.n_classes_),), 1.0 / int(self.n_classes_), dtype=torch.float64)
         return torch.multinomial(probs.cpu(), n, replacement=True, generator=generator)
-
-    def _check_params(self) -> None:
-        """Check the hyper-parameters against ``parameter_schema`` (types, ranges, choices);
-        called by ``fit`` and by ``load`` (so an edited config.json is refused). Families extend
-        it (calling ``super()``) with what a schema cannot say (one parameter against another)."""
-        schema = type(self).parameter_schema
-        for name, value in self.get_params(deep=False).items():
-            if name in schema:
-                schema[name].validate(name, value)
 
     def _check_sample_options(self, options: dict[str, Any]) -> dict[str, Any]:
         """Options checked against ``sample_options`` (unknown names, types, ranges), then
@@ -355,6 +346,16 @@ class GenerativeModel(BaseEstimator):
             return None, None
         names = X.class_names if isinstance(X, Dataset) and y is X.labels else None
         return encode_labels(y, n, class_names=names)
+
+    def _check_params(self) -> None:
+        """Validate the hyper-parameters (raise GenlabError naming the bad one) against
+        ``parameter_schema`` (types, ranges, choices); called by ``fit`` and by ``load`` (so an
+        edited config.json is refused). Families extend it (calling ``super()``) with what a
+        schema cannot say (one parameter against another)."""
+        schema = getattr(type(self), "parameter_schema", None)
+        if schema:
+            params = self.get_params(deep=False)
+            validate_values({k: v for k, v in params.items() if k in schema}, schema, what=f"{self.name or type(self).__name__} parameters")
 
     def _check_loaded(self) -> None:
         """Check the fitted state after ``load`` (shapes agree with ``image_shape_``, ...).

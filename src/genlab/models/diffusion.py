@@ -235,6 +235,10 @@ class Diffusion(NeuralGenerativeModel):
         return values
 
     # ------------------------------------------------------------------ validation
+    def _check_params(self) -> None:
+        super()._check_params()  # the schema: types, ranges, choices
+        self._sampling_options(None, None, None, None)  # the sampling defaults must also work together
+
     def _sampling_options(self, sampler: str | None, steps: int | None, guidance: float | None, eta: float | None) -> dict[str, Any]:
         """Resolve and check sampling options against the model's defaults."""
         declared = type(self).sample_options

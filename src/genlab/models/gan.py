@@ -43,8 +43,9 @@ from ..likelihood import dequantize, quantize
 from ..nn.gan import ARCHITECTURES, make_gan_networks
 from ..training import Trainer
 from ..training.callbacks import Callback
-from .neural import NeuralGenerativeModel
+from .neural import NeuralGenerativeModel, training_schema
 from .registry import register
+from .schema import Param
 from .validation import check_choice, check_float, check_images, check_int, check_labels, check_n_samples
 
 from .schema import Param
@@ -356,10 +357,34 @@ class GAN(NeuralGenerativeModel):
 
     likelihood = "none"
     trainer_class: ClassVar[type[Trainer]] = GANTrainer
-    capabilities: ClassVar[frozenset[str]] = frozenset({"encode", "decode", "reconstruct", "interpolate", "invert", "edit", "attributes"})
+    # no "edit": GAN has no edit() method (attribute edits go through encode/decode: "attributes")
+    capabilities: ClassVar[frozenset[str]] = frozenset({"encode", "decode", "reconstruct", "interpolate", "invert", "attributes"})
     inversion_method = "latent optimisation"
     conditionings: ClassVar[tuple[str, ...]] = ("none", "label")
-    sample_options: ClassVar[dict[str, Any]] = SAMPLE_OPTIONS
+    sample_options: ClassVar[dict[str, Any]] = {**NeuralGenerativeModel.sample_options, **SAMPLE_OPTIONS}
+    parameter_schema: ClassVar[dict[str, Any]] = {
+        "latent_dim": Param("int", None, low=1, nullable=True, help="size of the latent z (None = the preset's)"),
+        "architecture": Param("choice", None, choices=ARCHITECTURES, nullable=True, help="network pair (None = the preset's)"),
+        "g_width": Param("int", None, low=1, nullable=True, help="generator width (None = the preset's)"),
+        "d_width": Param("int", None, low=1, nullable=True, help="discriminator width (None = the preset's)"),
+        "loss": Param("choice", "ns", choices=LOSSES, help="adversarial loss"),
+        "condition": Param("choice", "none", choices=conditionings, help="'label' = class-conditional"),
+        "n_critic": Param("int", None, low=1, nullable=True, help="discriminator steps per generator step (None = the preset's)"),
+        "d_lr": Param("float", None, low=0.0, low_inclusive=False, nullable=True, help="discriminator learning rate (None = lr's)"),
+        "beta1": Param("float", None, low=0.0, high=1.0, high_inclusive=False, nullable=True, help="Adam beta1 (None = the preset's)"),
+        "beta2": Param("float", None, low=0.0, high=1.0, high_inclusive=False, nullable=True, help="Adam beta2 (None = the preset's)"),
+        "spectral_norm": Param("choice", "d", choices=SPECTRAL_NORM, help="spectral normalisation: none, discriminator, both"),
+        "gp_weight": Param("float", 10.0, low=0.0, help="gradient-penalty weight (WGAN-GP)"),
+        "r1_gamma": Param("float", 0.0, low=0.0, help="R1 penalty weight (0 = off)"),
+        "r1_every": Param("int", 16, low=1, help="lazy R1: every this many discriminator steps"),
+        "augment": Param("text", None, nullable=True, help="DiffAugment policy, e.g. 'translation,cutout' (None = none)"),
+        "g_grad_clip": Param("float", None, low=0.0, low_inclusive=False, nullable=True, help="generator gradient clip (None = grad_clip)"),
+        "d_grad_clip": Param("float", None, low=0.0, low_inclusive=False, nullable=True, help="discriminator gradient clip (None = grad_clip)"),
+        "selection": Param("choice", "metric", choices=SELECTIONS, help="weights kept: best probe FD ('metric') or the last"),
+        "probe_samples": Param("int", 1000, low=2, help="images of the FD probe"),
+        "probe_every": Param("int", 500, low=1, help="steps between probe measurements"),
+        **training_schema(lr_schedule="constant", ema_decay=0.999, val_fraction=0.0),
+    }
 
     def __init__(
         self,

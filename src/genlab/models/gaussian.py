@@ -66,7 +66,12 @@ class Gaussian(GenerativeModel):
         self.device = device
         self.random_state = random_state
 
+    def _check_params(self) -> None:
+        super()._check_params()
+        torch_dtype(self.dtype)
+
     def _fit(self, images: torch.Tensor, labels: torch.Tensor | None) -> None:
+        self._check_params()
         reg = float(self.reg_covar)
         dt = torch_dtype(self.dtype)
         X = _flat_unit(images, dt, self.device_, torch.Generator().manual_seed(self.random_state or 0))

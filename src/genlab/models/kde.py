@@ -27,6 +27,7 @@ from sklearn.model_selection import KFold
 from ..errors import GenlabError
 from ..likelihood import score_generator
 from ..progress import progress
+from ..validation import check_float, check_int
 from .base import GenerativeModel
 from .gaussian import COMMON_SCHEMA, MEMORY_BUDGET_BYTES, _flat_unit, torch_dtype
 from .registry import register

@@ -167,8 +167,13 @@ def _as_int(name: str, value: Any, expected: str) -> int:
 
 
 def _as_float(name: str, value: Any, expected: str) -> float:
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real) or not math.isfinite(float(value)):
-        raise GenlabError(f"{name}={value!r} must be a finite number; expected {expected}")
+    try:  # float() of a huge int overflows: that is "not finite" too
+        finite = not isinstance(value, (bool, np.bool_)) and isinstance(value, numbers.Real) and math.isfinite(float(value))
+    except OverflowError:
+        finite = False
+    if not finite:
+        shown = repr(value) if not isinstance(value, int) or abs(value) < 10**20 else f"{str(value)[:12]}... ({len(str(abs(value)))} digits)"
+        raise GenlabError(f"{name}={shown} must be a finite number; expected {expected}")
     return float(value)
 
 
