@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import random
 
 import numpy as np
@@ -48,3 +49,25 @@ def make_generator(seed: int | None) -> torch.Generator:
     else:
         g.manual_seed(int(seed))
     return g
+
+
+def physical_memory_bytes() -> int:
+    """This machine's physical memory in bytes (8 GiB where the OS does not say)."""
+    try:
+        return int(os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
+    except (ValueError, OSError, AttributeError):  # no sysconf (Windows)
+        return 16 << 30
+
+
+def training_memory_bytes(device: torch.device) -> int:
+    """Memory a network's training state may take on ``device``: the GPU's total memory on
+    CUDA, else half of this machine's physical memory (``GENLAB_MAX_TRAINING_BYTES`` overrides)."""
+    override = os.environ.get("GENLAB_MAX_TRAINING_BYTES")
+    if override:
+        try:
+            return int(float(override))
+        except ValueError:
+            raise GenlabError(f"GENLAB_MAX_TRAINING_BYTES={override!r} must be a number of bytes") from None
+    if device.type == "cuda":
+        return int(torch.cuda.get_device_properties(device).total_memory)
+    return physical_memory_bytes() // 2

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 
+from ..device import physical_memory_bytes
 from ..errors import GenlabError
 from .captions import captions_for_files
 from .dataset import Dataset
@@ -145,10 +146,7 @@ def memory_limit_bytes() -> int:
             return int(float(override))
         except ValueError:
             raise GenlabError(f"GENLAB_MAX_DATA_BYTES={override!r} must be a number of bytes") from None
-    try:
-        return int(os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")) // 2
-    except (ValueError, OSError, AttributeError):  # no sysconf (Windows): 8 GiB
-        return 8 << 30
+    return physical_memory_bytes() // 2
 
 
 def _gb(n: float) -> str:

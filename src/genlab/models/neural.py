@@ -55,7 +55,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..device import make_generator, resolve_device
+from ..device import make_generator, resolve_device, training_memory_bytes
 from ..errors import GenlabError
 from ..likelihood import quantize
 from ..training import SampleGridCallback, Trainer, TrainingConfig
@@ -182,6 +182,7 @@ class NeuralGenerativeModel(GenerativeModel):
         self.training_config_ = config.to_dict()
         device = resolve_device(config.device)
         fork = [device.index if device.index is not None else torch.cuda.current_device()] if device.type == "cuda" else []
+        self._check_network_fits(device)
         with torch.random.fork_rng(devices=fork):  # seeds the initialisation without touching the caller's RNG
             torch.manual_seed(config.random_state)
             self._build_modules()
@@ -200,6 +201,22 @@ class NeuralGenerativeModel(GenerativeModel):
             )
         self.history_ = result.history
         self.training_summary_ = {k: v for k, v in result.to_dict().items() if k != "history"}
+
+    def _check_network_fits(self, device: torch.device) -> None:
+        """Refuse, before anything is allocated, a network whose training state cannot fit:
+        the network is built on the meta device (no memory) and its parameters counted; fp32
+        weights, gradients, two Adam moments and an EMA copy take 20 bytes per parameter
+        (activations come on top, so this is a floor)."""
+        with torch.device("meta"):
+            self._build_modules()
+        n_params = sum(p.numel() for p in self.network_.parameters())
+        del self.network_
+        needed, limit = 20 * n_params, training_memory_bytes(device)
+        if needed > limit:
+            raise GenlabError(
+                f"{self.name or type(self).__name__}: these settings build a network of {n_params:,} parameters whose training state alone "
+                f"needs {needed / 1e9:.3g} GB, more than the {limit / 1e9:.3g} GB available on {device}; lower the width or depth"
+            )
 
     # ------------------------------------------------------------------ hooks for families
     def _build_modules(self) -> None:

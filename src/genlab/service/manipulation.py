@@ -16,14 +16,14 @@ from .common import check_output_file, load_data
 REGIONS = ("left", "right", "top", "bottom", "center")
 
 
-def _model_and_data(run_dir: str | Path, data_spec: str | None, *, needs: tuple[str, ...] = ("encode", "decode"), what: str = "an autoencoder run (vae, wae)"):
+def _model_and_data(run_dir: str | Path, data_spec: str | None, *, needs: tuple[str, ...] = (), what: str = ""):
     """(model, dataset) for the manipulation workflows: ``data_spec`` or the run's data. The
     model must have the methods ``needs``."""
     from ..models import GenerativeModel
     from ..runs import RunInfo
 
     model = GenerativeModel.load(run_dir)
-    if not all(hasattr(model, m) for m in needs):
+    if not set(needs) <= type(model).capabilities:
         raise GenlabError(f"{model.name} cannot do this ({'/'.join(needs)}); this command needs {what}")
     if data_spec is None:
         info = RunInfo.load(run_dir)
@@ -113,13 +113,13 @@ class ReconstructResult:
 
 
 def reconstruct_run(run_dir: str | Path, out_png: str | Path, *, data_spec: str | None = None, n_images: int = 32, overwrite: bool = False) -> ReconstructResult:
-    """Encode and decode real images (default: the run's held-out test images) with an
-    autoencoder run; write rows of originals above rows of their reconstructions."""
+    """Encode and decode real images (default: the run's held-out test images) with a model
+    that has the "reconstruct" capability; write rows of originals above rows of their reconstructions."""
     check_output_file(out_png, "-o", overwrite=overwrite)
     from ..images import save_grid
     from ..runs import RunInfo
 
-    model, data = _model_and_data(run_dir, data_spec)
+    model, data = _model_and_data(run_dir, data_spec, needs=("reconstruct",), what="a model that encodes images (vae, wae, gan, flow)")
     if data_spec is None:
         _, data = RunInfo.load(run_dir).load_split()  # held-out images: reconstructions the model did not train on
     n = min(n_images, len(data))
