@@ -103,7 +103,7 @@ class ActNorm(nn.Module):
         mean = x64.mean(dims, keepdim=True)
         var = (x64 - mean).pow(2).mean(dims, keepdim=True)
         self.bias.copy_(-mean.to(self.bias.dtype))
-        self.log_scale.copy_((-0.5 * torch.log(var + self.eps)).to(self.log_scale.dtype))
+        self.log_scale.copy_((-0.5 * torch.log(var.clamp_min(self.eps))).to(self.log_scale.dtype))  # exact ML scale unless degenerate
         self.initialized.fill_(1)
 
     def _logdet(self, x: torch.Tensor) -> torch.Tensor:
