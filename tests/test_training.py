@@ -463,10 +463,11 @@ class TwoPart(nn.Module):
     def optimizer_groups(self):
         return {"first": [{"params": self.a.parameters(), "lr": 1e-2}], "second": list(self.b.parameters())}
 
-    def forward(self, batch):
+    def forward(self, batch, phase="first"):
+        assert "phase" not in batch  # the phase is a keyword argument, never a batch field
         x = batch["images"].flatten(1).float() / 255
         loss = ((self.b(self.a(x)) - x) ** 2).mean()
-        return loss, {"phase": 1.0 if batch.get("phase") == "second" else 0.0}
+        return loss, {"phase": 1.0 if phase == "second" else 0.0}
 
 
 class AlternatingTrainer(Trainer):
@@ -475,7 +476,7 @@ class AlternatingTrainer(Trainer):
             loss_a, logs = self.model(batch)
         self.optimize(loss_a, "first")
         with self.autocast():
-            loss_b, logs_b = self.model({**batch, "phase": "second"})
+            loss_b, logs_b = self.model(batch, phase="second")
         self.optimize(loss_b, "second")
         return loss_b.detach(), {"first_loss": loss_a.detach(), **logs_b}
 

@@ -67,6 +67,8 @@ def read_json(path: str | os.PathLike) -> Any:
         return json.loads(path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise GenlabError(f"{path}: not valid JSON ({exc})") from None
+    except RecursionError:
+        raise GenlabError(f"{path}: nested too deeply to be a genlab file") from None
 
 
 def save_tensors(path: str | os.PathLike, tensors: dict[str, torch.Tensor], metadata: dict[str, str] | None = None) -> Path:

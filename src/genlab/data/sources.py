@@ -8,8 +8,10 @@ for folders, or ``"auto"`` (genlab writes them from labels and measured attribut
 
 from __future__ import annotations
 
+import os
+import warnings
+import zipfile
 from pathlib import Path
-
 
 import numpy as np
 import torch
@@ -21,6 +23,8 @@ from .dataset import Dataset
 from .download import IDX_SOURCES, load_idx_dataset
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+#: pixels per image when PIL's own limit is switched off (Image.MAX_IMAGE_PIXELS = None): 8192 x 8192
+MAX_IMAGE_PIXELS = 1 << 26
 
 DATASET_HELP = {
     "digits": "scikit-learn's bundled 8x8 handwritten digits (1,797 images, 10 classes); offline, the default",
@@ -132,22 +136,79 @@ def _to_uint8(x: np.ndarray, where: str) -> np.ndarray:
     return x.astype(np.uint8)
 
 
+def memory_limit_bytes() -> int:
+    """The most bytes one dataset may take in memory: half of this machine's physical memory
+    (``GENLAB_MAX_DATA_BYTES`` overrides it)."""
+    override = os.environ.get("GENLAB_MAX_DATA_BYTES")
+    if override:
+        try:
+            return int(float(override))
+        except ValueError:
+            raise GenlabError(f"GENLAB_MAX_DATA_BYTES={override!r} must be a number of bytes") from None
+    try:
+        return int(os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")) // 2
+    except (ValueError, OSError, AttributeError):  # no sysconf (Windows): 8 GiB
+        return 8 << 30
+
+
+def _gb(n: float) -> str:
+    return f"{n / 1e9:.3g} GB"
+
+
+def _npz_header(archive: zipfile.ZipFile, name: str, path: Path) -> tuple[tuple[int, ...], np.dtype]:
+    """(shape, dtype) of member ``name`` of an .npz, read from its .npy header alone, checked
+    against the member's stored size and the memory limit before any data is read."""
+    info = archive.getinfo(f"{name}.npy")
+    try:
+        with archive.open(info) as fh:
+            version = np.lib.format.read_magic(fh)
+            read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+            shape, _, dtype = read(fh, max_header_size=10_000)
+            header_bytes = fh.tell() if hasattr(fh, "tell") else 0
+    except Exception as exc:  # a damaged header: numpy raises ValueError, zipfile BadZipFile, ...
+        raise GenlabError(f"{path}: array {name!r} has no readable .npy header ({exc.__class__.__name__}: {exc})") from None
+    if dtype.hasobject:
+        raise GenlabError(f"{path}: array {name!r} holds Python objects (dtype {dtype}), which would need pickle; genlab refuses them")
+    nbytes = int(np.prod(shape, dtype=np.float64)) * dtype.itemsize
+    if header_bytes and nbytes + header_bytes != info.file_size:
+        raise GenlabError(
+            f"{path}: array {name!r} claims shape {shape} ({_gb(nbytes)}) but holds {_gb(max(info.file_size - header_bytes, 0))}; the file is damaged"
+        )
+    limit = memory_limit_bytes()
+    if nbytes > limit:
+        raise GenlabError(f"{path}: array {name!r} of shape {shape} needs {_gb(nbytes)}, more than the {_gb(limit)} genlab allows a dataset (half this machine's memory)")
+    return shape, dtype
+
+
 def _load_npz(path: Path, spec: str) -> Dataset:
     if not path.is_file():
         raise GenlabError(f"{path}: file not found")
+    with open(path, "rb") as fh:
+        magic = fh.read(6)
+    if magic == b"\x93NUMPY":
+        raise GenlabError(f"{path}: is a .npy file (one array); npz: needs an .npz archive with x (and optional y): numpy.savez(path, x=images, y=labels)")
+    try:
+        with zipfile.ZipFile(path) as zf:
+            members = [n[: -len(".npy")] for n in zf.namelist() if n.endswith(".npy")]
+            if "x" not in members:
+                raise GenlabError(f"{path}: missing array 'x' (found: {', '.join(members) or 'nothing'}); expected x (N,H,W) or (N,C,H,W) and optional y (N,)")
+            headers = {name: _npz_header(zf, name, path) for name in ("x", "y") if name in members}
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError) as exc:
+        raise GenlabError(f"{path}: not a readable .npz file ({exc})") from None
+    x_shape = headers["x"][0]
+    if len(x_shape) not in (3, 4):
+        raise GenlabError(f"{path}: array 'x' has shape {x_shape}; expected (N,H,W) or (N,C,H,W)")
+    if "y" in headers and (len(headers["y"][0]) != 1 or headers["y"][0][0] != x_shape[0]):
+        raise GenlabError(f"{path}: array 'y' has shape {headers['y'][0]}; expected ({x_shape[0]},) to match x")
     try:
         archive = np.load(path, allow_pickle=False)
     except Exception as exc:
         raise GenlabError(f"{path}: not a readable .npz file ({exc})") from None
     with archive:
-        if not hasattr(archive, "files"):
-            raise GenlabError(f"{path}: expected an .npz archive with arrays 'x' (and optionally 'y'), got a single array")
-        if "x" not in archive.files:
-            raise GenlabError(f"{path}: missing array 'x' (found: {', '.join(archive.files) or 'nothing'}); expected x (N,H,W) or (N,C,H,W) and optional y (N,)")
         try:
             x = archive["x"]
             y = archive["y"] if "y" in archive.files else None
-        except ValueError as exc:  # object arrays need pickle, which we refuse
+        except (ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:  # object arrays need pickle, which we refuse; truncated data
             raise GenlabError(f"{path}: {exc}") from None
     if x.ndim == 3:
         x = x[:, None]
@@ -156,6 +217,11 @@ def _load_npz(path: Path, spec: str) -> Dataset:
             x = np.ascontiguousarray(x.transpose(0, 3, 1, 2))  # channels-last (N,H,W,C)
     else:
         raise GenlabError(f"{path}: array 'x' has shape {x.shape}; expected (N,H,W) or (N,C,H,W)")
+    if x.shape[1] not in (1, 3):
+        raise GenlabError(
+            f"{path}: array 'x' has shape {x.shape}: {x.shape[1]} channels; genlab images have 1 (grayscale) or 3 (RGB) channels, "
+            "as (N,H,W), (N,1|3,H,W) or (N,H,W,1|3)"
+        )
     if x.shape[0] == 0:
         raise GenlabError(f"{path}: array 'x' holds no images")
     x = _to_uint8(x, f"{path}: x")
@@ -177,9 +243,14 @@ def _load_npz(path: Path, spec: str) -> Dataset:
 def _parse_size(size: int | tuple[int, int] | None) -> tuple[int, int] | None:
     if size is None:
         return None
-    if isinstance(size, int):
+    if isinstance(size, int) and not isinstance(size, bool):
         size = (size, size)
-    h, w = (int(s) for s in size)
+    try:
+        h, w = (int(s) for s in size)
+        if (h, w) != tuple(size):
+            raise ValueError
+    except (TypeError, ValueError, OverflowError):
+        raise GenlabError(f"size={size!r}: give one integer or (height, width)") from None
     if h < 1 or w < 1:
         raise GenlabError(f"size={size}: must be positive")
     return h, w
@@ -211,13 +282,27 @@ def _load_folder(root: Path, spec: str, size, channels: str, captions: str | Pat
         raise GenlabError(f"{root}: no PNG/JPEG images found (looked for {', '.join(IMAGE_SUFFIXES)})")
     # captions are checked before any image is decoded, so a bad caption file fails fast
     caption_list = captions_for_files(captions, root, files) if captions is not None else None
+    if target is not None:
+        _check_dataset_bytes(len(files) * 3 * target[0] * target[1], f"{root}: {len(files)} images resized to {target[0]}x{target[1]}")
     pil_images: list[Image.Image] = []
+    max_pixels = int(Image.MAX_IMAGE_PIXELS or MAX_IMAGE_PIXELS)
+    total = 0
     for f in files:
         try:
-            with Image.open(f) as im:
-                im.load()
-                pil_images.append(im.copy())
-        except (UnidentifiedImageError, OSError, SyntaxError) as exc:
+            with warnings.catch_warnings():
+                # PIL only warns between MAX_IMAGE_PIXELS and twice that; genlab refuses both
+                warnings.simplefilter("error", Image.DecompressionBombWarning)
+                with Image.open(f) as im:
+                    w, h = im.size  # from the header: nothing is decoded yet
+                    if w * h > max_pixels:
+                        raise GenlabError(f"{f}: {w}x{h} = {w * h:,} pixels, more than the {max_pixels:,} allowed (PIL's MAX_IMAGE_PIXELS; a decompression bomb?)")
+                    total += w * h * 4  # decoded bytes, at most 4 per pixel (RGBA) before conversion
+                    _check_dataset_bytes(total, f"{root}: the images up to {f.name}")
+                    im.load()
+                    pil_images.append(im.copy())
+        except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+            raise GenlabError(f"{f}: refused as a decompression bomb ({exc})") from None
+        except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
             raise GenlabError(f"{f}: unreadable or corrupt image ({exc.__class__.__name__}: {exc})") from None
     gray_modes = {"1", "L", "LA", "I", "I;16", "F", "P"}
     if channels == "auto":
@@ -243,6 +328,12 @@ def _load_folder(root: Path, spec: str, size, channels: str, captions: str | Pat
     return Dataset(images, torch.tensor(labels) if class_names else None, class_names, name=spec, captions=caption_list)
 
 
+def _check_dataset_bytes(nbytes: int, what: str) -> None:
+    limit = memory_limit_bytes()
+    if nbytes > limit:
+        raise GenlabError(f"{what} need {_gb(nbytes)} of memory, more than the {_gb(limit)} genlab allows a dataset (half this machine's memory)")
+
+
 def _palette_is_gray(im: Image.Image) -> bool:
     pal = im.getpalette() or []
     triples = np.asarray(pal[: (len(pal) // 3) * 3]).reshape(-1, 3)
@@ -266,6 +357,7 @@ def resize_dataset(ds: Dataset, size) -> Dataset:
     target = _parse_size(size)
     if target is None or tuple(ds.images.shape[2:]) == target:
         return ds
+    _check_dataset_bytes(len(ds) * ds.images.shape[1] * target[0] * target[1], f"{ds.name}: {len(ds)} images resized to {target[0]}x{target[1]}")
     out = []
     for img in ds.images.numpy():
         mode = "L" if img.shape[0] == 1 else "RGB"

@@ -66,9 +66,15 @@ def classifier_free_guidance(unconditional: torch.Tensor, conditional: torch.Ten
     return unconditional + scale * (conditional - unconditional)
 
 
+#: largest classifier-free guidance scale accepted (beyond ~10 samples saturate; 50 leaves room to explore)
+MAX_GUIDANCE = 50.0
+#: most sampling steps accepted (DDPM's usual grid is 1,000)
+MAX_STEPS = 10_000
+
+
 def check_guidance(guidance: float) -> float:
-    """A guidance scale must be a finite number >= 0."""
-    return check_float("guidance", guidance, minimum=0.0)
+    """A guidance scale must be a finite number in [0, MAX_GUIDANCE]."""
+    return check_float("guidance", guidance, minimum=0.0, maximum=MAX_GUIDANCE)
 
 
 class Sampler:

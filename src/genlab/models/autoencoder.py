@@ -16,7 +16,7 @@ Pixels go into the encoder as ``2u - 1`` with ``u`` the dequantised values in [0
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -28,9 +28,12 @@ from ..nn import ConvDecoder, ConvEncoder
 from ..nn.layers import NORMS
 from ..samplers import SAMPLERS, LatentSampler, make_sampler, sampler_from_state
 from .neural import NeuralGenerativeModel
+from .schema import Param
 from .validation import check_choice, check_float, check_images, check_int, check_labels
 
 CONDITIONS = ("none", "label")
+#: largest latent temperature a call may ask for (codes 10 standard deviations out decode to noise)
+MAX_TEMPERATURE = 10.0
 #: images per forward pass when encoding/decoding for the user (bounds memory)
 CODEC_BATCH = 512
 
@@ -126,6 +129,11 @@ class AutoencoderModel(NeuralGenerativeModel):
 
     #: the presets' ``latent_temperature`` (tuned per family for Fréchet distance and precision)
     default_latent_temperature: float = 1.0
+    #: per-call options of ``sample`` (and ``sample_codes``)
+    sample_options: ClassVar[dict[str, Param]] = {
+        "sampler": Param("choice", None, choices=SAMPLERS, nullable=True, help="latent sampler for this call: 'prior' = N(0, I), 'gmm' = the fitted mixture (None = the model's latent_sampler)"),
+        "temperature": Param("float", None, low=0.0, low_inclusive=False, high=MAX_TEMPERATURE, nullable=True, help="spread of the codes for this call (None = the model's latent_temperature)"),
+    }
 
     # ------------------------------------------------------------------ conditioning
     @property
@@ -165,7 +173,12 @@ class AutoencoderModel(NeuralGenerativeModel):
         return values
 
     # ------------------------------------------------------------------ checks
-    def _check_shared_params(self, labels: torch.Tensor | None, n_images: int) -> None:
+    def _check_params(self) -> None:
+        super()._check_params()
+        self._check_family_params()
+        self._check_hyper_params()
+
+    def _check_hyper_params(self) -> None:
         check_choice("condition", self.condition, CONDITIONS)
         check_choice("norm", self.norm, NORMS)
         check_choice("latent_sampler", self.latent_sampler, SAMPLERS)
@@ -176,6 +189,9 @@ class AutoencoderModel(NeuralGenerativeModel):
             check_float("latent_temperature", self.latent_temperature, minimum=0.0, exclusive=True)
         if self.n_blocks is not None:
             check_int("n_blocks", self.n_blocks, minimum=0)
+
+    def _check_shared_params(self, labels: torch.Tensor | None, n_images: int) -> None:
+        self._check_hyper_params()
         if self.conditional and labels is None:
             raise GenlabError(f"{self.name}: condition='label' needs class labels; call fit(X, y)")
         if self.latent_sampler == "gmm" and self.latent_components is not None and self.latent_components > n_images:
@@ -183,13 +199,13 @@ class AutoencoderModel(NeuralGenerativeModel):
             raise GenlabError(f"latent_components={self.latent_components} is larger than the number of codes ({n_images} training images); use fewer components")
 
     # ------------------------------------------------------------------ fit
-    def _fit(self, images: torch.Tensor, labels: torch.Tensor | None) -> None:
+    def _fit(self, images: torch.Tensor, labels: torch.Tensor | None, **fit_args: Any) -> None:
         self._check_family_params()
         self._check_shared_params(labels, len(images))
         if self.conditional:
             counts = torch.bincount(labels, minlength=int(labels.max()) + 1).to(torch.float64)
             self.class_prior_ = counts / counts.sum()
-        super()._fit(images, labels)
+        super()._fit(images, labels, **fit_args)
         codes = self._encode_tensor(images, labels)
         if self.conditional:  # p(z | y): one sampler per class (see ClassConditionalSampler)
             sampler = make_sampler("per_class", base=self.latent_sampler, n_components=int(self._param("latent_components")), random_state=int(self.random_state or 0))
@@ -328,20 +344,6 @@ class AutoencoderModel(NeuralGenerativeModel):
         value = self._param("latent_temperature")
         return 1.0 if value is None else float(value)
 
-    def sample(self, n: int, *, y: Any = None, seed: int | None = None, sampler: str | None = None, temperature: float | None = None) -> torch.Tensor:
-        """Draw ``n`` images, uint8 (n, C, H, W) (see :meth:`GenerativeModel.sample`).
-
-        ``sampler``: "prior" or "gmm" to override the model's ``latent_sampler`` for this
-        draw ("gmm" needs a model fitted with ``latent_sampler="gmm"``); ``temperature``
-        overrides ``latent_temperature``. Conditional models without ``y`` draw labels
-        from the training label frequencies.
-        """
-        self._sample_overrides = self._check_overrides(sampler, temperature)
-        try:
-            return super().sample(n, y=y, seed=seed)
-        finally:
-            del self._sample_overrides
-
     def sample_codes(self, n: int, *, y: Any = None, seed: int | None = None, sampler: str | None = None, temperature: float | None = None) -> torch.Tensor:
         """``n`` codes (n, d) from the latent sampler (float32, CPU); conditional models
         draw from p(z | y) and need the labels ``y``; ``sampler`` and ``temperature`` as in
@@ -355,33 +357,28 @@ class AutoencoderModel(NeuralGenerativeModel):
             raise GenlabError("y: sample_codes needs integer labels, not soft labels")
         if not self.conditional and y is not None:
             raise GenlabError(f"{self.name} is not class-conditional; call it without y (labels)")
-        self._sample_overrides = self._check_overrides(sampler, temperature)
-        try:
-            return self._draw_codes(n, make_generator(seed), labels).float().cpu()
-        finally:
-            del self._sample_overrides
+        options = self._check_sample_options({k: v for k, v in {"sampler": sampler, "temperature": temperature}.items() if v is not None})
+        return self._draw_codes(n, make_generator(seed), labels, **options).float().cpu()
 
-    def _check_overrides(self, sampler: str | None, temperature: float | None) -> tuple[str | None, float | None]:
-        if sampler is not None:
-            check_choice("sampler", sampler, SAMPLERS)
-            if sampler != "prior" and sampler != self.latent_sampler:
-                raise GenlabError(f"sampler={sampler!r}: this model was fitted with latent_sampler={self.latent_sampler!r}; refit with latent_sampler={sampler!r}")
-        if temperature is not None:
-            temperature = check_float("temperature", temperature, minimum=0.0, exclusive=True)
-        return sampler, temperature
+    def _check_option_combination(self, options: dict[str, Any]) -> None:
+        sampler = options.get("sampler")
+        if sampler is not None and sampler != "prior" and sampler != self.latent_sampler:
+            raise GenlabError(f"sampler={sampler!r}: this model was fitted with latent_sampler={self.latent_sampler!r}; refit with latent_sampler={sampler!r}")
 
-    def _draw_codes(self, n: int, generator: torch.Generator, labels: torch.Tensor | None = None) -> torch.Tensor:
-        sampler, temperature = getattr(self, "_sample_overrides", (None, None))
+    def _draw_codes(self, n: int, generator: torch.Generator, labels: torch.Tensor | None = None, *, sampler: str | None = None, temperature: float | None = None) -> torch.Tensor:
         t = self._temperature() if temperature is None else float(temperature)
         if sampler == "prior" or getattr(self, "latent_sampler_state_", None) is None:
             # the prior, also during training (sample grids) when the ex-post sampler does not exist yet
             return torch.randn((n, int(self._param("latent_dim"))), generator=generator) * t
         return self.latent_sampler_.sample(n, generator, labels=labels, temperature=t)
 
-    def _sample(self, n: int, labels: torch.Tensor | None, generator: torch.Generator) -> torch.Tensor:
+    def _sample(self, n: int, labels: torch.Tensor | None, generator: torch.Generator, *, sampler: str | None = None, temperature: float | None = None) -> torch.Tensor:
+        """Decode codes of the latent sampler. ``sampler``: "prior" or "gmm" overrides the
+        model's ``latent_sampler`` for this call ("gmm" needs a model fitted with it);
+        ``temperature`` overrides ``latent_temperature``."""
         if self.conditional and labels is None:
             labels = torch.multinomial(self.class_prior_.double().cpu(), n, replacement=True, generator=generator)
-        z = self._draw_codes(n, generator, labels)
+        z = self._draw_codes(n, generator, labels, sampler=sampler, temperature=temperature)
         pixel_generator = generator if getattr(self, "pixel_noise", False) else None
         return self._decode_tensor(z.float(), labels, pixel_generator)
 

@@ -5,7 +5,7 @@ A genlab model is a scikit-learn estimator: ``__init__`` only stores hyper-param
 work), everything learned lives in attributes ending in ``_``, and
 
 * ``fit(X, y=None)``            learn from uint8 images (N, C, H, W)
-* ``sample(n, *, y=None, seed=None)`` -> uint8 images (n, C, H, W)
+* ``sample(n, *, y=None, seed=None, **options)`` -> uint8 images (n, C, H, W)
 * ``score_samples(X)``          -> log-likelihood per image in nats (see
   :mod:`genlab.likelihood` for the convention); ``score(X)`` is its mean
 * ``bits_per_dim(X)``           -> bits per dimension on the 256-level scale
@@ -34,6 +34,7 @@ from ..device import make_generator, resolve_device
 from ..errors import GenlabError
 from ..io import load_tensors, read_json, save_tensors, write_json
 from ..likelihood import bits_per_dim, quantize
+from .schema import Param, validate_values
 from .validation import check_images, check_labels, check_n_samples
 
 CONFIG_FILE = "config.json"
@@ -49,6 +50,8 @@ class GenerativeModel(BaseEstimator):
     likelihood: ClassVar[str] = "exact"
     #: whether ``fit``/``sample`` take class labels ``y``
     conditional: ClassVar[bool] = False
+    #: per-call options of ``sample`` (name -> :class:`~genlab.models.schema.Param`)
+    sample_options: ClassVar[dict[str, Param]] = {}
     _estimator_type = "DensityEstimator"
 
     # ------------------------------------------------------------------ public API
@@ -58,6 +61,14 @@ class GenerativeModel(BaseEstimator):
         ``y`` (integer labels, (N,)) is used by conditional models and ignored by the rest,
         so that scikit-learn's ``cross_val_score(model, X, y)`` works for every model.
         """
+        return self._fit_checked(X, y)
+
+    def _fit_checked(self, X: Any, y: Any, **fit_args: Any) -> "GenerativeModel":
+        """Validate ``X``/``y``, forget the previous fit and call ``_fit(images, labels, **fit_args)``.
+
+        Subclasses whose ``fit`` takes more (``resume``, captions) pass them as ``fit_args``,
+        so that nothing travels through attributes of the instance.
+        """
         from ..data.dataset import Dataset
 
         if y is None and isinstance(X, Dataset) and self.conditional:
@@ -66,26 +77,42 @@ class GenerativeModel(BaseEstimator):
         labels = check_labels(y, len(images)) if (y is not None and self.conditional) else None
         self._reset_fitted()
         self.image_shape_ = tuple(int(s) for s in images.shape[1:])
-        self._fit(images, labels)
+        self._fit(images, labels, **fit_args)
         return self
 
-    def sample(self, n: int, *, y: Any = None, seed: int | None = None) -> torch.Tensor:
+    def sample(self, n: int, *, y: Any = None, seed: int | None = None, **options: Any) -> torch.Tensor:
         """Draw ``n`` images as a uint8 tensor of shape (n, C, H, W) on the CPU.
 
         ``y``: labels for conditional models (a single int or one per image).
         ``seed``: makes the draw reproducible.
+        ``options``: per-call sampling options of the family, declared in
+        ``type(model).sample_options`` (e.g. ``sampler``, ``steps``, ``guidance`` for
+        diffusion); unknown or out-of-range options raise a :class:`GenlabError`. Options are
+        arguments of this call only, so one fitted model can be sampled from several
+        threads at once.
         """
         self._check_fitted()
         n = check_n_samples(n)
+        options = self._check_sample_options(options)
         labels = None
         if y is not None:
             if not self.conditional:
                 raise GenlabError(f"{self.name or type(self).__name__} is not class-conditional; sample without y (labels)")
             labels = check_labels(y, n, n_classes=getattr(self, "n_classes_", None))
-        out = self._sample(n, labels, make_generator(seed))
+        out = self._sample(n, labels, make_generator(seed), **options)
         if out.dtype != torch.uint8:
             out = quantize(out)
         return out.cpu()
+
+    def _check_sample_options(self, options: dict[str, Any]) -> dict[str, Any]:
+        """Options checked against ``sample_options`` (unknown names, types, ranges), then
+        :meth:`_check_option_combination` for what one option alone cannot say."""
+        checked = validate_values(options, type(self).sample_options, what=f"{self.name or type(self).__name__} sample options")
+        self._check_option_combination(checked)
+        return checked
+
+    def _check_option_combination(self, options: dict[str, Any]) -> None:
+        """Family hook: reject combinations of valid options that make no sense together."""
 
     def score_samples(self, X: Any) -> np.ndarray:
         """Log-likelihood of each image in nats, float64 array (N,).
@@ -146,49 +173,82 @@ class GenerativeModel(BaseEstimator):
         """Rebuild a saved model from ``config.json`` + ``model.safetensors``.
 
         Called on the base class it dispatches to the registered model named in the
-        config; no code from the checkpoint is executed.
+        config; no code from the checkpoint is executed. The folder is validated as it is
+        read: only known config keys; fitted names ending in ``_`` (never private names or
+        the class's own attributes); every tensor reference present in the weights file and
+        every tensor of the file used; network weights of exactly the shapes and dtypes the
+        rebuilt network declares; hyper-parameters re-validated; no NaN/inf weights. Any
+        problem raises :class:`GenlabError` naming the file and what is wrong.
         """
         from .registry import get_model_class
 
         path = Path(path)
+        config_file, weights_file = path / CONFIG_FILE, path / WEIGHTS_FILE
         if not path.is_dir():
             raise GenlabError(f"{path}: not a model folder (expected {CONFIG_FILE} and {WEIGHTS_FILE} inside)")
-        config = read_json(path / CONFIG_FILE)
-        if not isinstance(config, dict) or "model" not in config or "params" not in config:
-            raise GenlabError(f"{path / CONFIG_FILE}: not a genlab model config")
-        model_cls = get_model_class(config["model"])
+        config = read_json(config_file)
+        _check_config(config, config_file)
+        try:
+            model_cls = get_model_class(config["model"])
+        except GenlabError as exc:
+            raise GenlabError(f"{config_file}: {exc}") from None
         if cls is not GenerativeModel and not issubclass(model_cls, cls):
             raise GenlabError(f"{path}: holds a {config['model']!r} model, not {cls.__name__}")
-        tensors = load_tensors(path / WEIGHTS_FILE)
-        params = {k: _decode(v, tensors) for k, v in config["params"].items()}
+        tensors = load_tensors(weights_file)
+        used: set[str] = set()
         try:
-            model = model_cls(**params)
-        except TypeError as exc:
-            raise GenlabError(f"{path / CONFIG_FILE}: parameters do not fit {model_cls.__name__} ({exc})") from None
-        modules = {}
-        for key, value in config.get("fitted", {}).items():
+            params = {k: _decode(v, tensors, f"params.{k}", used) for k, v in config["params"].items()}
+        except GenlabError as exc:
+            raise GenlabError(f"{config_file}: {exc}") from None
+        valid = set(model_cls().get_params(deep=False))
+        unknown = sorted(set(params) - valid)
+        if unknown:
+            raise GenlabError(f"{config_file}: unknown parameter(s) {', '.join(unknown)} for {config['model']}; valid: {', '.join(sorted(valid))}")
+        model = model_cls(**params)
+        try:
+            model._check_params()
+        except GenlabError as exc:
+            raise GenlabError(f"{config_file}: {exc}") from None
+        modules: list[str] = []
+        for key, value in config["fitted"].items():
+            _check_fitted_name(model_cls, key, config_file)
             if isinstance(value, dict) and "__module__" in value:
-                modules[key] = value["__module__"]
-            else:
-                setattr(model, key, _decode(value, tensors))
+                if value != {"__module__": key}:
+                    raise GenlabError(f"{config_file}: fitted.{key}: a network entry must be {{\"__module__\": \"{key}\"}}")
+                modules.append(key)
+                continue
+            try:
+                setattr(model, key, _decode(value, tensors, f"fitted.{key}", used))
+            except GenlabError as exc:
+                raise GenlabError(f"{config_file}: {exc}") from None
+        _check_image_shape(getattr(model, "image_shape_", None), config_file)
+        model.image_shape_ = tuple(int(s) for s in model.image_shape_)
         if modules:
-            model._build_modules()
-            for key in modules:
-                prefix = f"{key}."
-                state = {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
-                try:
-                    getattr(model, key).load_state_dict(state)
-                except (RuntimeError, AttributeError) as exc:
-                    raise GenlabError(f"{path / WEIGHTS_FILE}: weights for {key} do not match the network ({exc})") from None
-        model._after_load()
+            used |= _load_modules(model, modules, tensors, config_file, weights_file)
+        unused = sorted(set(tensors) - used)
+        if unused:
+            shown = ", ".join(unused[:5]) + (" ..." if len(unused) > 5 else "")
+            raise GenlabError(f"{weights_file}: {len(unused)} tensor(s) that {CONFIG_FILE} does not refer to ({shown}); the two files are from different models")
+        # NaN is never learned state (inf can be: a log-SNR schedule's end points)
+        bad = sorted(k for k, t in tensors.items() if (t.is_floating_point() or t.is_complex()) and bool(torch.isnan(t).any()))
+        if bad:
+            raise GenlabError(f"{weights_file}: tensor {bad[0]} holds NaN values ({len(bad)} tensor(s) affected); the model diverged or the file is damaged — retrain it")
+        try:
+            model._after_load()
+            model._check_loaded()
+        except GenlabError as exc:
+            raise GenlabError(f"{config_file}: {exc}") from None
+        except Exception as exc:  # hostile or damaged state the family cannot use: say so, no traceback
+            raise GenlabError(f"{config_file}: the saved state does not fit a {config['model']} model ({exc.__class__.__name__}: {exc})") from None
         return model
 
     # ------------------------------------------------------------------ subclass hooks
-    def _fit(self, images: torch.Tensor, labels: torch.Tensor | None) -> None:
+    def _fit(self, images: torch.Tensor, labels: torch.Tensor | None, **fit_args: Any) -> None:
         raise NotImplementedError
 
-    def _sample(self, n: int, labels: torch.Tensor | None, generator: torch.Generator) -> torch.Tensor:
-        """Return (n, C, H, W): floats in [0, 1] or uint8."""
+    def _sample(self, n: int, labels: torch.Tensor | None, generator: torch.Generator, **options: Any) -> torch.Tensor:
+        """Return (n, C, H, W): floats in [0, 1] or uint8. ``options`` are the validated
+        per-call options (only those the caller gave; absent ones mean the model's default)."""
         raise NotImplementedError
 
     def _log_likelihood(self, images: torch.Tensor) -> torch.Tensor:
@@ -201,7 +261,24 @@ class GenerativeModel(BaseEstimator):
     def _after_load(self) -> None:
         """Move loaded state to the model's device or rebuild caches."""
 
+    def _check_params(self) -> None:
+        """Validate the hyper-parameters (raise GenlabError naming the bad one). Called by
+        ``load`` so that an edited config.json is refused; families call it from ``_fit``."""
+
+    def _check_loaded(self) -> None:
+        """Check the fitted state after ``load`` (shapes agree with ``image_shape_``, ...).
+        Families with learned tensors extend it; raise GenlabError naming the attribute."""
+
     # ------------------------------------------------------------------ helpers
+    def _expect_tensor(self, name: str, shape: tuple[int, ...]) -> torch.Tensor:
+        """The fitted floating-point tensor ``name``, checked to have ``shape`` (for ``_check_loaded``)."""
+        value = getattr(self, name, None)
+        if not isinstance(value, torch.Tensor) or not value.is_floating_point():
+            raise GenlabError(f"fitted.{name}: expected a floating-point tensor, got {type(value).__name__ if value is not None else 'nothing'}")
+        if tuple(value.shape) != tuple(shape):
+            raise GenlabError(f"fitted.{name}: shape {tuple(value.shape)}, but a model of images {self.image_shape_} needs {tuple(shape)}")
+        return value
+
     @property
     def device_(self) -> torch.device:
         return resolve_device(getattr(self, "device", "auto"))
@@ -252,24 +329,142 @@ def _encode(value: Any, key: str, tensors: dict[str, torch.Tensor]) -> Any:
     raise GenlabError(f"cannot save {key}: {type(value).__name__} is not a tensor, array or JSON value")
 
 
-def _decode(value: Any, tensors: dict[str, torch.Tensor]) -> Any:
+_MARKERS = ("__tensor__", "__ndarray__", "__tuple__", "__list__", "__dict__", "__float__")
+_MAX_DEPTH = 32  # nesting genlab itself never exceeds; deeper JSON is refused, not recursed into
+_MAX_IMAGE_VALUES = 1 << 26  # C*H*W of a loadable model: 64M values (a 4096x4096 RGB image is 50M)
+CONFIG_KEYS = ("genlab_version", "model", "likelihood", "params", "fitted")
+
+
+def _decode(value: Any, tensors: dict[str, torch.Tensor], key: str = "value", used: set[str] | None = None, depth: int = 0) -> Any:
+    """Inverse of :func:`_encode`. Raises GenlabError naming ``key`` for anything that
+    ``_encode`` cannot have written (unknown markers, missing tensors, excessive nesting).
+    The names of the tensors it uses are added to ``used``."""
+    if depth > _MAX_DEPTH:
+        raise GenlabError(f"{key}: nested more than {_MAX_DEPTH} levels deep")
     if isinstance(value, list):
-        return [_decode(v, tensors) for v in value]
-    if isinstance(value, dict):
-        if "__tensor__" in value:
-            return tensors[value["__tensor__"]]
-        if "__ndarray__" in value:
-            return tensors[value["__ndarray__"]].numpy()
-        if "__tuple__" in value:
-            return tuple(_decode(v, tensors) for v in value["__tuple__"])
-        if "__list__" in value:
-            return np.array([_decode(v, tensors) for v in value["__list__"]], dtype=object)
-        if "__dict__" in value:
-            return {k: _decode(v, tensors) for k, v in value["__dict__"].items()}
-        if "__float__" in value:
-            return float(value["__float__"])
-        return {k: _decode(v, tensors) for k, v in value.items()}
-    return value
+        return [_decode(v, tensors, f"{key}.{i}", used, depth + 1) for i, v in enumerate(value)]
+    if not isinstance(value, dict):
+        if isinstance(value, float) and not np.isfinite(value):
+            raise GenlabError(f"{key}: bare {value!r} (genlab writes non-finite numbers as {{\"__float__\": ...}})")
+        return value
+    markers = [m for m in _MARKERS if m in value]
+    if not markers:
+        if any(not isinstance(k, str) or k.startswith("__") for k in value):
+            raise GenlabError(f"{key}: unknown entry {next(k for k in value if k.startswith('__'))!r}")
+        return {k: _decode(v, tensors, f"{key}.{k}", used, depth + 1) for k, v in value.items()}
+    if len(value) != 1:
+        raise GenlabError(f"{key}: a {markers[0]!r} entry must have no other keys (found {', '.join(sorted(map(str, value)))})")
+    marker, inner = markers[0], value[markers[0]]
+    if marker in ("__tensor__", "__ndarray__"):
+        if not isinstance(inner, str):
+            raise GenlabError(f"{key}: tensor reference {inner!r} is not a name")
+        if inner not in tensors:
+            raise GenlabError(f"{key}: refers to tensor {inner!r}, which is not in {WEIGHTS_FILE}")
+        if used is not None:
+            used.add(inner)
+        return tensors[inner] if marker == "__tensor__" else tensors[inner].numpy()
+    if marker == "__float__":
+        if inner not in ("nan", "inf", "-inf"):
+            raise GenlabError(f"{key}: {{\"__float__\": {inner!r}}} is not one of 'nan', 'inf', '-inf'")
+        return float(inner)
+    if marker == "__dict__":
+        if not isinstance(inner, dict):
+            raise GenlabError(f"{key}: '__dict__' must hold an object, got {type(inner).__name__}")
+        return {k: _decode(v, tensors, f"{key}.{k}", used, depth + 1) for k, v in inner.items()}
+    if not isinstance(inner, list):
+        raise GenlabError(f"{key}: {marker!r} must hold a list, got {type(inner).__name__}")
+    items = [_decode(v, tensors, f"{key}.{i}", used, depth + 1) for i, v in enumerate(inner)]
+    if marker == "__tuple__":
+        return tuple(items)
+    out = np.empty(len(items), dtype=object)  # "__list__": an object array, element by element
+    for i, item in enumerate(items):
+        out[i] = item
+    return out
+
+
+def _check_config(config: Any, config_file: Path) -> None:
+    """The top level of a config.json: known keys, and each of the right JSON type."""
+    if not isinstance(config, dict) or "model" not in config or "params" not in config:
+        raise GenlabError(f"{config_file}: not a genlab model config (expected an object with 'model' and 'params')")
+    unknown = sorted(set(config) - set(CONFIG_KEYS))
+    if unknown:
+        raise GenlabError(f"{config_file}: unknown key(s) {', '.join(map(repr, unknown))}; a model config holds {', '.join(CONFIG_KEYS)}")
+    if not isinstance(config["model"], str):
+        raise GenlabError(f"{config_file}: 'model' must be a model name (a string), got {type(config['model']).__name__}")
+    for name in ("genlab_version", "likelihood"):
+        if name in config and not isinstance(config[name], str):
+            raise GenlabError(f"{config_file}: {name!r} must be a string, got {type(config[name]).__name__}")
+    for name in ("params", "fitted"):
+        if not isinstance(config.get(name, {}), dict):
+            raise GenlabError(f"{config_file}: {name!r} must be an object (name -> value), got {type(config[name]).__name__}")
+    config.setdefault("fitted", {})
+
+
+def _check_fitted_name(model_cls: type, key: str, config_file: Path) -> None:
+    """Fitted state is public attributes ending in ``_`` that the class does not define
+    itself, so a config can neither replace a method or property nor set private state."""
+    if not (isinstance(key, str) and key.isidentifier() and key.endswith("_") and not key.startswith("_")):
+        raise GenlabError(f"{config_file}: fitted.{key}: not a fitted attribute name (those are public names ending in '_', like 'means_')")
+    if hasattr(model_cls, key):
+        raise GenlabError(f"{config_file}: fitted.{key}: names an attribute of {model_cls.__name__} itself, not fitted state")
+
+
+def _check_image_shape(shape: Any, config_file: Path) -> None:
+    ok = (
+        isinstance(shape, (tuple, list))
+        and len(shape) == 3
+        and all(isinstance(s, int) and not isinstance(s, bool) and s >= 1 for s in shape)
+        and int(np.prod(shape, dtype=np.float64)) <= _MAX_IMAGE_VALUES
+    )
+    if not ok:
+        raise GenlabError(f"{config_file}: fitted.image_shape_ = {shape!r} is not an image shape (C, H, W) of positive integers with C*H*W <= {_MAX_IMAGE_VALUES}")
+
+
+def _load_modules(model: GenerativeModel, keys: list[str], tensors: dict[str, torch.Tensor], config_file: Path, weights_file: Path) -> set[str]:
+    """Build the networks named in ``keys`` and load their weights; returns the tensor names used.
+
+    The networks are first built on the meta device (no memory), so a config whose state
+    asks for a huge network, or weights of another shape, dtype or family, are refused
+    before anything is allocated."""
+    def build() -> None:
+        try:
+            model._build_modules()
+        except GenlabError as exc:
+            raise GenlabError(f"{config_file}: {exc}") from None
+        except Exception as exc:
+            raise GenlabError(f"{config_file}: cannot rebuild the {model.name} network from this state ({exc.__class__.__name__}: {exc})") from None
+
+    with torch.device("meta"):
+        build()
+    expected: dict[str, torch.Tensor] = {}
+    for key in keys:
+        module = getattr(model, key, None)
+        if not isinstance(module, torch.nn.Module):
+            raise GenlabError(f"{config_file}: fitted.{key} is marked as a network, but {model.name} builds no network of that name")
+        expected.update({f"{key}.{name}": t for name, t in module.state_dict().items()})
+    missing = sorted(set(expected) - set(tensors))
+    if missing:
+        raise GenlabError(f"{weights_file}: {len(missing)} weight(s) of the {model.name} network missing (first: {missing[0]}); the file is from another model or family")
+    for name, want in expected.items():
+        have = tensors[name]
+        if tuple(have.shape) != tuple(want.shape) or have.dtype != want.dtype:
+            raise GenlabError(
+                f"{weights_file}: weight {name} is {_describe(have)} but the network declares {_describe(want)}; "
+                "the file is from another model, family or configuration"
+            )
+    prefixes = tuple(f"{key}." for key in keys)
+    extra = sorted(k for k in tensors if k.startswith(prefixes) and k not in expected)
+    if extra:
+        raise GenlabError(f"{weights_file}: {len(extra)} weight(s) the {model.name} network does not have (first: {extra[0]}); the file is from another model or family")
+    build()
+    for key in keys:
+        prefix = f"{key}."
+        getattr(model, key).load_state_dict({k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)})
+    return set(expected)
+
+
+def _describe(t: torch.Tensor) -> str:
+    return f"{str(t.dtype).replace('torch.', '')} {tuple(t.shape)}"
 
 
 def describe(model: GenerativeModel) -> str:

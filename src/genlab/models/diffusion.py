@@ -18,13 +18,15 @@ with 20 steps. See /work/notes/diffusion_runs.md (project notes) for the measure
 from __future__ import annotations
 
 import math
-from typing import Any, Sequence
+import contextlib
+import threading
+from typing import Any, ClassVar, Iterator, Sequence
 
 import torch
 
 from ..device import make_generator
 from ..diffusion.gaussian import LOSS_WEIGHTINGS, PREDICTIONS, GaussianDiffusion
-from ..diffusion.samplers import SAMPLERS, check_guidance, make_sampler
+from ..diffusion.samplers import MAX_GUIDANCE, MAX_STEPS, SAMPLERS, check_guidance, make_sampler
 from ..diffusion.schedules import SCHEDULES
 from ..errors import GenlabError
 from ..likelihood import dequantize, quantize
@@ -32,6 +34,7 @@ from ..nn.unet import UNet
 from ..text.encoder import DEFAULT_MODEL as DEFAULT_TEXT_ENCODER
 from .neural import NeuralGenerativeModel
 from .registry import register
+from .schema import Param
 from .validation import check_choice, check_float, check_images, check_int, check_labels
 
 CONDITIONS = ("none", "label", "text")
@@ -40,6 +43,8 @@ CONDITIONS = ("none", "label", "text")
 DEFAULT_GUIDANCE = 1.5
 #: fixed seed of the noise in the likelihood bound (scores are reproducible)
 ELBO_SEED = 0
+#: guards the lazily loaded text encoder (a cache, not an option) against concurrent first use
+_TEXT_ENCODER_LOCK = threading.Lock()
 
 
 @register("diffusion")
@@ -99,6 +104,14 @@ class Diffusion(NeuralGenerativeModel):
 
     likelihood = "bound"
     sample_grid_size = 100
+    #: per-call options of ``sample`` (None = the model's default for that call)
+    sample_options: ClassVar[dict[str, Param]] = {
+        "sampler": Param("choice", None, choices=SAMPLERS, nullable=True, help="sampler for this call (None = the model's sampler)"),
+        "steps": Param("int", None, low=1, high=MAX_STEPS, nullable=True, help="network calls (None = the model's steps, else the sampler's default)"),
+        "guidance": Param("float", None, low=0.0, high=MAX_GUIDANCE, nullable=True, help="classifier-free guidance scale: 0 = unconditional, 1 = conditional, > 1 = guided"),
+        "eta": Param("float", None, low=0.0, high=1.0, nullable=True, help="DDIM stochasticity (0 = deterministic, 1 = ancestral); sampler='ddim' only"),
+        "prompt": Param("text", None, nullable=True, help="condition='text': one prompt for all images or one per image"),
+    }
 
     def __init__(
         self,
@@ -191,6 +204,10 @@ class Diffusion(NeuralGenerativeModel):
         return values
 
     # ------------------------------------------------------------------ validation
+    def _check_params(self) -> None:
+        super()._check_params()
+        self._check_hyper_parameters()
+
     def _check_hyper_parameters(self) -> None:
         check_choice("condition", self.condition, CONDITIONS)
         if not isinstance(self.text_encoder, str) or not self.text_encoder.strip():
@@ -215,17 +232,16 @@ class Diffusion(NeuralGenerativeModel):
 
     def _sampling_options(self, sampler: str | None, steps: int | None, guidance: float | None, eta: float | None) -> dict[str, Any]:
         """Resolve and check sampling options against the model's defaults."""
+        declared = type(self).sample_options
         name = check_choice("sampler", self.sampler if sampler is None else sampler, SAMPLERS)
-        steps = self.steps if steps is None else steps
-        if steps is not None:
-            check_int("steps", steps, minimum=1)
+        steps = declared["steps"].validate("steps", self.steps if steps is None else steps)
         if guidance is not None:
             check_guidance(guidance)
         elif self.guidance is not None:
             guidance = check_guidance(self.guidance)
         if eta is not None and name != "ddim":
             raise GenlabError(f"eta={eta} only applies to sampler='ddim' (not {name!r})")
-        eta = check_float("eta", self.eta if eta is None else eta, minimum=0.0, maximum=1.0)
+        eta = declared["eta"].validate("eta", self.eta if eta is None else eta)
         return {"sampler": name, "steps": steps, "guidance": DEFAULT_GUIDANCE if guidance is None else float(guidance), "eta": eta if name == "ddim" else None}
 
     # ------------------------------------------------------------------ fit
@@ -240,42 +256,32 @@ class Diffusion(NeuralGenerativeModel):
         if y is None and isinstance(X, Dataset):
             y = X.captions
         n = len(X) if hasattr(X, "__len__") else None
-        self._pending_captions = _check_captions(y, n)
-        try:
-            return super().fit(X, None, resume=resume)
-        finally:
-            del self._pending_captions
+        return self._fit_checked(X, None, resume=bool(resume), captions=_check_captions(y, n))
 
-    def _fit(self, images: torch.Tensor, labels: torch.Tensor | None) -> None:
+    def _fit(self, images: torch.Tensor, labels: torch.Tensor | None, *, resume: bool = False, captions: list[str] | None = None) -> None:
         self._check_hyper_parameters()
         if self.conditional and labels is None:
             raise GenlabError("condition='label' needs class labels: fit(X, y)")
-        self._caption_embeddings = None
+        extra = None
         if self.text_conditional:
             encoder = self._get_text_encoder(check=False)
             self.text_encoder_id_ = encoder.model_id
             self.text_dim_ = int(encoder.dim)
-            self._caption_embeddings = encoder.encode(self._pending_captions)
-        try:
-            super()._fit(images, labels)
-        finally:
-            del self._caption_embeddings
-
-    def _training_data(self, images: torch.Tensor, labels: torch.Tensor | None) -> dict[str, Any]:
-        data = super()._training_data(images, labels)
-        if getattr(self, "_caption_embeddings", None) is not None:
-            data["cond"] = self._caption_embeddings
-        return data
+            extra = {"cond": encoder.encode(captions)}
+        super()._fit(images, labels, resume=resume, extra_data=extra)
 
     def _get_text_encoder(self, check: bool = True):
         """The sentence encoder (loaded once per model object); ``check`` compares its weights
         with those the model was trained with."""
         from ..text.encoder import TextEncoder
 
-        encoder = getattr(self, "_text_encoder_cache", None)
-        if encoder is None:
-            encoder = TextEncoder(self.text_encoder, device="cpu")  # a few prompts: the CPU is fast enough
-            self._text_encoder_cache = encoder
+        with _TEXT_ENCODER_LOCK:  # concurrent sample calls load the encoder once
+            encoder = getattr(self, "_text_encoder_cache", None)
+            if encoder is None:
+                # a few prompts: the CPU is fast enough; a recorded id is checked against the weights hash before loading
+                expected = getattr(self, "text_encoder_id_", None) if check else None
+                encoder = TextEncoder(self.text_encoder, device="cpu", expected_id=expected)
+                self._text_encoder_cache = encoder
         if check:
             encoder.check_model_id(self.text_encoder_id_, "this diffusion model")
         return encoder
@@ -312,61 +318,55 @@ class Diffusion(NeuralGenerativeModel):
         )
 
     # ------------------------------------------------------------------ sampling
-    def sample(
+    def sample(self, n: int, *, y: Any = None, seed: int | None = None, **options: Any) -> torch.Tensor:
+        """Draw ``n`` images, uint8 (n, C, H, W).
+
+        ``y``: class labels (condition="label"); ``prompt=``: a text or n texts
+        (condition="text"; ``y`` may hold them too). Without either the unconditional model samples.
+        Options (``sample_options``) override the model's defaults for this call:
+        ``sampler`` ("dpm++", "ddim", "ddpm"), ``steps`` (network calls, at most 10,000),
+        ``guidance`` (classifier-free guidance scale in [0, 50]; 0 = unconditional, 1 =
+        conditional) and ``eta`` (DDIM only).
+        """
+        if self.text_conditional and y is not None:
+            options = {**options, "prompt": self._prompts_from_y(y, options.get("prompt"))}
+            y = None
+        return super().sample(n, y=y, seed=seed, **options)
+
+    def _check_option_combination(self, options: dict[str, Any]) -> None:
+        if options.get("guidance") is not None and not (self.conditional or self.text_conditional):
+            raise GenlabError("guidance needs a conditional model (condition='label' or 'text')")
+        if options.get("prompt") is not None and not self.text_conditional:
+            raise GenlabError(f"prompt: this model is not text-conditional (condition={self.condition!r}); refit with condition='text'")
+        self._sampling_options(options.get("sampler"), options.get("steps"), options.get("guidance"), options.get("eta"))
+
+    def _sample(
         self,
         n: int,
+        labels: torch.Tensor | None,
+        generator: torch.Generator,
         *,
-        y: Any = None,
-        prompt: str | Sequence[str] | None = None,
-        seed: int | None = None,
         sampler: str | None = None,
         steps: int | None = None,
         guidance: float | None = None,
         eta: float | None = None,
+        prompt: str | Sequence[str] | None = None,
     ) -> torch.Tensor:
-        """Draw ``n`` images, uint8 (n, C, H, W).
-
-        ``y``: class labels (condition="label"); ``prompt``: a text or n texts
-        (condition="text"; ``y`` may hold them too). Without either the unconditional model samples.
-        ``sampler`` ("dpm++", "ddim", "ddpm"), ``steps`` (network calls), ``guidance``
-        (classifier-free guidance scale, >= 0; 0 = unconditional, 1 = conditional) and
-        ``eta`` (DDIM only) override the model's defaults for this call.
-        """
-        self._check_fitted()
-        if guidance is not None and not (self.conditional or self.text_conditional):
-            raise GenlabError("guidance needs a conditional model (condition='label' or 'text')")
-        cond = self._prompt_embeddings(n, y, prompt)
-        if self.text_conditional:
-            y = None  # held prompts, now in cond
-        self._pending_sampling = self._sampling_options(sampler, steps, guidance, eta)
-        if cond is not None:
-            self._pending_sampling["cond"] = cond
-        try:
-            return super().sample(n, y=y, seed=seed)
-        finally:
-            del self._pending_sampling
-
-    def _sample(self, n: int, labels: torch.Tensor | None, generator: torch.Generator) -> torch.Tensor:
-        opts = getattr(self, "_pending_sampling", None) or self._sampling_options(None, None, None, None)
+        opts = self._sampling_options(sampler, steps, guidance, eta)
+        cond = None if prompt is None else self.encode_prompts(prompt, n)
         net: GaussianDiffusion = self.network_
         device = self._network_device()
-        sampler = make_sampler(opts["sampler"], net.schedule, opts["steps"], eta=opts["eta"])
+        smp = make_sampler(opts["sampler"], net.schedule, opts["steps"], eta=opts["eta"])
         noise = torch.randn((n, *self.image_shape_), generator=generator, dtype=torch.float32)
         out = []
-        was_training = net.training
-        net.eval()
-        try:
-            with torch.no_grad():
-                for start in range(0, n, self._batch_for_sampling()):
-                    stop = min(n, start + self._batch_for_sampling())
-                    chunk_labels = labels[start:stop].to(device) if labels is not None else None
-                    cond = opts.get("cond")
-                    conditioning = {"cond": cond[start:stop].to(device)} if cond is not None else None
-                    denoise = net.denoiser_fn(labels=chunk_labels, guidance=opts["guidance"], clip=bool(self.clip_denoised), conditioning=conditioning)
-                    x = sampler.sample(denoise, noise[start:stop].to(device), generator=generator)
-                    out.append(net.data_to_unit(x).cpu())
-        finally:
-            net.train(was_training)
+        with _eval_mode(net), torch.no_grad():
+            for start in range(0, n, self._batch_for_sampling()):
+                stop = min(n, start + self._batch_for_sampling())
+                chunk_labels = labels[start:stop].to(device) if labels is not None else None
+                conditioning = {"cond": cond[start:stop].to(device)} if cond is not None else None
+                denoise = net.denoiser_fn(labels=chunk_labels, guidance=opts["guidance"], clip=bool(self.clip_denoised), conditioning=conditioning)
+                x = smp.sample(denoise, noise[start:stop].to(device), generator=generator)
+                out.append(net.data_to_unit(x).cpu())
         return torch.cat(out)
 
     def _batch_for_sampling(self) -> int:
@@ -466,12 +466,17 @@ class Diffusion(NeuralGenerativeModel):
         if prompt is not None and not self.text_conditional:
             raise GenlabError(f"prompt: this model is not text-conditional (condition={self.condition!r}); refit with condition='text'")
         if self.text_conditional and y is not None:
-            if prompt is not None:
-                raise GenlabError("give the prompts as prompt= or as y=, not both")
-            if not (isinstance(y, str) or (isinstance(y, (list, tuple)) and all(isinstance(t, str) for t in y))):
-                raise GenlabError("y: this model is text-conditional; give prompts (text), not class labels: sample(n, prompt='a thick seven')")
-            prompt = y
+            prompt = self._prompts_from_y(y, prompt)
         return None if prompt is None else self.encode_prompts(prompt, check_int("n", n, minimum=1))
+
+    @staticmethod
+    def _prompts_from_y(y: Any, prompt: Any) -> Any:
+        """Text models take prompts as ``y`` too: ``y`` checked to be texts, and not given twice."""
+        if prompt is not None:
+            raise GenlabError("give the prompts as prompt= or as y=, not both")
+        if not (isinstance(y, str) or (isinstance(y, (list, tuple)) and all(isinstance(t, str) for t in y))):
+            raise GenlabError("y: this model is text-conditional; give prompts (text), not class labels: sample(n, prompt='a thick seven')")
+        return y
 
     def _condition_for(self, n: int, y: Any, prompt: Any) -> tuple[torch.Tensor | None, torch.Tensor | None]:
         """(labels, text embeddings) for n images from ``y`` / ``prompt``, either or both None."""
@@ -508,16 +513,11 @@ class Diffusion(NeuralGenerativeModel):
         dev = self._network_device()
         smp = make_sampler(opts["sampler"], net.schedule, opts["steps"], eta=opts["eta"])
         out = []
-        was_training = net.training
-        net.eval()
-        try:
-            with torch.no_grad():
-                for start in range(0, len(images), self._batch_for_sampling()):
-                    rows = slice(start, start + self._batch_for_sampling())
-                    x = _cell_centres(images[rows]).to(dev)
-                    out.append(net.data_to_unit(edit_fn(self._denoiser(labels, cond, rows, opts["guidance"]), smp, x, rows)).cpu())
-        finally:
-            net.train(was_training)
+        with _eval_mode(net), torch.no_grad():
+            for start in range(0, len(images), self._batch_for_sampling()):
+                rows = slice(start, start + self._batch_for_sampling())
+                x = _cell_centres(images[rows]).to(dev)
+                out.append(net.data_to_unit(edit_fn(self._denoiser(labels, cond, rows, opts["guidance"]), smp, x, rows)).cpu())
         return quantize(torch.cat(out))
 
     # ------------------------------------------------------------------ likelihood
@@ -532,15 +532,11 @@ class Diffusion(NeuralGenerativeModel):
         noise = torch.Generator().manual_seed(ELBO_SEED)
         d = int(math.prod(self.image_shape_))
         out = []
-        was_training = net.training
-        net.eval()
-        try:
+        with _eval_mode(net):
             for start in range(0, len(images), 250):
                 x = net.images_to_data(images[start : start + 250], dequant).to(device)
                 nelbo = net.negative_elbo(x, n_points=int(self.elbo_points), generator=noise)
                 out.append((-nelbo + d * net.log_det_to_unit).cpu())
-        finally:
-            net.train(was_training)
         return torch.cat(out)
 
 
@@ -560,6 +556,20 @@ def _check_captions(captions: Any, n: int | None, *, what: str = "caption") -> l
         if not isinstance(c, str) or not c.strip():
             raise GenlabError(f"{what}s[{i}]: expected a non-empty string, got {c!r}")
     return items
+
+
+@contextlib.contextmanager
+def _eval_mode(net: torch.nn.Module) -> Iterator[None]:
+    """Eval mode for a sampling call. A fitted model's network is already in eval mode, so
+    concurrent calls change nothing; during training (sample grids) it is switched and restored."""
+    was_training = net.training
+    if was_training:
+        net.eval()
+    try:
+        yield
+    finally:
+        if was_training:
+            net.train(True)
 
 
 def _cell_centres(images: torch.Tensor) -> torch.Tensor:

@@ -173,9 +173,14 @@ class Gaussian(GenerativeModel):
         self.device = device
         self.random_state = random_state
 
-    def _fit(self, images: torch.Tensor, labels: torch.Tensor | None) -> None:
+    def _check_params(self) -> None:
         check_choice("covariance_type", self.covariance_type, ("full", "diag"))
-        reg = check_float("reg_covar", self.reg_covar, minimum=0.0)
+        check_float("reg_covar", self.reg_covar, minimum=0.0)
+        torch_dtype(self.dtype)
+
+    def _fit(self, images: torch.Tensor, labels: torch.Tensor | None) -> None:
+        self._check_params()
+        reg = float(self.reg_covar)
         dt = torch_dtype(self.dtype)
         X = _flat_unit(images, dt, self.device_, torch.Generator().manual_seed(self.random_state or 0))
         resp = torch.ones((X.shape[0], 1), dtype=dt, device=X.device)
@@ -184,7 +189,7 @@ class Gaussian(GenerativeModel):
         self.covariance_ = cov[0]
         self.precision_cholesky_ = precision_cholesky(cov, self.covariance_type)[0]
 
-    def _sample(self, n, labels, generator):
+    def _sample(self, n, labels, generator, **options):
         one = torch.ones(1, dtype=torch.float64)
         x = sample_gaussian_mixture(one, self.mean_[None], self.covariance_[None], self.covariance_type, n, generator)
         return x.clamp(0, 1).reshape(n, *self.image_shape_)
@@ -196,6 +201,13 @@ class Gaussian(GenerativeModel):
     def _after_load(self) -> None:
         for key in ("mean_", "covariance_", "precision_cholesky_"):
             setattr(self, key, getattr(self, key).to(self.device_))
+
+    def _check_loaded(self) -> None:
+        d = self.n_dims_
+        cov = (d, d) if self.covariance_type == "full" else (d,)
+        self._expect_tensor("mean_", (d,))
+        self._expect_tensor("covariance_", cov)
+        self._expect_tensor("precision_cholesky_", cov)
 
 
 def _flat_unit(images: torch.Tensor, dtype: torch.dtype, device: torch.device, generator: torch.Generator | None) -> torch.Tensor:

@@ -100,14 +100,19 @@ class GaussianMixture(GenerativeModel):
         self.random_state = random_state
 
     # ------------------------------------------------------------------ fit
-    def _fit(self, images: torch.Tensor, labels: torch.Tensor | None) -> None:
-        k = check_int("n_components", self.n_components, minimum=1)
+    def _check_params(self) -> None:
+        check_int("n_components", self.n_components, minimum=1)
         check_choice("covariance_type", self.covariance_type, COVARIANCE_TYPES)
         check_choice("init_params", self.init_params, INIT_METHODS)
-        reg = check_float("reg_covar", self.reg_covar, minimum=0.0)
-        max_iter = check_int("max_iter", self.max_iter, minimum=1)
-        tol = check_float("tol", self.tol, minimum=0.0)
-        n_init = check_int("n_init", self.n_init, minimum=1)
+        check_float("reg_covar", self.reg_covar, minimum=0.0)
+        check_int("max_iter", self.max_iter, minimum=1)
+        check_float("tol", self.tol, minimum=0.0)
+        check_int("n_init", self.n_init, minimum=1)
+        torch_dtype(self.dtype)
+
+    def _fit(self, images: torch.Tensor, labels: torch.Tensor | None) -> None:
+        self._check_params()
+        k, reg, max_iter, tol, n_init = int(self.n_components), float(self.reg_covar), int(self.max_iter), float(self.tol), int(self.n_init)
         dt = torch_dtype(self.dtype)
         if k > images.shape[0]:
             raise GenlabError(f"n_components={k} is larger than the number of images ({images.shape[0]})")
@@ -192,7 +197,7 @@ class GaussianMixture(GenerativeModel):
     def _log_likelihood(self, images):
         return torch.logsumexp(self._weighted_log_prob(images, score_generator()), dim=1)
 
-    def _sample(self, n, labels, generator):
+    def _sample(self, n, labels, generator, **options):
         x = sample_gaussian_mixture(self.weights_, self.means_, self.covariances_, self.covariance_type, n, generator)
         return x.clamp(0, 1).reshape(n, *self.image_shape_)
 
@@ -228,6 +233,14 @@ class GaussianMixture(GenerativeModel):
     def _after_load(self) -> None:
         for key in ("weights_", "means_", "covariances_", "precisions_cholesky_"):
             setattr(self, key, getattr(self, key).to(self.device_))
+
+    def _check_loaded(self) -> None:
+        k, d = int(self.n_components), self.n_dims_
+        cov = {"full": (k, d, d), "diag": (k, d), "spherical": (k,)}[self.covariance_type]
+        self._expect_tensor("weights_", (k,))
+        self._expect_tensor("means_", (k, d))
+        self._expect_tensor("covariances_", cov)
+        self._expect_tensor("precisions_cholesky_", cov)
 
 
 def _as_tensor(value, shape, name: str, like: torch.Tensor) -> torch.Tensor:

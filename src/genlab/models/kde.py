@@ -140,7 +140,17 @@ class KernelDensity(GenerativeModel):
         self.device = device
         self.random_state = random_state
 
+    def _check_params(self) -> None:
+        if isinstance(self.bandwidth, str):
+            if self.bandwidth not in BANDWIDTH_RULES:
+                raise GenlabError(f"bandwidth={self.bandwidth!r}: use a positive number or one of {', '.join(BANDWIDTH_RULES)}")
+        else:
+            check_float("bandwidth", self.bandwidth, minimum=0.0, exclusive=True)
+        check_int("cv", self.cv, minimum=2)
+        torch_dtype(self.dtype)
+
     def _fit(self, images, labels) -> None:
+        self._check_params()
         dt = torch_dtype(self.dtype)
         seed = 0 if self.random_state is None else int(self.random_state)
         X = _flat_unit(images, dt, self.device_, torch.Generator().manual_seed(seed))
@@ -191,7 +201,7 @@ class KernelDensity(GenerativeModel):
         Q = _flat_unit(images, self.training_data_.dtype, self.training_data_.device, score_generator())
         return kde_log_density(Q, self.training_data_, self.bandwidth_)
 
-    def _sample(self, n, labels, generator):
+    def _sample(self, n, labels, generator, **options):
         T = self.training_data_
         pick = torch.randint(T.shape[0], (n,), generator=generator).to(T.device)
         noise = torch.randn((n, T.shape[1]), generator=generator, dtype=T.dtype).to(T.device)
@@ -199,3 +209,10 @@ class KernelDensity(GenerativeModel):
 
     def _after_load(self) -> None:
         self.training_data_ = self.training_data_.to(self.device_)
+
+    def _check_loaded(self) -> None:
+        data = self.training_data_
+        if not isinstance(data, torch.Tensor) or data.ndim != 2 or data.shape[0] < 1:
+            raise GenlabError("fitted.training_data_: expected the (n, D) training points")
+        self._expect_tensor("training_data_", (data.shape[0], self.n_dims_))
+        check_float("fitted.bandwidth_", self.bandwidth_, minimum=0.0, exclusive=True)

@@ -13,7 +13,7 @@ A family implements
 * ``_build_modules()``: create ``self.network_`` from hyper-parameters (read through
   :meth:`_param`, which returns preset-resolved values) and fitted JSON state such as
   ``self.image_shape_`` and ``self.n_classes_``; called before training and by ``load``;
-* ``_sample(n, labels, generator)`` and ``_log_likelihood(images)`` (or ``likelihood = "none"``);
+* ``_sample(n, labels, generator, **options)`` (options declared in ``sample_options``) and ``_log_likelihood(images)`` (or ``likelihood = "none"``);
 * optionally ``_preset_values(preset, image_shape, n_images)`` (call ``super()`` and update
   it), ``_training_data`` (extra batch fields), ``trainer_class`` (a Trainer subclass for
   multi-optimiser training).
@@ -196,13 +196,12 @@ class NeuralGenerativeModel(GenerativeModel):
         optimiser, schedule, EMA, random states and the position inside the epoch — so an
         interrupted run ends exactly as an uninterrupted one would have.
         """
-        self._resume_requested = bool(resume)
-        try:
-            return super().fit(X, y)
-        finally:
-            del self._resume_requested
+        return self._fit_checked(X, y, resume=bool(resume))
 
-    def _fit(self, images: torch.Tensor, labels: torch.Tensor | None) -> None:
+    def _fit(self, images: torch.Tensor, labels: torch.Tensor | None, *, resume: bool = False, extra_data: Mapping[str, Any] | None = None) -> None:
+        """Train. ``resume``: continue from the last checkpoint; ``extra_data``: further
+        per-image training fields (e.g. caption embeddings ``{"cond": (N, D)}``) added to
+        the batches next to those of :meth:`_training_data`."""
         preset = self._resolve_preset()
         self._check_explicit_training_params()
         n_images = int(images.shape[0])
@@ -220,7 +219,9 @@ class NeuralGenerativeModel(GenerativeModel):
         if not isinstance(getattr(self, "network_", None), nn.Module):
             raise TypeError(f"{type(self).__name__}._build_modules must set self.network_ to a torch.nn.Module")
         trainer = self.trainer_class(config, self._training_callbacks(config), description=f"fitting {self.name or type(self).__name__}")
-        result = trainer.fit(self.network_, self._training_data(images, labels), resume=getattr(self, "_resume_requested", False))
+        data = self._training_data(images, labels)
+        data.update(extra_data or {})
+        result = trainer.fit(self.network_, data, resume=resume)
         self.network_.eval()
         self.history_ = result.history
         self.training_summary_ = {k: v for k, v in result.to_dict().items() if k != "history"}
@@ -296,6 +297,14 @@ class NeuralGenerativeModel(GenerativeModel):
     def _after_load(self) -> None:
         if isinstance(getattr(self, "network_", None), nn.Module):
             self.network_.to(self.device_).eval()
+
+    def _check_params(self) -> None:
+        self._resolve_preset()
+        self._check_explicit_training_params()
+
+    def _check_loaded(self) -> None:
+        if not isinstance(getattr(self, "network_", None), nn.Module):
+            raise GenlabError("fitted.network_: missing; a neural model's config must name its network ({\"__module__\": \"network_\"})")
 
     # ------------------------------------------------------------------ resolution
     def _resolve_preset(self) -> str:

@@ -25,7 +25,7 @@ class UniformNoise(GenerativeModel):
     def _fit(self, images: torch.Tensor, labels: torch.Tensor | None) -> None:
         self.n_train_ = int(images.shape[0])
 
-    def _sample(self, n: int, labels: torch.Tensor | None, generator: torch.Generator) -> torch.Tensor:
+    def _sample(self, n: int, labels: torch.Tensor | None, generator: torch.Generator, **options) -> torch.Tensor:
         return torch.randint(0, 256, (n, *self.image_shape_), generator=generator, dtype=torch.uint8)
 
     def _log_likelihood(self, images: torch.Tensor) -> torch.Tensor:

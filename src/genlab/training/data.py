@@ -104,10 +104,7 @@ def epoch_batches(
     bs = min(batch_size, n)
     for b in range(start_batch, steps_per_epoch(n, batch_size)):
         index = perm[b * bs : (b + 1) * bs][rank::world_size]
-        batch = take(data, index)
-        if device is not None:
-            batch = {k: (v.to(device, non_blocking=True) if isinstance(v, torch.Tensor) else v) for k, v in batch.items()}
-        yield batch
+        yield _to_device(take(data, index), device)
 
 
 def sequential_batches(data: Data, batch_size: int, *, rank: int = 0, world_size: int = 1, device: torch.device | None = None) -> Iterator[Batch]:
@@ -117,10 +114,22 @@ def sequential_batches(data: Data, batch_size: int, *, rank: int = 0, world_size
         index = torch.arange(start, min(n, start + batch_size))[rank::world_size]
         if len(index) == 0:
             continue
-        batch = take(data, index)
-        if device is not None:
-            batch = {k: (v.to(device, non_blocking=True) if isinstance(v, torch.Tensor) else v) for k, v in batch.items()}
-        yield batch
+        yield _to_device(take(data, index), device)
+
+
+def random_batch(data: Data, batch_size: int, seed: int, *, rank: int = 0, world_size: int = 1, device: torch.device | None = None) -> Batch:
+    """``batch_size`` rows drawn at random without replacement by a generator seeded with
+    ``seed`` (this rank's share ``rows[rank::world_size]`` of them), e.g. a critic's extra
+    batch within one training step."""
+    n = data_length(data)
+    index = torch.randperm(n, generator=torch.Generator().manual_seed(seed))[: min(batch_size, n)]
+    return _to_device(take(data, index[rank::world_size]), device)
+
+
+def _to_device(batch: Batch, device: torch.device | None) -> Batch:
+    if device is None:
+        return batch
+    return {k: (v.to(device, non_blocking=True) if isinstance(v, torch.Tensor) else v) for k, v in batch.items()}
 
 
 def batch_size_of(batch: Batch) -> int:

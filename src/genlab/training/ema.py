@@ -10,7 +10,7 @@ from torch import nn
 
 
 class EMA:
-    """Shadow copy of a network's full state dict.
+    """Shadow copy of a module's full state dict.
 
     After every optimiser step, each floating-point parameter is updated as
     ``shadow = decay * shadow + (1 - decay) * param``; buffers (e.g. BatchNorm running
@@ -20,12 +20,24 @@ class EMA:
     ``min(decay, (1 + step) / (10 + step))`` (TensorFlow's ``num_updates`` rule): a
     0.999 average would otherwise keep mostly the random initial weights for the first
     few thousand steps, which is all a short run has.
+
+    The trainer averages only ``network.ema_module()`` when the network defines it (a
+    GAN's generator): pass that sub-module here.
     """
 
     def __init__(self, network: nn.Module, decay: float) -> None:
         self.decay = float(decay)
         self.shadow: dict[str, torch.Tensor] = {k: v.detach().clone() for k, v in network.state_dict().items()}
-        self._param_names = [name for name, _ in network.named_parameters()]
+        param_names = {name for name, _ in network.named_parameters(remove_duplicate=False)}
+        self._averaged = [k for k in self.shadow if k in param_names and self.shadow[k].is_floating_point()]
+        averaged = set(self._averaged)
+        self._copied = [k for k in self.shadow if k not in averaged]
+        # the shadow tensors are only ever updated in place: their lists can be kept
+        self._averaged_shadow = [self.shadow[k] for k in self._averaged]
+        self._copied_shadow = [self.shadow[k] for k in self._copied]
+        slots = _state_slots(network, list(self.shadow))
+        self._slots = None if slots is None else ([slots[k] for k in self._averaged], [slots[k] for k in self._copied])
+        self._network_id = id(network)
 
     def decay_at(self, step: int | None) -> float:
         """The decay used for the update after optimiser step ``step`` (None: no warm-up)."""
@@ -33,17 +45,21 @@ class EMA:
 
     @torch.no_grad()
     def update(self, network: nn.Module, step: int | None = None) -> None:
+        """Move the averages towards ``network``'s weights (fused updates, no host sync)."""
+        averaged, copied = self._live(network)
         decay = self.decay_at(step)
+        if averaged:
+            torch._foreach_lerp_(self._averaged_shadow, averaged, 1.0 - decay)
+        if copied:
+            torch._foreach_copy_(self._copied_shadow, copied)
+
+    def _live(self, network: nn.Module) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        """The network's current (averaged, copied) tensors, read straight from the modules'
+        parameter/buffer dicts (``state_dict()`` would walk every module at every step)."""
+        if self._slots is not None and id(network) == self._network_id:
+            return [table[leaf] for table, leaf in self._slots[0]], [table[leaf] for table, leaf in self._slots[1]]
         state = network.state_dict()
-        averaged = [k for k in self._param_names if state[k].is_floating_point()]
-        shadows = [self.shadow[k] for k in averaged]
-        currents = [state[k].detach() for k in averaged]
-        if shadows:
-            torch._foreach_lerp_(shadows, currents, 1.0 - decay)
-        param_set = set(averaged)
-        for key, value in state.items():
-            if key not in param_set:
-                self.shadow[key].copy_(value)
+        return [state[k] for k in self._averaged], [state[k] for k in self._copied]
 
     def state_dict(self) -> dict[str, torch.Tensor]:
         """The averaged weights, a state dict of the network."""
@@ -69,3 +85,25 @@ class EMA:
             yield network
         finally:
             network.load_state_dict(backup)
+
+
+def _state_slots(network: nn.Module, keys: list[str]) -> dict[str, tuple[dict, str]] | None:
+    """For each state-dict key, the (module's ``_parameters`` or ``_buffers`` dict, name)
+    holding it; None when a key is not a plain parameter or buffer (custom state hooks).
+
+    The dicts are looked up again at every update, so a module that replaces a parameter
+    or buffer object (``module.to``, reassignment) is still read correctly."""
+    modules = dict(network.named_modules(remove_duplicate=False))
+    slots: dict[str, tuple[dict, str]] = {}
+    for key in keys:
+        owner, _, leaf = key.rpartition(".")
+        module = modules.get(owner)
+        if module is None:
+            return None
+        if leaf in module._parameters and module._parameters[leaf] is not None:
+            slots[key] = (module._parameters, leaf)
+        elif leaf in module._buffers and module._buffers[leaf] is not None:
+            slots[key] = (module._buffers, leaf)
+        else:
+            return None
+    return slots

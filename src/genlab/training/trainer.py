@@ -6,34 +6,61 @@ The trainer never knows which family it trains. It needs a ``torch.nn.Module`` w
 * ``batch``: dict with ``"images"`` uint8 (B, C, H, W) on the training device, and
   ``"labels"`` int64 (B,) when the data has labels (more fields as the data provides);
 * ``loss``: a scalar tensor to minimise;
-* ``logs``: dict of extra scalars to report (floats or 0-dim tensors), e.g. ``{"kl": ...}``;
-  they appear in metrics.csv as ``train_<key>`` / ``val_<key>``.
+* ``logs``: dict of extra scalars to report (0-dim tensors, kept on the device and read
+  every ``log_every`` steps, or Python floats), e.g. ``{"kl": ...}``; they appear in
+  metrics.csv as ``train_<key>`` / ``val_<key>``.
 
-Multi-optimiser families (GANs) use two hooks:
+The network may define these optional hooks (looked up with ``getattr``):
 
-1. the network defines ``optimizer_groups() -> dict[str, params]`` (each value a list
-   of parameters or of torch param-group dicts with overrides such as
-   ``{"params": ..., "lr": 2e-4, "betas": (0.5, 0.999)}``); the trainer builds one
-   optimiser per entry, all of kind ``config.optimizer`` and on the same schedule;
-2. a ``Trainer`` subclass overrides :meth:`Trainer.train_step`, calling the network
-   through ``self.model`` (the DDP/compiled wrapper) and :meth:`Trainer.optimize`
-   once per optimiser, e.g.::
+* ``optimizer_groups() -> dict[str, params]``: one optimiser per entry (each value a list
+  of parameters or of torch param-group dicts with overrides such as
+  ``{"params": ..., "lr": 2e-4, "betas": (0.5, 0.999)}``), all of kind
+  ``config.optimizer`` and on the same schedule; default: one, ``"main"``;
+* ``grad_clip_per_optimizer: dict[str, float | None]``: the gradient-norm clip of the
+  named optimisers (None = none), overriding ``config.grad_clip`` for them;
+* ``ema_module() -> nn.Module``: the sub-module the EMA averages and that
+  :meth:`Trainer.evaluation` swaps (a GAN's generator: the discriminator is never
+  copied); default: the whole network;
+* ``initialize(batch) -> None``: data-dependent initialisation (ActNorm), called once,
+  under ``torch.no_grad()``, with the first training batch (the whole global batch, on
+  every process) before the first step of a fresh run — never on resume, since the
+  restored weights already hold it;
+* ``selection``: which weights are kept at the end — ``"val_loss"`` (default: the best
+  validation loss), ``"metric"`` (the lowest ``selection_metric(trainer)``, which is
+  called at each epoch end and at the end of training inside
+  :meth:`Trainer.evaluation`), or ``"last"`` (no selection: the EMA or last weights).
+  Early stopping (``patience``) counts epochs without a better selection score.
 
-       class GANTrainer(Trainer):
-           def train_step(self, batch):
-               with self.autocast():
-                   d_loss, d_logs = self.model({**batch, "phase": "discriminator"})
-               self.optimize(d_loss, "discriminator")
-               with self.autocast():
-                   g_loss, g_logs = self.model({**batch, "phase": "generator"})
-               self.optimize(g_loss, "generator")
-               return g_loss.detach(), {**d_logs, **g_logs, "d_loss": d_loss.detach()}
+Multi-phase families (GANs) also subclass ``Trainer`` and override
+:meth:`Trainer.train_step`, calling the network through ``self.model`` (the DDP/compiled
+wrapper) with the phase as a keyword argument, :meth:`Trainer.optimize` once per
+optimiser, and :meth:`Trainer.draw_batch` for further batches within the step, e.g. a
+critic that takes ``n_critic`` steps per generator step::
 
-   A network whose forward leaves some parameters unused in a phase sets the attribute
-   ``ddp_find_unused_parameters = True`` so DDP tolerates it.
+    class GANTrainer(Trainer):
+        n_critic = 5
 
-Everything else — batching, validation, early stopping, EMA, schedule, checkpoints,
-resume, the NaN guard, logging and data parallelism — is handled here once.
+        def train_step(self, batch):
+            for i in range(self.n_critic):
+                critic_batch = batch if i == 0 else self.draw_batch()
+                with self.autocast():
+                    d_loss, d_logs = self.model(critic_batch, phase="discriminator")
+                self.optimize(d_loss, "discriminator")
+            with self.autocast():
+                g_loss, g_logs = self.model(batch, phase="generator")
+            self.optimize(g_loss, "generator")
+            return g_loss.detach(), {**d_logs, **g_logs, "d_loss": d_loss.detach()}
+
+A network whose forward leaves some parameters unused in a phase sets the attribute
+``ddp_find_unused_parameters = True`` so DDP tolerates it. Validation calls
+``network(batch)`` without a phase (in eval mode); a family whose forward needs one sets
+``val_fraction=0`` or gives ``phase`` a default.
+
+Everything else — batching, validation, selection and early stopping, EMA, schedule,
+checkpoints, resume, the NaN guard, logging and data parallelism — is handled here once.
+The step never waits for the device: losses, logs and the NaN guard's flags accumulate
+on it and are read every ``log_every`` steps, at epoch ends and before each checkpoint (a
+non-finite step is never written into a checkpoint).
 """
 
 from __future__ import annotations
@@ -41,10 +68,11 @@ from __future__ import annotations
 import contextlib
 import gc
 import math
+import numbers
 import random
 import time
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator, Mapping, Sequence
 
@@ -66,6 +94,7 @@ from .data import (
     epoch_batches,
     fingerprint,
     move_data,
+    random_batch,
     sequential_batches,
     split_train_val,
     steps_per_epoch,
@@ -74,9 +103,12 @@ from .distributed import DistributedContext
 from .ema import EMA
 from .metrics import MetricsLog
 from .schedule import LRSchedule
+from .state import SELECTIONS, TrainState, finite_or_none
 
 #: training-config fields that may change between a run and its resumption without a warning
 _RESUME_FREE_FIELDS = {"device", "num_workers", "checkpoint_dir", "checkpoint_every", "sample_every", "log_every", "compile", "epochs", "max_steps", "patience"}
+#: ``optimize(grad_clip=...)`` not given: the network's per-optimiser value, else the config's
+_CONFIGURED = object()
 
 
 class TrainingDiverged(GenlabError):
@@ -88,38 +120,9 @@ class TrainingDiverged(GenlabError):
 
 
 class _NonFinite(Exception):
-    def __init__(self, what: str) -> None:
+    def __init__(self, what: str, step: int) -> None:
         super().__init__(what)
-        self.what = what
-
-
-@dataclass
-class TrainState:
-    """Where training stands; saved in every checkpoint."""
-
-    step: int = 0  # optimiser steps done
-    epoch: int = 0  # epochs completed (= index of the current epoch)
-    batch_in_epoch: int = 0  # batches of the current epoch done
-    best_val_loss: float | None = None
-    best_step: int | None = None
-    epochs_without_improvement: int = 0
-    stopped_early: bool = False
-    last_val_step: int | None = None
-    epoch_loss_sum: float = 0.0
-    epoch_count: int = 0
-    epoch_logs_sum: dict[str, float] = field(default_factory=dict)
-    elapsed_s: float = 0.0
-    history: list[dict[str, Any]] = field(default_factory=list)
-
-    def to_dict(self) -> dict[str, Any]:
-        d = dict(vars(self))
-        d["best_val_loss"] = _finite_or_none(self.best_val_loss)
-        return d
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "TrainState":
-        names = set(cls.__dataclass_fields__)
-        return cls(**{k: v for k, v in d.items() if k in names})
+        self.what, self.step = what, step
 
 
 @dataclass
@@ -136,6 +139,8 @@ class TrainResult:
     images_per_s: float
     history: list[dict[str, Any]]
     kept: str  # which weights the network holds now: "best", "ema" or "last"
+    selection: str = "val_loss"  # how "best" was chosen: "val_loss", "metric" or "last"
+    best_score: float | None = None  # the selection score of the best weights (lower is better)
 
     def to_dict(self) -> dict[str, Any]:
         return dict(vars(self))
@@ -147,8 +152,9 @@ class Trainer:
     >>> trainer = Trainer(TrainingConfig(epochs=5, lr=1e-3))          # doctest: +SKIP
     >>> result = trainer.fit(network, {"images": x_uint8, "labels": y}) # doctest: +SKIP
 
-    After ``fit`` the network holds the weights to keep: the best on validation when a
-    validation split is used, else the EMA weights when ``ema_decay`` is set, else the last.
+    After ``fit`` the network holds the weights to keep: the best by ``network.selection``
+    (the validation loss when a validation split is used), else the EMA weights when
+    ``ema_decay`` is set, else the last.
     """
 
     def __init__(self, config: TrainingConfig, callbacks: Sequence[Callback] = (), *, description: str = "training") -> None:
@@ -171,10 +177,11 @@ class Trainer:
         self.device = self.dist.device or device
         self.metrics = None
         python_state, numpy_state = random.getstate(), np.random.get_state()
-        fork_devices = [self.device.index if self.device.index is not None else torch.cuda.current_device()] if self.device.type == "cuda" else []
         try:
-            with torch.random.fork_rng(devices=fork_devices):
-                result = self._fit(network, data, val_data, resume)
+            with torch.random.fork_rng(devices=self._fork_devices()):
+                self._prepare(network, data, val_data, resume)
+                self._loop()
+                result = self._finish()
             self.dist.barrier()
             return result
         finally:
@@ -203,35 +210,57 @@ class Trainer:
             groups = {"main": [p for p in network.parameters() if p.requires_grad]}
         if not groups:
             raise GenlabError("the network has no parameter groups to optimise")
-        return {name: make_optimizer(self.config, params) for name, params in groups.items()}
+        device = getattr(self, "device", None)
+        return {name: make_optimizer(self.config, params, device=device) for name, params in groups.items()}
 
     def train_step(self, batch: dict[str, Any]) -> tuple[torch.Tensor, dict[str, Any]]:
         """One optimisation step on ``batch``; returns (detached loss, logs).
 
-        Override for families with several optimisers (see the module docstring).
+        Override for families with several optimisers or phases (see the module docstring).
         """
         with self.autocast():
             loss, logs = unpack_output(self.model(batch))
         self.optimize(loss)
         return loss.detach(), logs
 
-    def optimize(self, loss: torch.Tensor, name: str | None = None) -> torch.Tensor:
-        """Backward ``loss`` and step optimiser ``name`` (the only one when None), with the
-        NaN guard and gradient clipping; returns the gradient norm before clipping."""
+    def draw_batch(self) -> dict[str, Any]:
+        """A further training batch for the current step (same fields and size as the step's
+        batch, on the device): rows drawn at random, without replacement, from the training
+        split by a generator seeded from (seed, step, draw index within the step), so an
+        interrupted and resumed run draws the same batches. Under data parallelism each
+        process gets its share of the same global batch."""
+        draw = self._draws_in_step
+        self._draws_in_step += 1
+        seed = derive_seed(self.seed, f"draw-{self.state.step}-{draw}")
+        return random_batch(self.train_data, self.global_batch, seed, rank=self.dist.rank, world_size=self.dist.world_size, device=self.device)
+
+    def optimize(self, loss: torch.Tensor, name: str | None = None, *, grad_clip: Any = _CONFIGURED) -> torch.Tensor:
+        """Backward ``loss`` and step optimiser ``name`` (the only one when None); returns the
+        gradient norm before clipping (a 0-dim tensor on the device).
+
+        ``grad_clip``: clip the gradient norm to this value (None: no clipping); by default
+        ``network.grad_clip_per_optimizer[name]`` when the network names this optimiser
+        there, else ``config.grad_clip``. The NaN guard records a non-finite loss or
+        gradient on the device (no host sync); it is read at the next log row, epoch end or
+        checkpoint, which then stops training naming this step.
+        """
         if name is None:
             if len(self.optimizers) != 1:
                 raise GenlabError(f"several optimisers ({', '.join(self.optimizers)}): name the one to step")
             name = next(iter(self.optimizers))
+        elif name not in self.optimizers:
+            raise GenlabError(f"no optimiser named {name!r}; the network has {', '.join(map(repr, self.optimizers))}")
         opt = self.optimizers[name]
+        clip = self.grad_clips[name] if grad_clip is _CONFIGURED else grad_clip
         opt.zero_grad(set_to_none=True)
         loss.backward()  # also for a NaN loss: under DDP every process must join the gradient all-reduce
-        params = [p for g in opt.param_groups for p in g["params"] if p.grad is not None]
-        if self.config.grad_clip is not None:
-            norm = torch.nn.utils.clip_grad_norm_(params, self.config.grad_clip)
+        params = [p for p in self._optimizer_params[name] if p.grad is not None]
+        if clip is not None:
+            norm = torch.nn.utils.clip_grad_norm_(params, clip)
         else:
             norm = _total_norm(params, loss.device)
         prefix = "" if len(self.optimizers) == 1 else f"{name} "
-        self._check_finite({f"{prefix}loss": loss, f"{prefix}gradient": norm})
+        self._guard.record(self.state.step + 1, (f"{prefix}loss", f"{prefix}gradient"), (loss, norm))
         opt.step()
         return norm
 
@@ -243,14 +272,13 @@ class Trainer:
 
     @contextlib.contextmanager
     def evaluation(self, purpose: str = "evaluation") -> Iterator[nn.Module]:
-        """The network with the weights that will be kept (EMA when enabled), in eval mode,
-        without gradients, with a forked RNG seeded for ``purpose`` (so evaluating never
-        changes the training's random stream and repeats exactly)."""
+        """The network with the weights that will be kept (EMA of ``ema_module()`` when
+        enabled), in eval mode, without gradients, with a forked RNG seeded for ``purpose``
+        (so evaluating never changes the training's random stream and repeats exactly)."""
         net = self.network
         was_training = net.training
-        fork_devices = [self.device.index if self.device.index is not None else torch.cuda.current_device()] if self.device.type == "cuda" else []
-        ema_ctx = self.ema.applied_to(net) if self.ema is not None else contextlib.nullcontext(net)
-        with torch.random.fork_rng(devices=fork_devices), ema_ctx, torch.no_grad():
+        ema_ctx = self.ema.applied_to(self.ema_target) if self.ema is not None else contextlib.nullcontext()
+        with torch.random.fork_rng(devices=self._fork_devices()), ema_ctx, torch.no_grad():
             torch.manual_seed(derive_seed(self.seed, purpose) + self.dist.rank)
             net.eval()
             try:
@@ -260,42 +288,118 @@ class Trainer:
 
     def validate(self) -> tuple[float, dict[str, float]]:
         """Mean loss (and logs) over the validation data with the kept weights."""
-        loss_sum, count = 0.0, 0
-        log_sums: dict[str, float] = {}
+        sums = _DeviceSums(self.device)
         with self.evaluation("validation") as net:
             for batch in sequential_batches(self.val_data, self.config.batch_size, rank=self.dist.rank, world_size=self.dist.world_size, device=self.device):
-                n = batch_size_of(batch)
                 with self.autocast():
                     loss, logs = unpack_output(net(batch))
-                loss_sum += float(loss) * n
-                count += n
-                for k, v in logs.items():
-                    log_sums[k] = log_sums.get(k, 0.0) + float(v) * n
-        keys = sorted(log_sums)
-        packed = [loss_sum, float(count)] + [log_sums[k] for k in keys]
-        if self.dist.enabled:
-            packed = self.dist.all_reduce_sum(torch.tensor(packed, dtype=torch.float64, device=self.device)).tolist()
-        total = max(packed[1], 1.0)
-        return packed[0] / total, {k: packed[2 + i] / total for i, k in enumerate(keys)}
+                sums.add(loss, logs, weight=batch_size_of(batch))
+        loss_sum, log_sums, count = sums.read(self.dist, mean_over_ranks=False)
+        total = max(count, 1.0)
+        return loss_sum / total, {k: v / total for k, v in log_sums.items()}
 
-    # ------------------------------------------------------------------ the loop
-    def _fit(self, network: nn.Module, data: Mapping[str, Any], val_data: Mapping[str, Any] | None, resume: bool) -> TrainResult:
+    # ------------------------------------------------------------------ prepare / loop / finish
+    def _prepare(self, network: nn.Module, data: Mapping[str, Any], val_data: Mapping[str, Any] | None, resume: bool) -> None:
+        """Everything before the first step: data, network hooks, optimisers, EMA, the
+        checkpoint to resume (or a fresh start with the initialisation hook), the wrapper."""
         cfg = self.config
-        start_time = time.perf_counter()
+        self._start_time = time.perf_counter()
         self.store = CheckpointStore(Path(cfg.checkpoint_dir)) if cfg.checkpoint_dir else None
-        ckpt: Checkpoint | None = None
-        if resume:
-            if self.store is None:
-                raise GenlabError("resume=True needs checkpoint_dir (the folder with the checkpoints to continue from)")
-            ckpt = self.store.load_latest()
-            if ckpt is None:
-                raise GenlabError(f"{cfg.checkpoint_dir}: no checkpoint to resume from; start without resume")
-            saved_cfg = ckpt.record.get("config", {})
-            self._warn_config_changes(saved_cfg)
-            self.seed = int(saved_cfg.get("random_state", cfg.random_state))
-        else:
-            self.seed = int(cfg.random_state)
+        ckpt = self._checkpoint_to_resume() if resume else None
+        self.seed = int(ckpt.record.get("config", {}).get("random_state", cfg.random_state)) if ckpt is not None else int(cfg.random_state)
+        self._prepare_data(data, val_data, ckpt)
 
+        self.network = network.to(self.device)
+        self.network.train()
+        self.selection = _network_selection(network, cfg)
+        self.autocast_dtype = resolve_precision(cfg.precision, self.device)
+        self._draws_in_step = 0
+        if ckpt is None:
+            self.state = TrainState()
+            if self.store is not None and self.is_main:
+                self.store.clear()
+            rank_seed = derive_seed(self.seed, f"training-stream-{self.dist.rank}")
+            torch.manual_seed(rank_seed)
+            random.seed(rank_seed)
+            np.random.seed(rank_seed % (2**32))
+            self._initialize_network()
+        self.optimizers = self.configure_optimizers(self.network)
+        self._optimizer_params = {name: [p for g in opt.param_groups for p in g["params"]] for name, opt in self.optimizers.items()}
+        self.grad_clips = self._grad_clips()
+        self.schedule = LRSchedule(list(self.optimizers.values()), warmup_steps=cfg.warmup_steps, total_steps=self.total_steps, schedule=cfg.lr_schedule, min_lr_ratio=cfg.min_lr_ratio)
+        self.ema_target, self._ema_prefix = _ema_target(self.network)
+        self.ema = EMA(self.ema_target, cfg.ema_decay) if cfg.ema_decay is not None else None
+        self.best_state: dict[str, torch.Tensor] | None = None
+        self._last_saved_step: int | None = None
+        if ckpt is not None:
+            self._restore(ckpt)
+        self.model = self._wrap(self.network)
+        if self.store is not None and self.is_main:
+            self.metrics = MetricsLog(self.store.directory, resume_step=ckpt.step if ckpt is not None else None)
+
+        st = self.state
+        self._guard = _NonFiniteGuard()
+        self._epoch_sums = _DeviceSums(self.device, loss_sum=st.epoch_loss_sum, log_sums=st.epoch_logs_sum, count=st.epoch_count)
+        self._window, self._window_start = _DeviceSums(self.device), (time.perf_counter(), st.step)
+        self._elapsed_offset = st.elapsed_s
+        self._images_at_start = st.step * self.global_batch
+        self._epoch_start = (time.perf_counter(), st.step)
+        for cb in self.callbacks:
+            cb.on_train_start(self)
+
+    def _loop(self) -> None:
+        """The epochs, the final selection and the final checkpoint."""
+        st = self.state
+        bar = progress(total=self.total_steps, initial=st.step, desc=self.description, unit="step")
+        try:
+            while not self._done():
+                self._run_epoch(bar)
+            self._check_finite()
+            if self._selects() and st.last_val_step != st.step and st.step > 0:
+                self._track_selection(self._selection_score(), count_patience=False)
+            if self._last_saved_step != st.step:
+                self._save_checkpoint()
+        except _NonFinite as exc:
+            raise self._diverged(exc) from None
+        finally:
+            bar.close()
+
+    def _finish(self) -> TrainResult:
+        """Load the weights to keep, run the end callbacks, summarise."""
+        st = self.state
+        kept = self._load_kept_weights()
+        for cb in self.callbacks:
+            cb.on_train_end(self)
+        seconds = time.perf_counter() - self._start_time
+        trained_images = st.step * self.global_batch - self._images_at_start
+        last_loss = st.history[-1]["train_loss"] if st.history else None
+        return TrainResult(
+            steps=st.step,
+            epochs=st.epoch,
+            best_val_loss=st.best_val_loss,
+            best_step=st.best_step,
+            stopped_early=st.stopped_early,
+            final_train_loss=last_loss,
+            seconds=seconds,
+            images_per_s=trained_images / seconds if seconds > 0 else 0.0,
+            history=list(st.history),
+            kept=kept,
+            selection=self.selection,
+            best_score=finite_or_none(st.best_score),
+        )
+
+    def _checkpoint_to_resume(self) -> Checkpoint:
+        cfg = self.config
+        if self.store is None:
+            raise GenlabError("resume=True needs checkpoint_dir (the folder with the checkpoints to continue from)")
+        ckpt = self.store.load_latest()
+        if ckpt is None:
+            raise GenlabError(f"{cfg.checkpoint_dir}: no checkpoint to resume from; start without resume")
+        self._warn_config_changes(ckpt.record.get("config", {}))
+        return ckpt
+
+    def _prepare_data(self, data: Mapping[str, Any], val_data: Mapping[str, Any] | None, ckpt: Checkpoint | None) -> None:
+        cfg = self.config
         data_length(data)
         fp = fingerprint(data)
         if val_data is None:
@@ -316,68 +420,27 @@ class Trainer:
         epoch_steps = cfg.epochs * self.steps_per_epoch if cfg.epochs is not None else math.inf
         self.total_steps = int(min(epoch_steps, cfg.max_steps if cfg.max_steps is not None else math.inf))
 
-        self.network = network.to(self.device)
-        self.network.train()
-        self.optimizers = self.configure_optimizers(self.network)
-        self.schedule = LRSchedule(list(self.optimizers.values()), warmup_steps=cfg.warmup_steps, total_steps=self.total_steps, schedule=cfg.lr_schedule, min_lr_ratio=cfg.min_lr_ratio)
-        self.ema = EMA(self.network, cfg.ema_decay) if cfg.ema_decay is not None else None
-        self.autocast_dtype = resolve_precision(cfg.precision, self.device)
-        self.best_state: dict[str, torch.Tensor] | None = None
-        self._last_saved_step: int | None = None
+    def _initialize_network(self) -> None:
+        """``network.initialize(first batch)`` of a fresh run: the whole global batch on
+        every process, so data-parallel processes initialise identically."""
+        init = getattr(self.network, "initialize", None)
+        if init is None:
+            return
+        if not callable(init):
+            raise GenlabError(f"network.initialize must be a method taking the first batch, not {type(init).__name__}")
+        first = next(epoch_batches(self.train_data, seed=self.seed, epoch=0, batch_size=self.config.batch_size, device=self.device))
+        with torch.no_grad():
+            init(first)
 
-        if ckpt is not None:
-            self._restore(ckpt)
-        else:
-            self.state = TrainState()
-            if self.store is not None and self.is_main:
-                self.store.clear()
-            rank_seed = derive_seed(self.seed, f"training-stream-{self.dist.rank}")
-            torch.manual_seed(rank_seed)
-            random.seed(rank_seed)
-            np.random.seed(rank_seed % (2**32))
-        self.model = self._wrap(self.network)
-
-        if self.store is not None and self.is_main:
-            self.metrics = MetricsLog(self.store.directory, resume_step=ckpt.step if ckpt is not None else None)
-
-        st = self.state
-        self._elapsed_offset = st.elapsed_s
-        self._start_time = start_time
-        images_at_start, self._window = st.step * self.global_batch, _Window()
-        self._epoch_start = (time.perf_counter(), st.step)
-        for cb in self.callbacks:
-            cb.on_train_start(self)
-        bar = progress(total=self.total_steps, initial=st.step, desc=self.description, unit="step")
-        try:
-            while not self._done():
-                self._run_epoch(bar)
-            if self.val_data is not None and st.last_val_step != st.step and st.step > 0:
-                self._track_validation(*self.validate(), count_patience=False)
-            if self._last_saved_step != st.step:
-                self._save_checkpoint()
-        except _NonFinite as exc:
-            raise self._diverged(exc.what) from None
-        finally:
-            bar.close()
-
-        kept = self._load_kept_weights()
-        for cb in self.callbacks:
-            cb.on_train_end(self)
-        seconds = time.perf_counter() - start_time
-        trained_images = st.step * self.global_batch - images_at_start
-        last_loss = st.history[-1]["train_loss"] if st.history else None
-        return TrainResult(
-            steps=st.step,
-            epochs=st.epoch,
-            best_val_loss=st.best_val_loss,
-            best_step=st.best_step,
-            stopped_early=st.stopped_early,
-            final_train_loss=last_loss,
-            seconds=seconds,
-            images_per_s=trained_images / seconds if seconds > 0 else 0.0,
-            history=list(st.history),
-            kept=kept,
-        )
+    def _grad_clips(self) -> dict[str, float | None]:
+        per_opt = dict(getattr(self.network, "grad_clip_per_optimizer", None) or {})
+        unknown = sorted(set(per_opt) - set(self.optimizers))
+        if unknown:
+            raise GenlabError(f"network.grad_clip_per_optimizer names {unknown}, which are not optimisers; the network has {sorted(self.optimizers)}")
+        for name, value in per_opt.items():
+            if value is not None and not (isinstance(value, numbers.Real) and math.isfinite(value) and value > 0):
+                raise GenlabError(f"network.grad_clip_per_optimizer[{name!r}]={value!r} must be a positive number or None")
+        return {name: per_opt.get(name, self.config.grad_clip) for name in self.optimizers}
 
     def _done(self) -> bool:
         st, cfg = self.state, self.config
@@ -393,9 +456,16 @@ class Trainer:
         try:
             for batch in prefetcher or batches:
                 lr = self.schedule.apply(st.step)
-                loss, logs = self.train_step(batch)
+                self._draws_in_step = 0
+                try:
+                    loss, logs = self.train_step(batch)
+                except (GenlabError, _NonFinite):
+                    raise
+                except Exception:  # an earlier non-finite step is the likelier cause: say that
+                    self._check_finite(collective=False)
+                    raise
                 if self.ema is not None:
-                    self.ema.update(self.network, st.step)
+                    self.ema.update(self.ema_target, st.step)
                 st.step += 1
                 st.batch_in_epoch += 1
                 self._record_step(loss, logs, lr, bar)
@@ -412,45 +482,55 @@ class Trainer:
             self._end_epoch()
 
     def _record_step(self, loss: torch.Tensor, logs: dict[str, Any], lr: float, bar) -> None:
+        """Add the step's loss and logs to the device-side sums; read them (one host sync)
+        only for a log row."""
         st = self.state
-        keys = sorted(logs)
-        values = torch.stack([loss.detach().float().reshape(())] + [torch.as_tensor(logs[k], device=loss.device).detach().float().reshape(()) for k in keys])
-        if self.dist.enabled:
-            values = self.dist.all_reduce_sum(values) / self.dist.world_size
-        values = values.tolist()
-        loss_value, log_values = values[0], dict(zip(keys, values[1:]))
-        st.epoch_loss_sum += loss_value
-        st.epoch_count += 1
-        for k, v in log_values.items():
-            st.epoch_logs_sum[k] = st.epoch_logs_sum.get(k, 0.0) + v
-        self._window.add(loss_value, log_values, self.global_batch)
+        self._epoch_sums.add(loss, logs)
+        self._window.add(loss, logs)
         bar.update(1)
         if st.step % self.config.log_every == 0 or st.step == 1:
-            w = self._window
-            ips = w.images_per_s()
-            bar.set_postfix(loss=f"{w.mean_loss():.4g}", img_s=f"{ips:.0f}")
+            self._check_finite()
+            loss_sum, log_sums, count = self._window.read(self.dist)
+            mean_loss = loss_sum / max(count, 1)
+            seconds = time.perf_counter() - self._window_start[0]
+            ips = (st.step - self._window_start[1]) * self.global_batch / seconds if seconds > 0 else 0.0
+            bar.set_postfix(loss=f"{mean_loss:.4g}", img_s=f"{ips:.0f}")
             if self.metrics is not None:
-                row = {"kind": "step", "step": st.step, "epoch": st.epoch, "lr": lr, "train_loss": w.mean_loss(), "images_per_s": ips, "elapsed_s": self._elapsed()}
-                row.update({f"train_{k}": v for k, v in w.mean_logs().items()})
-                self.metrics.write(row, extra_columns=self._extra_columns(keys))
-            self._window = _Window()
+                row = {"kind": "step", "step": st.step, "epoch": st.epoch, "lr": lr, "train_loss": mean_loss, "images_per_s": ips, "elapsed_s": self._elapsed()}
+                row.update({f"train_{k}": v / max(count, 1) for k, v in log_sums.items()})
+                self.metrics.write(row, extra_columns=self._extra_columns(sorted(log_sums)))
+            self._window, self._window_start = _DeviceSums(self.device), (time.perf_counter(), st.step)
+
+    def _flush_epoch_sums(self) -> None:
+        """Copy the device-side epoch sums into the state (saved in checkpoints)."""
+        st = self.state
+        st.epoch_loss_sum, st.epoch_logs_sum, count = self._epoch_sums.read(self.dist)
+        st.epoch_count = int(count)
 
     def _end_epoch(self) -> None:
         st = self.state
+        self._check_finite()
+        self._flush_epoch_sums()
         count = max(st.epoch_count, 1)
         log_keys = sorted(st.epoch_logs_sum)
         entry: dict[str, Any] = {"epoch": st.epoch + 1, "step": st.step, "train_loss": st.epoch_loss_sum / count}
         entry.update({f"train_{k}": v / count for k, v in sorted(st.epoch_logs_sum.items())})
+        val_loss = None
         if self.val_data is not None:
             val_loss, val_logs = self.validate()
-            self._track_validation(val_loss, val_logs, count_patience=True)
-            entry["val_loss"] = _finite_or_none(val_loss)
-            entry.update({f"val_{k}": _finite_or_none(v) for k, v in val_logs.items()})
+            entry["val_loss"] = finite_or_none(val_loss)
+            entry.update({f"val_{k}": finite_or_none(v) for k, v in val_logs.items()})
+        if self._selects():
+            score = self._selection_score(val_loss)
+            if self.selection == "metric":
+                entry["selection_metric"] = finite_or_none(score)
+            self._track_selection(score, count_patience=True)
         entry["lr"] = float(next(iter(self.optimizers.values())).param_groups[0]["lr"])
         st.history.append(entry)
         st.epoch += 1
         st.batch_in_epoch = 0
         st.epoch_loss_sum, st.epoch_count, st.epoch_logs_sum = 0.0, 0, {}
+        self._epoch_sums = _DeviceSums(self.device)
         if self.metrics is not None:
             now = time.perf_counter()
             images = (st.step - self._epoch_start[1]) * self.global_batch
@@ -468,13 +548,35 @@ class Trainer:
         cols = [f"train_{k}" for k in log_keys]
         if self.val_data is not None:
             cols += [f"val_{k}" for k in log_keys]
+        if self.selection == "metric":
+            cols.append("selection_metric")
         return cols
 
-    def _track_validation(self, val_loss: float, val_logs: dict[str, float], *, count_patience: bool) -> None:
+    # ------------------------------------------------------------------ selection of the kept weights
+    def _selects(self) -> bool:
+        """Whether "best" weights are chosen at all (by a metric, or by a validation loss there is)."""
+        return self.selection == "metric" or (self.selection == "val_loss" and self.val_data is not None)
+
+    def _selection_score(self, val_loss: float | None = None) -> float:
+        """The current weights' selection score (lower is better)."""
+        if self.selection == "val_loss":
+            return val_loss if val_loss is not None else self.validate()[0]
+        with self.evaluation("selection"):
+            value = self.network.selection_metric(self)
+        try:
+            value = float(value)
+        except (TypeError, ValueError):
+            raise GenlabError(f"network.selection_metric(trainer) must return a number, not {type(value).__name__}") from None
+        if self.dist.enabled:  # every process must pick the same weights
+            value = float(self.dist.all_reduce_sum(torch.tensor([value], dtype=torch.float64, device=self.device)).item()) / self.dist.world_size
+        return value
+
+    def _track_selection(self, score: float, *, count_patience: bool) -> None:
         st = self.state
         st.last_val_step = st.step
-        if math.isfinite(val_loss) and (st.best_val_loss is None or val_loss < st.best_val_loss):
-            st.best_val_loss = val_loss
+        if math.isfinite(score) and (st.best_score is None or score < st.best_score):
+            st.best_score = score
+            st.best_val_loss = score if self.selection == "val_loss" else None
             st.best_step = st.step
             st.epochs_without_improvement = 0
             self.best_state = {k: v.detach().clone() for k, v in self._kept_state().items()}
@@ -482,14 +584,18 @@ class Trainer:
             st.epochs_without_improvement += 1
 
     def _kept_state(self) -> dict[str, torch.Tensor]:
-        return self.ema.state_dict() if self.ema is not None else self.network.state_dict()
+        """The network's state dict with the EMA weights in place of ``ema_module()``'s."""
+        state = self.network.state_dict()
+        if self.ema is not None:
+            state.update({self._ema_prefix + k: v for k, v in self.ema.state_dict().items()})
+        return state
 
     def _load_kept_weights(self) -> str:
-        if self.val_data is not None and self.best_state is not None:
+        if self._selects() and self.best_state is not None:
             self.network.load_state_dict(self.best_state)
             kept = "best"
         elif self.ema is not None:
-            self.ema.copy_to(self.network)
+            self.ema.copy_to(self.ema_target)
             kept = "ema"
         else:
             kept = "last"
@@ -502,20 +608,21 @@ class Trainer:
     def _elapsed(self) -> float:
         return self._elapsed_offset + time.perf_counter() - self._start_time
 
-    # ------------------------------------------------------------------ NaN guard
-    def _check_finite(self, values: dict[str, torch.Tensor]) -> None:
-        """Raise (on every process at once) if any of ``values`` is NaN/inf; one host sync."""
-        flags = torch.stack([(~torch.isfinite(v.detach().float())).any() for v in values.values()]).to(torch.float32)
-        if self.dist.enabled:
-            flags = self.dist.all_reduce_sum(flags)
-        flags = flags.tolist()
-        for what, flag in zip(values, flags):
-            if flag > 0:
-                raise _NonFinite(what)
+    def _fork_devices(self) -> list[int]:
+        return [self.device.index if self.device.index is not None else torch.cuda.current_device()] if self.device.type == "cuda" else []
 
-    def _diverged(self, what: str) -> TrainingDiverged:
-        cfg, st = self.config, self.state
-        step = st.step + 1
+    # ------------------------------------------------------------------ NaN guard
+    def _check_finite(self, *, collective: bool = True) -> None:
+        """Raise :class:`_NonFinite` (on every process at once) if a step so far had a
+        non-finite loss or gradient; one host sync. ``collective=False``: this process's
+        flags only (when the others may not reach this point)."""
+        found = self._guard.first(self.dist if collective else None)
+        if found is not None:
+            raise _NonFinite(*found)
+
+    def _diverged(self, exc: _NonFinite) -> TrainingDiverged:
+        cfg = self.config
+        step, epoch = exc.step, (exc.step - 1) // self.steps_per_epoch + 1
         tips = [f"a lower lr (now {cfg.lr:g}, e.g. lr={cfg.lr / 3:.2g})"]
         if cfg.grad_clip is None:
             tips.append("gradient clipping (grad_clip=1.0)")
@@ -527,12 +634,15 @@ class Trainer:
             where = f"the last good checkpoint (step {self._last_saved_step}) is in {self.store.directory}; fit again with resume=True to continue from it"
         else:
             where = "no checkpoint was written (set checkpoint_dir and checkpoint_every to keep progress)"
-        msg = f"training diverged at step {step} (epoch {st.epoch + 1}): non-finite {what}. Try {', '.join(tips)}; {where}"
+        msg = f"training diverged at step {step} (epoch {epoch}): non-finite {exc.what}. Try {', '.join(tips)}; {where}"
         return TrainingDiverged(msg, step)
 
     # ------------------------------------------------------------------ checkpoints
     def _save_checkpoint(self) -> None:
-        """Write the full training state (collective under torchrun: every rank calls it)."""
+        """Write the full training state (collective under torchrun: every rank calls it).
+        Refuses (raises the NaN guard's error) if a step since the last check was non-finite."""
+        self._check_finite()
+        self._flush_epoch_sums()
         rng = self.dist.all_gather_object(_rng_snapshot(self.device))
         self._last_saved_step = self.state.step
         if self.store is None or not self.is_main:
@@ -570,8 +680,8 @@ class Trainer:
         try:
             self.network.load_state_dict(ckpt.section("network"))
             if self.ema is not None:
-                ema_state = ckpt.section("ema")
-                self.ema.load_state_dict(ema_state if ema_state else ckpt.section("network"))
+                ema_state = ckpt.section("ema")  # absent when the run that wrote it had no EMA
+                self.ema.load_state_dict(ema_state if ema_state else ckpt.section("network." + self._ema_prefix[:-1] if self._ema_prefix else "network"))
         except (RuntimeError, KeyError) as exc:
             raise GenlabError(f"{where}: the checkpoint holds weights for a different network ({str(exc).splitlines()[0]})") from None
         saved_opts = ckpt.record.get("optimizers", {})
@@ -594,7 +704,7 @@ class Trainer:
             random.setstate(_python_state_from_json(snap["python"]))
             np.random.set_state(_numpy_state_from_json(snap["numpy"]))
         else:
-            warnings.warn(f"resuming with {self.dist.world_size} processes from a checkpoint written by {saved_world}: random streams restart (weights and position are restored)", stacklevel=3)
+            warnings.warn(f"resuming with {self.dist.world_size} processes from a checkpoint written by {saved_world}: random streams restart (weights and position are restored)", stacklevel=4)
             rank_seed = derive_seed(self.seed, f"training-stream-{rank}-resumed-{ckpt.step}")
             torch.manual_seed(rank_seed)
             random.seed(rank_seed)
@@ -605,7 +715,7 @@ class Trainer:
         changed = sorted(k for k in now if k in saved and now[k] != saved[k] and k not in _RESUME_FREE_FIELDS)
         if changed:
             detail = ", ".join(f"{k}: {saved[k]!r} -> {now[k]!r}" for k in changed)
-            warnings.warn(f"resuming with changed settings ({detail}); the optimiser keeps its saved state and the run will not repeat the original exactly", stacklevel=4)
+            warnings.warn(f"resuming with changed settings ({detail}); the optimiser keeps its saved state and the run will not repeat the original exactly", stacklevel=5)
 
     def _wrap(self, network: nn.Module) -> nn.Module:
         model: nn.Module = network
@@ -622,19 +732,23 @@ class Trainer:
 
 
 # ---------------------------------------------------------------------- helpers
-def make_optimizer(config: TrainingConfig, params: Any) -> torch.optim.Optimizer:
+def make_optimizer(config: TrainingConfig, params: Any, *, device: torch.device | None = None) -> torch.optim.Optimizer:
     """The optimiser ``config.optimizer`` ("adam", "adamw", "sgd" with momentum 0.9) over
-    ``params`` (parameters or param-group dicts, whose own keys override the config)."""
+    ``params`` (parameters or param-group dicts, whose own keys override the config).
+
+    On CUDA the fused implementation is used (one kernel for all parameters, no host
+    sync); elsewhere torch's default."""
     params = list(params)
     if not params:
         raise GenlabError("an optimiser group has no parameters")
     kind, lr, wd = config.optimizer, config.lr, config.weight_decay
+    speed: dict[str, Any] = {"fused": True} if device is not None and device.type == "cuda" else {}
     if kind == "adam":
-        return torch.optim.Adam(params, lr=lr, weight_decay=wd)
+        return torch.optim.Adam(params, lr=lr, weight_decay=wd, **speed)
     if kind == "adamw":
-        return torch.optim.AdamW(params, lr=lr, weight_decay=wd)
+        return torch.optim.AdamW(params, lr=lr, weight_decay=wd, **speed)
     if kind == "sgd":
-        return torch.optim.SGD(params, lr=lr, momentum=0.9, weight_decay=wd)
+        return torch.optim.SGD(params, lr=lr, momentum=0.9, weight_decay=wd, **speed)
     raise GenlabError(f"optimizer={kind!r} is not valid; use 'adam', 'adamw' or 'sgd'")
 
 
@@ -660,34 +774,134 @@ def _total_norm(params: list[torch.Tensor], device: torch.device) -> torch.Tenso
     return torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g.detach()) for g in grads]))
 
 
-class _Window:
-    """Running means between two log rows."""
+class _DeviceSums:
+    """Running sums of the loss and the logs, kept on the device: adding is a few tensor
+    ops and never waits for the device; :meth:`read` copies them to the host (one sync).
+
+    Tensor logs are summed on the device in float64 (float32 on MPS), in step order, so an
+    interrupted run that restarts its sums from the checkpointed values adds exactly as
+    the uninterrupted run; Python-number logs are summed on the host.
+    """
+
+    def __init__(self, device: torch.device, *, loss_sum: float = 0.0, log_sums: Mapping[str, float] | None = None, count: float = 0) -> None:
+        self.device = device
+        self.dtype = torch.float32 if device.type == "mps" else torch.float64
+        self.parts: dict[tuple[str, ...], torch.Tensor] = {}  # keys of the tensor logs -> [loss, *logs] sums
+        self.host: dict[str, float] = {}
+        self.count = count
+        # restored sums seed the first device vector (so the additions continue in order)
+        self._seed: dict[str, float] | None = {"": loss_sum, **(log_sums or {})} if count else None
+
+    def add(self, loss: torch.Tensor, logs: Mapping[str, Any], *, weight: int | None = None) -> None:
+        keys = tuple(sorted(k for k, v in logs.items() if isinstance(v, torch.Tensor)))
+        values = [loss.detach().reshape(()).float()] + [_on(logs[k].detach().reshape(()).float(), loss.device) for k in keys]
+        vec = torch.stack(values).to(self.dtype)
+        if weight is not None:
+            vec = vec * weight
+        for k, v in logs.items():
+            if not isinstance(v, torch.Tensor):
+                self.host[k] = self.host.get(k, 0.0) + float(v) * (1 if weight is None else weight)
+        self.count += 1 if weight is None else weight
+        part = self.parts.get(keys)
+        if part is not None:
+            part.add_(vec)
+            return
+        if self._seed is not None:
+            seed, self._seed = self._seed, None
+            start = torch.tensor([seed.pop("", 0.0)] + [seed.pop(k, 0.0) for k in keys], dtype=self.dtype).to(vec.device)
+            for k, v in seed.items():  # logs that were Python numbers
+                self.host[k] = self.host.get(k, 0.0) + v
+            vec = start + vec
+        self.parts[keys] = vec.clone()
+
+    def read(self, dist: DistributedContext, *, mean_over_ranks: bool = True) -> tuple[float, dict[str, float], float]:
+        """(loss sum, {log: sum}, count); under data parallelism the sums are averaged over
+        the processes (``mean_over_ranks``) or added up (then so is the count)."""
+        if self._seed is not None:  # restored and never added to
+            seed = dict(self._seed)
+            return seed.pop(""), seed, self.count
+        layout = [(keys, part) for keys, part in self.parts.items()]
+        host_keys = sorted(self.host)
+        flat = [part for _, part in layout]
+        if dist.enabled:
+            extra = torch.tensor([self.host[k] for k in host_keys] + [float(self.count)], dtype=self.dtype, device=self.device)
+            flat = dist.all_reduce_sum(torch.cat([f.to(self.device) for f in flat] + [extra]))
+            if mean_over_ranks:
+                flat = flat / dist.world_size
+            values = flat.tolist()
+            host = dict(zip(host_keys, values[len(values) - 1 - len(host_keys) : -1]))
+            count = values[-1]
+        else:
+            values = torch.cat(flat).tolist() if flat else []
+            host, count = dict(self.host), self.count
+        loss_sum, logs, pos = 0.0, {}, 0
+        for keys, _ in layout:
+            loss_sum += values[pos]
+            for i, k in enumerate(keys):
+                logs[k] = logs.get(k, 0.0) + values[pos + 1 + i]
+            pos += 1 + len(keys)
+        for k, v in host.items():
+            logs[k] = logs.get(k, 0.0) + v
+        return loss_sum, logs, count
+
+
+class _NonFiniteGuard:
+    """Per named value (e.g. "loss", "generator gradient"), the first step at which it was
+    NaN/inf, tracked on the device without a host sync (read by :meth:`first`)."""
+
+    _BIG = 1 << 62  # stored as BIG - step so a running maximum keeps the earliest step
 
     def __init__(self) -> None:
-        self.loss_sum, self.count, self.images = 0.0, 0, 0
-        self.logs: dict[str, float] = {}
-        self.start = time.perf_counter()
+        self.codes: dict[tuple[str, ...], torch.Tensor] = {}
 
-    def add(self, loss: float, logs: dict[str, float], images: int) -> None:
-        self.loss_sum += loss
-        self.count += 1
-        self.images += images
-        for k, v in logs.items():
-            self.logs[k] = self.logs.get(k, 0.0) + v
+    def record(self, step: int, names: tuple[str, ...], values: Sequence[torch.Tensor]) -> None:
+        vec = torch.stack([v.detach().reshape(()).float() for v in values])
+        code = torch.isfinite(vec).logical_not_() * (self._BIG - step)
+        slot = self.codes.get(names)
+        if slot is None:
+            self.codes[names] = code
+        else:
+            torch.maximum(slot, code, out=slot)
 
-    def mean_loss(self) -> float:
-        return self.loss_sum / max(self.count, 1)
+    def first(self, dist: DistributedContext | None) -> tuple[str, int] | None:
+        """(name, step) of the earliest non-finite value (over every process), or None."""
+        if not self.codes:
+            return None
+        names = [n for keys in self.codes for n in keys]
+        flat = torch.cat(list(self.codes.values()))
+        if dist is not None and dist.enabled:
+            torch.distributed.all_reduce(flat, op=torch.distributed.ReduceOp.MAX)
+        codes = flat.tolist()
+        best = max(range(len(codes)), key=lambda i: (codes[i], -i))
+        return (names[best], self._BIG - codes[best]) if codes[best] > 0 else None
 
-    def mean_logs(self) -> dict[str, float]:
-        return {k: v / max(self.count, 1) for k, v in self.logs.items()}
 
-    def images_per_s(self) -> float:
-        dt = time.perf_counter() - self.start
-        return self.images / dt if dt > 0 else 0.0
+def _on(tensor: torch.Tensor, device: torch.device) -> torch.Tensor:
+    return tensor if tensor.device == device else tensor.to(device, non_blocking=True)
 
 
-def _finite_or_none(value: float | None) -> float | None:
-    return value if value is not None and math.isfinite(value) else None
+def _network_selection(network: nn.Module, config: TrainingConfig) -> str:
+    """``network.selection`` checked (default "val_loss")."""
+    selection = getattr(network, "selection", "val_loss")
+    if selection not in SELECTIONS:
+        raise GenlabError(f"network.selection={selection!r} is not valid; use one of {', '.join(map(repr, SELECTIONS))}")
+    if selection == "metric" and not callable(getattr(network, "selection_metric", None)):
+        raise GenlabError("network.selection='metric' needs a method network.selection_metric(trainer) -> float (lower is better)")
+    if selection == "last" and config.patience is not None:
+        raise GenlabError("patience (early stopping) needs a selection score, but network.selection='last' keeps the last weights; set patience=None")
+    return selection
+
+
+def _ema_target(network: nn.Module) -> tuple[nn.Module, str]:
+    """``network.ema_module()`` (default: the network) and its state-dict prefix in the network."""
+    getter = getattr(network, "ema_module", None)
+    if getter is None:
+        return network, ""
+    module = getter()
+    for name, sub in network.named_modules():
+        if sub is module:
+            return module, f"{name}." if name else ""
+    raise GenlabError(f"network.ema_module() must return a sub-module of the network, got {type(module).__name__}")
 
 
 def _rng_snapshot(device: torch.device) -> dict[str, Any]:
