@@ -24,8 +24,8 @@ embedding: ``p(u | y)`` is exact and ``score_samples`` returns the exact margina
 
 ``encode`` returns the standardised latents (N, D) of the cell centres; ``decode`` inverts
 exactly, so ``reconstruct`` returns the input images and the latent tools of
-:mod:`genlab.manipulate` (interpolate, attribute vectors) work as for VAEs. ``sample`` draws
-``eps ~ N(0, T² I)`` with the per-call ``temperature`` T (default: the model's).
+:mod:`genlab.manipulate` (interpolate, attribute vectors) work as for VAEs. ``sample(n, temperature=T)`` draws
+``eps ~ N(0, T² I)`` (a per-call option; default: the model's ``temperature``).
 
 ActNorm layers initialise from the data once, before the first step of a fresh run (the
 network's ``initialize(batch)`` hook, or lazily in the first training forward pass); the
@@ -35,7 +35,7 @@ flag is a buffer saved in checkpoints and model files, so resuming never initial
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -49,7 +49,8 @@ from ..nn.flows import COUPLINGS, MASKS, MultiscaleFlow, ResNetConditioner, no_a
 from .autoencoder import AutoencoderModel
 from .neural import NeuralGenerativeModel
 from .registry import register
-from .validation import check_choice, check_float, check_images, check_int, check_labels, check_n_samples
+from .schema import Param
+from .validation import check_choice, check_float, check_images, check_int, check_labels
 
 DEQUANTIZATIONS = ("uniform", "variational")
 CONDITIONS = ("none", "label")
@@ -59,6 +60,8 @@ FLOW_BATCH = 256
 SCORE_NOISE_SEED = 1
 #: log-scale bound of q(e | x)
 DEQ_LOG_SCALE_BOUND = 5.0
+#: largest per-call sampling temperature
+MAX_TEMPERATURE = 10.0
 
 
 class VariationalDequantizer(nn.Module):
@@ -202,6 +205,9 @@ class Flow(NeuralGenerativeModel):
     """
 
     likelihood = _LikelihoodKind()  # type: ignore[assignment]
+    sample_options: ClassVar[dict[str, Param]] = {
+        "temperature": Param("float", None, low=0.0, low_inclusive=False, high=MAX_TEMPERATURE, nullable=True, help="eps ~ N(0, T² I) for this call (None = the model's temperature; 1 = the fitted density)"),
+    }
 
     def __init__(
         self,
@@ -295,7 +301,7 @@ class Flow(NeuralGenerativeModel):
         check_int("dequantization_samples", self.dequantization_samples, minimum=1)
         check_float("temperature", self.temperature, minimum=0.0, exclusive=True)
 
-    def _fit(self, images: torch.Tensor, labels: torch.Tensor | None) -> None:
+    def _fit(self, images: torch.Tensor, labels: torch.Tensor | None, **fit_args: Any) -> None:
         self._check_hyper_parameters()
         if self.conditional and labels is None:
             raise GenlabError("flow: condition='label' needs class labels; call fit(X, y)")
@@ -307,7 +313,7 @@ class Flow(NeuralGenerativeModel):
             raise GenlabError(f"n_levels={levels}: the image size {h}x{w} must be divisible by 2^{levels} = {2**levels}; use fewer levels")
         if self.conditional:
             self.class_counts_ = torch.bincount(labels, minlength=int(labels.max()) + 1).to(torch.float64)
-        super()._fit(images, labels)
+        super()._fit(images, labels, **fit_args)
 
     def _build_modules(self) -> None:
         n_classes = int(getattr(self, "n_classes_", 0) or 0) if self.conditional else 0
@@ -372,25 +378,10 @@ class Flow(NeuralGenerativeModel):
         return self._scores(images, labels).numpy()
 
     # ------------------------------------------------------------------ sampling
-    def sample(self, n: int, *, y: Any = None, seed: int | None = None, temperature: float | None = None) -> torch.Tensor:
-        """Draw ``n`` images, uint8 (n, C, H, W) on the CPU.
-
-        ``temperature``: this call's T (eps ~ N(0, T² I)); None = the model's ``temperature``.
-        Conditional models without ``y`` draw labels from the training class frequencies.
-        """
-        self._check_fitted()
-        n = check_n_samples(n)
-        labels = None
-        if y is not None:
-            if not self.conditional:
-                raise GenlabError("flow is not class-conditional; sample without y (labels)")
-            labels = check_labels(y, n, n_classes=int(self.n_classes_))
-        t = self.temperature if temperature is None else temperature
-        t = check_float("temperature", t, minimum=0.0, exclusive=True)
-        return quantize(self._sample(n, labels, make_generator(seed), temperature=t)).cpu()
-
-    def _sample(self, n: int, labels: torch.Tensor | None, generator: torch.Generator, temperature: float | None = None) -> torch.Tensor:
-        """Unit-cube images (n, C, H, W) float32 (clamped to [0, 1])."""
+    def _sample(self, n: int, labels: torch.Tensor | None, generator: torch.Generator, *, temperature: float | None = None) -> torch.Tensor:
+        """Unit-cube images (n, C, H, W) float32 (clamped to [0, 1]); ``temperature`` T draws
+        eps ~ N(0, T² I) (None = the model's). Conditional models without labels draw them
+        from the training class frequencies."""
         t = float(self.temperature if temperature is None else temperature)
         if self.conditional and labels is None:
             counts = self.class_counts_ if hasattr(self, "class_counts_") else torch.ones(int(self.n_classes_), dtype=torch.float64)
