@@ -3,4 +3,4 @@
 from . import gaussian, gmm, kde, uniform  # noqa: F401
 from . import diffusion  # noqa: F401
 from . import vae, wae  # noqa: F401  (autoencoder family)
-from . import flow  # noqa: F401  (normalizing flows)
+from . import flow, flow_matching  # noqa: F401  (normalizing flows, flow matching)
