@@ -68,7 +68,7 @@ def test_training_improves_held_out_bits_per_dim(digits):
 def test_encode_decode_is_exact_and_reconstruct_returns_the_input(fitted, digits):
     X = digits.images[:50]
     z = fitted.encode(X)
-    assert z.shape == (50, 64) and z.dtype == torch.float32
+    assert z.shape == (50, 64) and z.dtype == torch.float64
     assert torch.equal(fitted.decode(z), X)
     assert torch.equal(fitted.reconstruct(X), X)
     with pytest.raises(GenlabError, match=r"Z: expected latents of shape \(N, 64\)"):

@@ -34,6 +34,7 @@ flag is a buffer saved in checkpoints and model files, so resuming never initial
 
 from __future__ import annotations
 
+import copy
 import math
 from typing import Any, ClassVar
 
@@ -387,31 +388,42 @@ class Flow(NeuralGenerativeModel):
             counts = self.class_counts_ if hasattr(self, "class_counts_") else torch.ones(int(self.n_classes_), dtype=torch.float64)
             labels = torch.multinomial(counts.double().cpu(), n, replacement=True, generator=generator)
         eps = torch.randn((n, self.network_.n_dims), generator=generator) * t
-        return self._decode_tensor(eps, labels).clamp(0, 1)
+        return self._decode_tensor(eps, labels, exact=False).clamp(0, 1)
 
     # ------------------------------------------------------------------ codec
     _user_labels = AutoencoderModel._user_labels
 
+    def _codec_network(self) -> tuple[FlowNetwork, torch.dtype]:
+        """A float64 copy of the network (float32 on MPS, which has no float64): a trained flow
+        is far from isometric, and float32 round trips through it can miss by whole pixels."""
+        dev = self._network_device()
+        if dev.type == "mps":
+            return self.network_, torch.float32
+        return copy.deepcopy(self.network_).double().eval(), torch.float64
+
     def _encode_tensor(self, images: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
-        net, dev = self.network_, self._network_device()
+        (net, dtype), dev = self._codec_network(), self._network_device()
         out = []
         with torch.no_grad():
             for start in range(0, len(images), FLOW_BATCH):
-                u = dequantize(images[start : start + FLOW_BATCH].to(dev), noise=False)
+                u = dequantize(images[start : start + FLOW_BATCH].to(dev), noise=False, dtype=dtype)
                 lab = labels[start : start + FLOW_BATCH] if labels is not None else None
-                eps, _ = net.flow(u - 0.5, net.onehot(lab, len(u), dev))
-                out.append(net.flow.flatten(eps).float().cpu())
+                onehot = net.onehot(lab, len(u), dev)
+                eps, _ = net.flow(u - 0.5, None if onehot is None else onehot.to(dtype))
+                out.append(net.flow.flatten(eps).cpu())  # float64: float32 latents would not decode exactly
         return torch.cat(out)
 
-    def _decode_tensor(self, z: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
-        """Unit-cube values (N, C, H, W) float32 on the CPU (not clamped) from latents (N, D)."""
-        net, dev = self.network_, self._network_device()
+    def _decode_tensor(self, z: torch.Tensor, labels: torch.Tensor | None, *, exact: bool = True) -> torch.Tensor:
+        """Unit-cube values (N, C, H, W) float32 on the CPU (not clamped) from latents (N, D);
+        ``exact`` decodes with the float64 copy of :meth:`_codec_network` (sampling does not need it)."""
+        (net, dtype), dev = (self._codec_network() if exact else (self.network_, torch.float32)), self._network_device()
         out = []
         with torch.no_grad():
             for start in range(0, len(z), FLOW_BATCH):
-                zs = z[start : start + FLOW_BATCH].to(device=dev, dtype=torch.float32)
+                zs = z[start : start + FLOW_BATCH].to(device=dev, dtype=dtype)
                 lab = labels[start : start + FLOW_BATCH] if labels is not None else None
-                x = net.flow.inverse(net.flow.unflatten(zs), net.onehot(lab, len(zs), dev))
+                onehot = net.onehot(lab, len(zs), dev)
+                x = net.flow.inverse(net.flow.unflatten(zs), None if onehot is None else onehot.to(dtype))
                 out.append((x + 0.5).float().cpu())
         return torch.cat(out)
 
@@ -421,7 +433,7 @@ class Flow(NeuralGenerativeModel):
         return self.n_dims_
 
     def encode(self, X: Any, y: Any = None) -> torch.Tensor:
-        """Standardised latents of images ``X`` (cell centres): float32 (N, D) on the CPU, exact
+        """Standardised latents of images ``X`` (cell centres): float64 (N, D) on the CPU (float32 on MPS), exact
         (``decode`` inverts it). Conditional models need ``y`` (ints (N,) or one int)."""
         self._check_fitted()
         images = check_images(X, expected_shape=self.image_shape_)
@@ -431,7 +443,7 @@ class Flow(NeuralGenerativeModel):
         """Images from latents ``Z`` (N, D): uint8 (N, C, H, W). Conditional models need ``y``:
         ints (N,), one int, or soft labels (N, K) that blend the class priors."""
         self._check_fitted()
-        z = torch.as_tensor(np.asarray(Z.detach().cpu() if isinstance(Z, torch.Tensor) else Z), dtype=torch.float32)
+        z = torch.as_tensor(np.asarray(Z.detach().cpu() if isinstance(Z, torch.Tensor) else Z), dtype=torch.float64)
         if z.ndim == 1:
             z = z[None]
         d = self.n_dims_

@@ -325,8 +325,11 @@ class Coupling(nn.Module):
                 return (xb - t) * torch.exp(-log_s), -log_s
             return xb * torch.exp(log_s) + t, log_s
         k = self.n_bins
-        p = p.movedim(2, -1)  # (B, C, H, W, per)
-        return rational_quadratic_spline(xb, p[..., :k], p[..., k : 2 * k], p[..., 2 * k :], inverse=inverse, bound=self.tail_bound)
+        # the spline runs in float64: its inverse (a quadratic root per bin) loses whole
+        # pixels in float32 where the bins are narrow; the cost is elementwise only
+        p = p.movedim(2, -1).double()  # (B, C, H, W, per)
+        y, lg = rational_quadratic_spline(xb.double(), p[..., :k], p[..., k : 2 * k], p[..., 2 * k :], inverse=inverse, bound=self.tail_bound)
+        return y.to(xb.dtype), lg
 
     def _couple(self, x: torch.Tensor, inverse: bool) -> tuple[torch.Tensor, torch.Tensor]:
         ld_dtype = _ld_dtype(x)
