@@ -87,6 +87,9 @@ CASES = [
     (["interpolate", "{root}/run", "--from-index", "-1", "--to-index", "0", "-o", "{root}/i.png"], "--from-index -1"),
     (["cv", "gmm", "--folds", "2", "--json", "{root}/run/metrics.json"], "a file of the run folder"),
     (["evaluate", "{root}/run", "-n", "50", "--json", "{root}/a_file"], "--overwrite"),
+    # a network far too wide to train: refused from its parameter count, before anything is allocated
+    (["fit", "vae", "--out", "{root}/new", "-p", "width=1000000", "--max-steps", "1"], "parameters"),
+    (["sample", "{root}/run", "--steps", str(10**9), "-o", "{root}/s.png"], "steps"),
 ]
 
 

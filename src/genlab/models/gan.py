@@ -564,9 +564,6 @@ class GAN(NeuralGenerativeModel):
             grad_clip={"generator": self.g_grad_clip, "discriminator": self.d_grad_clip},
             selection=self.selection if self.selection == "last" else "metric",
         )
-        images = getattr(self, "_fit_images", None)
-        if images is not None and self.selection == "metric":
-            self.network_.probe = self._make_probe(images, self._fit_labels)
 
     def _make_probe(self, images: torch.Tensor, labels: torch.Tensor | None) -> HealthProbe:
         from ..data.dataset import Dataset
@@ -579,6 +576,12 @@ class GAN(NeuralGenerativeModel):
         return HealthProbe(evaluator, images[idx], int(self.probe_samples), int(self._param("latent_dim")), self.network_.n_classes, weights, every=int(self.probe_every))
 
     def _training_callbacks(self, config):
+        # the probe (an evaluator trained on the fit's images) is attached here, after the
+        # network is built, so that building stays free of side effects (it also runs on the
+        # meta device to size the network before anything is allocated)
+        images = getattr(self, "_fit_images", None)
+        if images is not None and self.selection == "metric":
+            self.network_.probe = self._make_probe(images, self._fit_labels)
         return [*super()._training_callbacks(config), _HealthCallback(self.network_)]
 
     # ------------------------------------------------------------------ likelihood
@@ -595,7 +598,7 @@ class GAN(NeuralGenerativeModel):
         self._check_fitted()
         return int(self._param("latent_dim"))
 
-    def _sample(self, n: int, labels: torch.Tensor | None, generator: torch.Generator, truncation: float | None = None) -> torch.Tensor:
+    def _sample(self, n: int, labels: torch.Tensor | None, generator: torch.Generator, truncation: float | None = None, unconditional: bool | None = None) -> torch.Tensor:
         """``truncation`` ψ >= 0: latents from N(0, I) restricted to [-ψ, ψ] per coordinate
         (fidelity up, diversity down; 0 = the mean latent for every image); None = none."""
         z = truncated_normal((n, self.latent_dim_), truncation, generator)
