@@ -85,8 +85,16 @@ def load_split(name: str):
 def git_state() -> str:
     root = Path(__file__).resolve().parents[1]
     try:
-        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True, text=True, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root, capture_output=True, text=True, check=True).stdout.strip()
+        head = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True, text=True, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
         return head + ("+dirty" if dirty else "")
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
@@ -139,7 +147,9 @@ def likelihoods_on_subset(model, train, test, n_images: int) -> dict:
     return out
 
 
-def run_model(label: str, train, test, evaluator, *, ll_images: int, full_likelihood: bool, save_dir: Path | None) -> dict:
+def run_model(
+    label: str, train, test, evaluator, *, ll_images: int, full_likelihood: bool, save_dir: Path | None
+) -> dict:
     name, params = MODELS[label]
     model = genlab.make_model(name, **params)
     load_before = os.getloadavg()[0]
@@ -149,9 +159,16 @@ def run_model(label: str, train, test, evaluator, *, ll_images: int, full_likeli
         model.fit(train.images, train.labels if model.conditional else None)
     fit_seconds = time.perf_counter() - start
     print(f"  {label}: fitted in {fit_seconds:.0f} s", flush=True)
-    record: dict = {"model": name, "params": params, "fit_seconds": fit_seconds, "load_avg_1min": [load_before, os.getloadavg()[0]]}
+    record: dict = {
+        "model": name,
+        "params": params,
+        "fit_seconds": fit_seconds,
+        "load_avg_1min": [load_before, os.getloadavg()[0]],
+    }
     if hasattr(model, "resolved_params_"):
-        record["resolved"] = {k: v for k, v in model.resolved_params_.items() if isinstance(v, (int, float, str, bool)) or v is None}
+        record["resolved"] = {
+            k: v for k, v in model.resolved_params_.items() if isinstance(v, (int, float, str, bool)) or v is None
+        }
         record["steps"] = int(model.training_summary_.get("steps", 0))
         record["latent_components"] = model._param("latent_components")
         record["latent_temperature"] = model._param("latent_temperature")
@@ -160,7 +177,9 @@ def run_model(label: str, train, test, evaluator, *, ll_images: int, full_likeli
             record[attr.rstrip("_")] = float(getattr(model, attr))
     start = time.perf_counter()
     full = full_likelihood or model.likelihood != "bound"
-    evaluation = evaluate_model(model if full else _NoLikelihood(model), train, test, evaluator, n_samples=N_SAMPLES, seed=SEED)
+    evaluation = evaluate_model(
+        model if full else _NoLikelihood(model), train, test, evaluator, n_samples=N_SAMPLES, seed=SEED
+    )
     record["evaluate_seconds"] = time.perf_counter() - start
     record["metrics"] = dict(evaluation.metrics)
     record["likelihood_subset"] = likelihoods_on_subset(model, train, test, ll_images)
@@ -211,27 +230,61 @@ def markdown(results: dict) -> str:
         f"Quick presets, {results['threads']} thread(s), genlab {results['genlab']} ({results['git']}).",
         "",
     ]
-    header = ["model"] + [t for _, t, _ in COLUMNS] + [f"test LL ({results.get('ll_images', '?')} imgs, nats) ↑", "train−test LL ↓", "fit s", "steps", "T", "K"]
+    header = (
+        ["model"]
+        + [t for _, t, _ in COLUMNS]
+        + [f"test LL ({results.get('ll_images', '?')} imgs, nats) ↑", "train−test LL ↓", "fit s", "steps", "T", "K"]
+    )
     lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     real = results.get("real", {}).get("summary", {})
     if real:
-        lines.append(f"| real vs real (1000 train imgs, seeds {', '.join(map(str, REAL_SEEDS))}) | " + " | ".join(_cell(real.get(k), f) for k, _, f in COLUMNS) + " | — | — | — | — | — | — |")
+        lines.append(
+            f"| real vs real (1000 train imgs, seeds {', '.join(map(str, REAL_SEEDS))}) | "
+            + " | ".join(_cell(real.get(k), f) for k, _, f in COLUMNS)
+            + " | — | — | — | — | — | — |"
+        )
     for label, rec in results.get("models", {}).items():
         m, ll = rec["metrics"], rec.get("likelihood_subset") or {}
         cells = [_cell(m.get(k), f) for k, _, f in COLUMNS]
-        cells += [_cell(ll.get("test_ll_nats"), "{:.1f}"), _cell(ll.get("gap_nats"), "{:.1f}"), _cell(rec["fit_seconds"], "{:.0f}"), _cell(rec.get("steps"), "{}"), _cell(rec.get("latent_temperature"), "{:g}"), _cell(rec.get("latent_components"), "{}")]
+        cells += [
+            _cell(ll.get("test_ll_nats"), "{:.1f}"),
+            _cell(ll.get("gap_nats"), "{:.1f}"),
+            _cell(rec["fit_seconds"], "{:.0f}"),
+            _cell(rec.get("steps"), "{}"),
+            _cell(rec.get("latent_temperature"), "{:g}"),
+            _cell(rec.get("latent_components"), "{}"),
+        ]
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
     if real:
-        lines += ["", f"Real-vs-real spread (noise floor): FD {real['fd'][0]:.2f} ± {real['fd'][1]:.2f}, precision {real['precision'][0]:.3f} ± {real['precision'][1]:.3f}, recall {real['recall'][0]:.3f} ± {real['recall'][1]:.3f} (3 seeds)."]
-    bounds = [(label, rec["likelihood_subset"]) for label, rec in results.get("models", {}).items() if "test_iwae_nats" in (rec.get("likelihood_subset") or {})]
+        lines += [
+            "",
+            f"Real-vs-real spread (noise floor): FD {real['fd'][0]:.2f} ± {real['fd'][1]:.2f}, precision {real['precision'][0]:.3f} ± {real['precision'][1]:.3f}, recall {real['recall'][0]:.3f} ± {real['recall'][1]:.3f} (3 seeds).",
+        ]
+    bounds = [
+        (label, rec["likelihood_subset"])
+        for label, rec in results.get("models", {}).items()
+        if "test_iwae_nats" in (rec.get("likelihood_subset") or {})
+    ]
     if bounds:
-        lines += ["", f"Likelihood bounds on {bounds[0][1]['n_images']} random test images (same draws for both; k = {IWAE_K}):", "", "| model | IWAE (nats) | ELBO (nats) | IWAE − ELBO | share of images IWAE > ELBO | IWAE bits/dim | ELBO bits/dim | seconds |", "|---|---|---|---|---|---|---|---|"]
+        lines += [
+            "",
+            f"Likelihood bounds on {bounds[0][1]['n_images']} random test images (same draws for both; k = {IWAE_K}):",
+            "",
+            "| model | IWAE (nats) | ELBO (nats) | IWAE − ELBO | share of images IWAE > ELBO | IWAE bits/dim | ELBO bits/dim | seconds |",
+            "|---|---|---|---|---|---|---|---|",
+        ]
         for label, b in bounds:
-            lines.append(f"| {label} | {b['test_iwae_nats']:.1f} | {b['test_elbo_nats']:.1f} | {b['iwae_minus_elbo_nats']:.1f} | {b['share_iwae_above_elbo']:.3f} | {b['test_iwae_bits_per_dim']:.3f} | {b['test_elbo_bits_per_dim']:.3f} | {b['seconds']:.0f} |")
+            lines.append(
+                f"| {label} | {b['test_iwae_nats']:.1f} | {b['test_elbo_nats']:.1f} | {b['iwae_minus_elbo_nats']:.1f} | {b['share_iwae_above_elbo']:.3f} | {b['test_iwae_bits_per_dim']:.3f} | {b['test_elbo_bits_per_dim']:.3f} | {b['seconds']:.0f} |"
+            )
     targets = check_targets(results)
     if targets:
-        lines += ["", "Targets (FD and precision better than both the GMM and the KDE; copies ≤ "
-                  f"{COPIES_TOLERANCE:g} × copies_reference; VAE IWAE > ELBO; CVAE conditional accuracy ≥ {CONDITIONAL_ACCURACY_TARGET:.0%}):", ""]
+        lines += [
+            "",
+            "Targets (FD and precision better than both the GMM and the KDE; copies ≤ "
+            f"{COPIES_TOLERANCE:g} × copies_reference; VAE IWAE > ELBO; CVAE conditional accuracy ≥ {CONDITIONAL_ACCURACY_TARGET:.0%}):",
+            "",
+        ]
         lines += [f"- {t}" for t in targets]
     return "\n".join(lines) + "\n"
 
@@ -248,14 +301,22 @@ def check_targets(results: dict) -> list[str]:
             best_fd = min(b["fd"] for b in base.values())
             best_prec = max(b["precision"] for b in base.values())
             parts.append(f"FD {m['fd']:.1f} vs best baseline {best_fd:.1f}: {'met' if m['fd'] < best_fd else 'MISSED'}")
-            parts.append(f"precision {m['precision']:.3f} vs best baseline {best_prec:.3f}: {'met' if m['precision'] > best_prec else 'MISSED'}")
+            parts.append(
+                f"precision {m['precision']:.3f} vs best baseline {best_prec:.3f}: {'met' if m['precision'] > best_prec else 'MISSED'}"
+            )
         ratio = m["copies"] / max(m["copies_reference"], 1e-12)
-        parts.append(f"copies {m['copies']:.3f} = {ratio:.2f} × reference {m['copies_reference']:.3f}: {'met' if ratio <= COPIES_TOLERANCE else 'MISSED'}")
+        parts.append(
+            f"copies {m['copies']:.3f} = {ratio:.2f} × reference {m['copies_reference']:.3f}: {'met' if ratio <= COPIES_TOLERANCE else 'MISSED'}"
+        )
         ll = rec.get("likelihood_subset") or {}
         if label == "vae" and "test_iwae_nats" in ll:
-            parts.append(f"IWAE {ll['test_iwae_nats']:.1f} > ELBO {ll['test_elbo_nats']:.1f}: {'met' if ll['test_iwae_nats'] > ll['test_elbo_nats'] else 'MISSED'}")
+            parts.append(
+                f"IWAE {ll['test_iwae_nats']:.1f} > ELBO {ll['test_elbo_nats']:.1f}: {'met' if ll['test_iwae_nats'] > ll['test_elbo_nats'] else 'MISSED'}"
+            )
         if "conditional_accuracy" in m:
-            parts.append(f"conditional accuracy {m['conditional_accuracy']:.3f}: {'met' if m['conditional_accuracy'] >= CONDITIONAL_ACCURACY_TARGET else 'MISSED'}")
+            parts.append(
+                f"conditional accuracy {m['conditional_accuracy']:.3f}: {'met' if m['conditional_accuracy'] >= CONDITIONAL_ACCURACY_TARGET else 'MISSED'}"
+            )
         out.append(f"**{label}**: " + "; ".join(parts))
     return out
 
@@ -266,10 +327,21 @@ def main() -> None:
     parser.add_argument("--datasets", default="mnist10k", help="comma list of shared data files (mnist10k, digits)")
     parser.add_argument("--models", default=",".join(MODELS), help=f"comma list from {', '.join(MODELS)}")
     parser.add_argument("--threads", default="1", help="torch/BLAS threads ('all' = every core); default 1")
-    parser.add_argument("--ll-images", type=int, default=300, help="random test (and train) images for the IWAE/ELBO and likelihood columns")
-    parser.add_argument("--full-likelihood", action="store_true", help="also let evaluate_model score all test + train images with the IWAE bound (slow)")
+    parser.add_argument(
+        "--ll-images",
+        type=int,
+        default=300,
+        help="random test (and train) images for the IWAE/ELBO and likelihood columns",
+    )
+    parser.add_argument(
+        "--full-likelihood",
+        action="store_true",
+        help="also let evaluate_model score all test + train images with the IWAE bound (slow)",
+    )
     parser.add_argument("--redo", action="store_true", help="refit models already in the results file")
-    parser.add_argument("--save-dir", type=Path, default=None, help="save fitted models and sample grids under DIR/DATASET/MODEL")
+    parser.add_argument(
+        "--save-dir", type=Path, default=None, help="save fitted models and sample grids under DIR/DATASET/MODEL"
+    )
     parser.add_argument("--out-dir", type=Path, default=RESULTS)
     args = parser.parse_args()
     labels = [m.strip() for m in args.models.split(",") if m.strip()]
@@ -280,14 +352,26 @@ def main() -> None:
     set_quiet(True)
     total = time.perf_counter()
     with threads(n_threads):
-        print(f"genlab {genlab.__version__}, torch {torch.__version__}, {torch.get_num_threads()} thread(s)", flush=True)
+        print(
+            f"genlab {genlab.__version__}, torch {torch.__version__}, {torch.get_num_threads()} thread(s)", flush=True
+        )
         for name in (d.strip() for d in args.datasets.split(",") if d.strip()):
             spec, (train, test) = load_split(name)
             json_path = args.out_dir / f"autoencoders-{name}.json"
             results = read_results(json_path)
             results.update(
-                dataset={"name": name, "spec": spec, "n_train": len(train), "n_test": len(test), "image_shape": list(train.image_shape)},
-                threads=torch.get_num_threads(), genlab=genlab.__version__, torch=torch.__version__, git=git_state(), ll_images=args.ll_images,
+                dataset={
+                    "name": name,
+                    "spec": spec,
+                    "n_train": len(train),
+                    "n_test": len(test),
+                    "image_shape": list(train.image_shape),
+                },
+                threads=torch.get_num_threads(),
+                genlab=genlab.__version__,
+                torch=torch.__version__,
+                git=git_state(),
+                ll_images=args.ll_images,
             )
             results.setdefault("models", {})
             evaluator = get_evaluator(train, test, seed=0)
@@ -303,10 +387,21 @@ def main() -> None:
                 print(f"{name}: {label}", flush=True)
                 t0 = time.perf_counter()
                 save_dir = None if args.save_dir is None else args.save_dir / name
-                record = run_model(label, train, test, evaluator, ll_images=args.ll_images, full_likelihood=args.full_likelihood, save_dir=save_dir)
+                record = run_model(
+                    label,
+                    train,
+                    test,
+                    evaluator,
+                    ll_images=args.ll_images,
+                    full_likelihood=args.full_likelihood,
+                    save_dir=save_dir,
+                )
                 record["total_seconds"] = time.perf_counter() - t0
                 m = record["metrics"]
-                print(f"  {label}: FD {m['fd']:.1f}, precision {m['precision']:.3f}, recall {m['recall']:.3f}, copies {m['copies']:.3f} (ref {m['copies_reference']:.3f}), {record['total_seconds']:.0f} s in all", flush=True)
+                print(
+                    f"  {label}: FD {m['fd']:.1f}, precision {m['precision']:.3f}, recall {m['recall']:.3f}, copies {m['copies']:.3f} (ref {m['copies_reference']:.3f}), {record['total_seconds']:.0f} s in all",
+                    flush=True,
+                )
                 results["models"][label] = record
                 # keep the table order = MODELS order
                 results["models"] = {k: results["models"][k] for k in MODELS if k in results["models"]}

@@ -83,10 +83,16 @@ def bench_kde(name, train, test, thread_settings, grid, sk_search: bool):
             sk_err = np.abs(sk_scores - ref)
             rows.append(
                 {
-                    "data": name, "task": f"KDE score {len(Q)} test images (h={h:.3g})", "threads": label,
-                    "genlab s": g_time, "sklearn s": sk_time, "numpy f64 s": ref_time,
-                    "vs sklearn": sk_time / g_time, "vs numpy": ref_time / g_time,
-                    "genlab max err (nats)": float(err.max()), "sklearn max err (nats)": float(sk_err.max()),
+                    "data": name,
+                    "task": f"KDE score {len(Q)} test images (h={h:.3g})",
+                    "threads": label,
+                    "genlab s": g_time,
+                    "sklearn s": sk_time,
+                    "numpy f64 s": ref_time,
+                    "vs sklearn": sk_time / g_time,
+                    "vs numpy": ref_time / g_time,
+                    "genlab max err (nats)": float(err.max()),
+                    "sklearn max err (nats)": float(sk_err.max()),
                     "sklearn share off >1 nat": float((sk_err > 1).mean()),
                 }
             )
@@ -100,10 +106,17 @@ def bench_kde(name, train, test, thread_settings, grid, sk_search: bool):
             default_time, default_model = timed(lambda: genlab.make_model("kde", random_state=0).fit(train))
             rows.append(
                 {
-                    "data": name, "task": f"KDE 5-fold search, {len(grid)} bandwidths", "threads": label,
-                    "genlab s": s_time, "sklearn s": sk_search_time if sk_search else "", "numpy f64 s": ref_s_time,
-                    "vs sklearn": (sk_search_time / s_time) if sk_search else "", "vs numpy": ref_s_time / s_time,
-                    "genlab max err (nats)": float(np.abs(search.cv_results_["mean_test_score"] - ref_scores.mean(1)).max()),
+                    "data": name,
+                    "task": f"KDE 5-fold search, {len(grid)} bandwidths",
+                    "threads": label,
+                    "genlab s": s_time,
+                    "sklearn s": sk_search_time if sk_search else "",
+                    "numpy f64 s": ref_s_time,
+                    "vs sklearn": (sk_search_time / s_time) if sk_search else "",
+                    "vs numpy": ref_s_time / s_time,
+                    "genlab max err (nats)": float(
+                        np.abs(search.cv_results_["mean_test_score"] - ref_scores.mean(1)).max()
+                    ),
                     "note": f"best h genlab {search.bandwidth_:.3g} / numpy {grid[int(np.argmax(ref_scores.mean(1)))]:.3g}"
                     + (f" / sklearn {sk_best:.3g}" if sk_search else "")
                     + f"; genlab's default 42-point search: {default_time:.2f} s -> h={default_model.bandwidth_:.3g}",
@@ -126,17 +139,24 @@ def bench_gmm(name, train, test, thread_settings, configs):
                 t, model = timed(lambda: genlab.make_model("gmm", n_components=k, random_state=seed).fit(train))
                 ll = model.score_samples(test)
                 g_times.append(t), g_ll.append(ll.mean()), g_med.append(np.median(ll)), g_it.append(model.n_iter_)
-                t, sk = timed(lambda: SkGMM(k, covariance_type="full", reg_covar=1e-6, tol=1e-3, random_state=seed).fit(T))
+                t, sk = timed(
+                    lambda: SkGMM(k, covariance_type="full", reg_covar=1e-6, tol=1e-3, random_state=seed).fit(T)
+                )
                 ll = sk.score_samples(Q)
                 s_times.append(t), s_ll.append(ll.mean()), s_med.append(np.median(ll)), s_it.append(sk.n_iter_)
         rows.append(
             {
-                "data": name, "task": f"GMM fit, {k} full-covariance components, seeds {list(seeds)}", "threads": label,
-                "genlab s": float(np.median(g_times)), "sklearn s": float(np.median(s_times)),
+                "data": name,
+                "task": f"GMM fit, {k} full-covariance components, seeds {list(seeds)}",
+                "threads": label,
+                "genlab s": float(np.median(g_times)),
+                "sklearn s": float(np.median(s_times)),
                 "vs sklearn": float(np.median(np.array(s_times) / np.array(g_times))),
                 "EM iterations genlab / sklearn": f"{g_it} / {s_it}",
-                "held-out LL mean genlab": float(np.mean(g_ll)), "held-out LL mean sklearn": float(np.mean(s_ll)),
-                "held-out LL median genlab": float(np.mean(g_med)), "held-out LL median sklearn": float(np.mean(s_med)),
+                "held-out LL mean genlab": float(np.mean(g_ll)),
+                "held-out LL mean sklearn": float(np.mean(s_ll)),
+                "held-out LL median genlab": float(np.mean(g_med)),
+                "held-out LL median sklearn": float(np.mean(s_med)),
                 "per-seed means genlab / sklearn": f"{[round(v) for v in g_ll]} / {[round(v) for v in s_ll]}",
             }
         )
@@ -163,9 +183,47 @@ def main() -> None:
             grid = np.geomspace(0.08, 0.4, 4)
             gmm_configs = [(None, 10, range(3)), (None, 50, range(1)), (1, 10, range(1))]
         kde_rows = bench_kde(name, train, test, thread_settings, grid, not args.no_sklearn_search)
-        print(table(kde_rows, ["data", "task", "threads", "genlab s", "sklearn s", "numpy f64 s", "vs sklearn", "vs numpy", "genlab max err (nats)", "sklearn max err (nats)", "sklearn share off >1 nat", "note"]), flush=True)
+        print(
+            table(
+                kde_rows,
+                [
+                    "data",
+                    "task",
+                    "threads",
+                    "genlab s",
+                    "sklearn s",
+                    "numpy f64 s",
+                    "vs sklearn",
+                    "vs numpy",
+                    "genlab max err (nats)",
+                    "sklearn max err (nats)",
+                    "sklearn share off >1 nat",
+                    "note",
+                ],
+            ),
+            flush=True,
+        )
         gmm_rows = bench_gmm(name, train, test, thread_settings, gmm_configs)
-        print(table(gmm_rows, ["data", "task", "threads", "genlab s", "sklearn s", "vs sklearn", "EM iterations genlab / sklearn", "held-out LL mean genlab", "held-out LL mean sklearn", "held-out LL median genlab", "held-out LL median sklearn", "per-seed means genlab / sklearn"]), flush=True)
+        print(
+            table(
+                gmm_rows,
+                [
+                    "data",
+                    "task",
+                    "threads",
+                    "genlab s",
+                    "sklearn s",
+                    "vs sklearn",
+                    "EM iterations genlab / sklearn",
+                    "held-out LL mean genlab",
+                    "held-out LL mean sklearn",
+                    "held-out LL median genlab",
+                    "held-out LL median sklearn",
+                    "per-seed means genlab / sklearn",
+                ],
+            ),
+            flush=True,
+        )
         all_rows += kde_rows + gmm_rows
     print(f"\ntotal benchmark time {time.perf_counter() - start:.0f} s")
     if args.json:

@@ -46,8 +46,19 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", choices=sorted(SPECS), default="digits")
     parser.add_argument("--condition", choices=["label", "none"], default="label")
-    parser.add_argument("--run-dir", type=Path, default=None, help="Model folder (default /tmp/genlab-bench/diffusion-DATA-CONDITION); reused when it holds a model.")
-    parser.add_argument("--guidance", type=float, nargs="*", default=[0.0, 1.0, 3.0], help="Extra guidance scales to evaluate (label models).")
+    parser.add_argument(
+        "--run-dir",
+        type=Path,
+        default=None,
+        help="Model folder (default /tmp/genlab-bench/diffusion-DATA-CONDITION); reused when it holds a model.",
+    )
+    parser.add_argument(
+        "--guidance",
+        type=float,
+        nargs="*",
+        default=[0.0, 1.0, 3.0],
+        help="Extra guidance scales to evaluate (label models).",
+    )
     parser.add_argument("--n-samples", type=int, default=1000)
     parser.add_argument("--skip-ddpm", action="store_true", help="Leave out the slow 1,000-step ancestral sampler.")
     parser.add_argument("--threads", type=int, default=1)
@@ -62,9 +73,13 @@ def main() -> None:
         model = GenerativeModel.load(run_dir)
         print(f"reusing the model in {run_dir}")
     else:
-        model = make_model("diffusion", condition=args.condition, random_state=0, checkpoint_dir=str(run_dir / "checkpoints"))
+        model = make_model(
+            "diffusion", condition=args.condition, random_state=0, checkpoint_dir=str(run_dir / "checkpoints")
+        )
         start = time.perf_counter()
-        model.fit(train.images, train.labels if args.condition == "label" else None, resume=(run_dir / "checkpoints").is_dir())
+        model.fit(
+            train.images, train.labels if args.condition == "label" else None, resume=(run_dir / "checkpoints").is_dir()
+        )
         fit_seconds = time.perf_counter() - start
         model.save(run_dir)
         (run_dir / "fit.json").write_text(json.dumps({"fit_seconds": fit_seconds}))
@@ -76,9 +91,18 @@ def main() -> None:
         start = time.perf_counter()
         samples = model.sample(n, y=requested, seed=0, **options)
         seconds = time.perf_counter() - start
-        metrics = sample_metrics(samples, train, test, evaluator, requested_labels=requested if model.conditional and options.get("guidance") != 0.0 else None).metrics
+        metrics = sample_metrics(
+            samples,
+            train,
+            test,
+            evaluator,
+            requested_labels=requested if model.conditional and options.get("guidance") != 0.0 else None,
+        ).metrics
         row = {"setting": setting, **metrics, "images_per_s": n / seconds, "seconds": seconds}
-        print(f"  {setting}: FD {metrics['fd']:.2f}, precision {metrics['precision']:.3f}, {n / seconds:.1f} images/s", flush=True)
+        print(
+            f"  {setting}: FD {metrics['fd']:.2f}, precision {metrics['precision']:.3f}, {n / seconds:.1f} images/s",
+            flush=True,
+        )
         return row
 
     rows = [evaluate("default (dpm++ 20 steps, default guidance)")]
@@ -98,9 +122,23 @@ def main() -> None:
     summary = getattr(model, "training_summary_", None)
     out = RESULTS / f"diffusion-quality-{args.data}-{model.condition}.json"  # a reused run keeps its own condition
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"data": args.data, "condition": model.condition, "run_dir": str(run_dir), "threads": args.threads, "torch": torch.__version__,
-                               "date": time.strftime("%Y-%m-%d"), "fit_seconds": fit_seconds, "training": summary,
-                               "evaluator": evaluator.describe(), "rows": rows}, indent=1))
+    out.write_text(
+        json.dumps(
+            {
+                "data": args.data,
+                "condition": model.condition,
+                "run_dir": str(run_dir),
+                "threads": args.threads,
+                "torch": torch.__version__,
+                "date": time.strftime("%Y-%m-%d"),
+                "fit_seconds": fit_seconds,
+                "training": summary,
+                "evaluator": evaluator.describe(),
+                "rows": rows,
+            },
+            indent=1,
+        )
+    )
     print(f"wrote {out}")
 
 

@@ -92,22 +92,36 @@ RESULTS = Path(__file__).resolve().parent / "results"
 DIFFUSERS_CONFIGS = {
     # 773 k parameters; every other argument at UNet2DModel's defaults (32 norm groups, head dim 8)
     "lpb1": dict(
-        block_out_channels=(32, 32, 64), layers_per_block=1,
+        block_out_channels=(32, 32, 64),
+        layers_per_block=1,
         down_block_types=("DownBlock2D", "AttnDownBlock2D", "DownBlock2D"),
         up_block_types=("UpBlock2D", "AttnUpBlock2D", "UpBlock2D"),
     ),
     # 801 k parameters: the example's 2 layers per block, 16 norm groups so 48 channels divide
     "lpb2": dict(
-        block_out_channels=(32, 32, 48), layers_per_block=2, norm_num_groups=16,
+        block_out_channels=(32, 32, 48),
+        layers_per_block=2,
+        norm_num_groups=16,
         down_block_types=("DownBlock2D", "AttnDownBlock2D", "DownBlock2D"),
         up_block_types=("UpBlock2D", "AttnUpBlock2D", "UpBlock2D"),
     ),
 }
 #: train_unconditional's defaults (lr, schedule, Adam, EMA, clipping, batch, scheduler)
 EXAMPLE = dict(
-    lr=1e-4, lr_scheduler="cosine", lr_warmup_steps=500, adam_betas=(0.95, 0.999), adam_weight_decay=1e-6,
-    adam_epsilon=1e-8, ema_inv_gamma=1.0, ema_power=0.75, ema_max_decay=0.9999, grad_clip=1.0, train_batch_size=16,
-    ddpm_num_steps=1000, ddpm_beta_schedule="linear", prediction_type="epsilon",
+    lr=1e-4,
+    lr_scheduler="cosine",
+    lr_warmup_steps=500,
+    adam_betas=(0.95, 0.999),
+    adam_weight_decay=1e-6,
+    adam_epsilon=1e-8,
+    ema_inv_gamma=1.0,
+    ema_power=0.75,
+    ema_max_decay=0.9999,
+    grad_clip=1.0,
+    train_batch_size=16,
+    ddpm_num_steps=1000,
+    ddpm_beta_schedule="linear",
+    prediction_type="epsilon",
 )
 
 
@@ -152,7 +166,11 @@ def diffusers_unet(config: str, image_shape, seed: int = 0) -> UNet2DModel:
 
 
 def ddpm_scheduler() -> DDPMScheduler:
-    return DDPMScheduler(num_train_timesteps=EXAMPLE["ddpm_num_steps"], beta_schedule=EXAMPLE["ddpm_beta_schedule"], prediction_type=EXAMPLE["prediction_type"])
+    return DDPMScheduler(
+        num_train_timesteps=EXAMPLE["ddpm_num_steps"],
+        beta_schedule=EXAMPLE["ddpm_beta_schedule"],
+        prediction_type=EXAMPLE["prediction_type"],
+    )
 
 
 class ExampleTrainer:
@@ -160,12 +178,31 @@ class ExampleTrainer:
     schedule with warm-up, gradient clipping, EMAModel with its warm-up; batches drawn
     without replacement, epoch after epoch."""
 
-    def __init__(self, unet: UNet2DModel, images: torch.Tensor, batch_size: int, total_steps: int, seed: int = 0) -> None:
+    def __init__(
+        self, unet: UNet2DModel, images: torch.Tensor, batch_size: int, total_steps: int, seed: int = 0
+    ) -> None:
         self.unet = unet.train()
         self.sched = ddpm_scheduler()
-        self.opt = torch.optim.AdamW(unet.parameters(), lr=EXAMPLE["lr"], betas=EXAMPLE["adam_betas"], weight_decay=EXAMPLE["adam_weight_decay"], eps=EXAMPLE["adam_epsilon"])
-        self.lr_sched = get_scheduler(EXAMPLE["lr_scheduler"], optimizer=self.opt, num_warmup_steps=EXAMPLE["lr_warmup_steps"], num_training_steps=max(1, int(total_steps)))
-        self.ema = EMAModel(unet.parameters(), decay=EXAMPLE["ema_max_decay"], use_ema_warmup=True, inv_gamma=EXAMPLE["ema_inv_gamma"], power=EXAMPLE["ema_power"])
+        self.opt = torch.optim.AdamW(
+            unet.parameters(),
+            lr=EXAMPLE["lr"],
+            betas=EXAMPLE["adam_betas"],
+            weight_decay=EXAMPLE["adam_weight_decay"],
+            eps=EXAMPLE["adam_epsilon"],
+        )
+        self.lr_sched = get_scheduler(
+            EXAMPLE["lr_scheduler"],
+            optimizer=self.opt,
+            num_warmup_steps=EXAMPLE["lr_warmup_steps"],
+            num_training_steps=max(1, int(total_steps)),
+        )
+        self.ema = EMAModel(
+            unet.parameters(),
+            decay=EXAMPLE["ema_max_decay"],
+            use_ema_warmup=True,
+            inv_gamma=EXAMPLE["ema_inv_gamma"],
+            power=EXAMPLE["ema_power"],
+        )
         self.data = to_model_space(images)
         self.batch_size = int(batch_size)
         self.gen = torch.Generator().manual_seed(seed)
@@ -240,7 +277,9 @@ def diffusers_sample(unet: UNet2DModel, n: int, steps: int, seed: int = 0, chunk
     gen = torch.Generator().manual_seed(seed)
     out = []
     for start in range(0, n, chunk):
-        images = pipe(batch_size=min(chunk, n - start), generator=gen, num_inference_steps=steps, output_type="np").images
+        images = pipe(
+            batch_size=min(chunk, n - start), generator=gen, num_inference_steps=steps, output_type="np"
+        ).images
         out.append(torch.from_numpy((images * 255).round().astype(np.uint8)).permute(0, 3, 1, 2))
     return torch.cat(out)
 
@@ -248,19 +287,28 @@ def diffusers_sample(unet: UNet2DModel, n: int, steps: int, seed: int = 0, chunk
 def rate_row(task: str, batch: int, n_images: int, g: Clock, d: Clock | None, note: str = "") -> dict:
     row = {"task": task, "batch": batch, "genlab img/s": n_images / g.wall, "genlab img/s (CPU)": n_images / g.cpu}
     if d is not None:
-        row.update({
-            "diffusers img/s": n_images / d.wall, "diffusers img/s (CPU)": n_images / d.cpu,
-            "genlab / diffusers": d.wall / g.wall, "genlab / diffusers (CPU)": d.cpu / g.cpu,
-        })
+        row.update(
+            {
+                "diffusers img/s": n_images / d.wall,
+                "diffusers img/s (CPU)": n_images / d.cpu,
+                "genlab / diffusers": d.wall / g.wall,
+                "genlab / diffusers (CPU)": d.cpu / g.cpu,
+            }
+        )
     row["note"] = note
     return row
 
 
 def environment(args) -> dict:
     return {
-        "date": dt.datetime.now().isoformat(timespec="seconds"), "threads": args.threads, "torch": torch.__version__,
-        "diffusers": diffusers.__version__, "genlab": genlab.__version__, "python": platform.python_version(),
-        "machine": platform.machine(), "cpu_count": os.cpu_count(),
+        "date": dt.datetime.now().isoformat(timespec="seconds"),
+        "threads": args.threads,
+        "torch": torch.__version__,
+        "diffusers": diffusers.__version__,
+        "genlab": genlab.__version__,
+        "python": platform.python_version(),
+        "machine": platform.machine(),
+        "cpu_count": os.cpu_count(),
     }
 
 
@@ -278,13 +326,22 @@ def speed(args) -> dict:
     g_unet = copy.deepcopy(model.network_.denoiser)
     d_unet = diffusers_unet(args.diffusers_config, shape)
     pg, pd = n_params(model.network_), n_params(d_unet)
-    print(f"parameters: genlab quick U-Net {pg:,}, diffusers UNet2DModel[{args.diffusers_config}] {pd:,} ({100 * (pd / pg - 1):+.1f}%)", flush=True)
+    print(
+        f"parameters: genlab quick U-Net {pg:,}, diffusers UNet2DModel[{args.diffusers_config}] {pd:,} ({100 * (pd / pg - 1):+.1f}%)",
+        flush=True,
+    )
     if abs(pd / pg - 1) > 0.10:
-        print("WARNING: parameter counts differ by more than 10% (genlab's U-Net changed?); pick another --diffusers-config", flush=True)
+        print(
+            "WARNING: parameter counts differ by more than 10% (genlab's U-Net changed?); pick another --diffusers-config",
+            flush=True,
+        )
 
     rows = []
     # 1. identical hand-written loop, in interleaved blocks of 10 steps (load changes hit both)
-    loops = {"genlab": IdenticalLoop(g_unet, genlab_eps, batches), "diffusers": IdenticalLoop(d_unet, diffusers_eps, batches)}
+    loops = {
+        "genlab": IdenticalLoop(g_unet, genlab_eps, batches),
+        "diffusers": IdenticalLoop(d_unet, diffusers_eps, batches),
+    }
     for loop in loops.values():
         for _ in range(warm):
             loop.step()
@@ -302,8 +359,20 @@ def speed(args) -> dict:
     g_clock, d_clock = Clock(), Clock()
     g_clock.wall, g_clock.cpu = acc["genlab"]
     d_clock.wall, d_clock.cpu = acc["diffusers"]
-    rows.append(rate_row(f"train, identical loop ({n} steps)", b, n * b, g_clock, d_clock, "same step for both: DDPMScheduler noise, eps-MSE, AdamW; only the network differs"))
-    print(f"identical loop done: genlab {n * b / g_clock.wall:.0f} img/s, diffusers {n * b / d_clock.wall:.0f} img/s", flush=True)
+    rows.append(
+        rate_row(
+            f"train, identical loop ({n} steps)",
+            b,
+            n * b,
+            g_clock,
+            d_clock,
+            "same step for both: DDPMScheduler noise, eps-MSE, AdamW; only the network differs",
+        )
+    )
+    print(
+        f"identical loop done: genlab {n * b / g_clock.wall:.0f} img/s, diffusers {n * b / d_clock.wall:.0f} img/s",
+        flush=True,
+    )
 
     # 2. as used: diffusers' example step vs genlab's fit
     ex = ExampleTrainer(diffusers_unet(args.diffusers_config, shape, seed=1), images, b, total_steps=warm + n)
@@ -320,9 +389,20 @@ def speed(args) -> dict:
         genlab_model(max_steps=warm + n, batch_size=b, val_fraction=0.0).fit(images)
     g_fit = Clock()
     g_fit.wall, g_fit.cpu = fit_b.wall - fit_a.wall, fit_b.cpu - fit_a.cpu
-    rows.append(rate_row(f"train, as used ({n} steps)", b, n * b, g_fit, d_ex,
-                         f"genlab: model.fit (quick recipe), fit({warm + n} steps) - fit({warm} steps); diffusers: train_unconditional's step (clip, cosine warm-up, EMA)"))
-    print(f"as-used training done: genlab fit {n * b / g_fit.wall:.0f} img/s, diffusers example {n * b / d_ex.wall:.0f} img/s", flush=True)
+    rows.append(
+        rate_row(
+            f"train, as used ({n} steps)",
+            b,
+            n * b,
+            g_fit,
+            d_ex,
+            f"genlab: model.fit (quick recipe), fit({warm + n} steps) - fit({warm} steps); diffusers: train_unconditional's step (clip, cosine warm-up, EMA)",
+        )
+    )
+    print(
+        f"as-used training done: genlab fit {n * b / g_fit.wall:.0f} img/s, diffusers example {n * b / d_ex.wall:.0f} img/s",
+        flush=True,
+    )
 
     # 3. sampling, DDIM with the same steps (tiny untimed runs first), then genlab's default sampler
     s, bs = args.sample_steps, args.sample_batch
@@ -333,21 +413,62 @@ def speed(args) -> dict:
     with Clock() as d_s:
         d_images = diffusers_sample(d_unet, bs, s, chunk=bs)
     assert g_images.shape == d_images.shape == (bs, *shape)
-    rows.append(rate_row(f"sample, DDIM {s} steps", bs, bs, g_s, d_s, "genlab model.sample(sampler='ddim'); diffusers DDIMPipeline"))
+    rows.append(
+        rate_row(
+            f"sample, DDIM {s} steps", bs, bs, g_s, d_s, "genlab model.sample(sampler='ddim'); diffusers DDIMPipeline"
+        )
+    )
     with Clock() as g_dpm:
         model.sample(bs, seed=0)
-    rows.append(rate_row("sample, genlab default DPM-Solver++(2M) 20 steps", bs, bs, g_dpm, None, "genlab's default sampler (information; no diffusers counterpart timed)"))
+    rows.append(
+        rate_row(
+            "sample, genlab default DPM-Solver++(2M) 20 steps",
+            bs,
+            bs,
+            g_dpm,
+            None,
+            "genlab's default sampler (information; no diffusers counterpart timed)",
+        )
+    )
 
-    columns = ["task", "batch", "genlab img/s", "diffusers img/s", "genlab / diffusers", "genlab img/s (CPU)", "diffusers img/s (CPU)", "genlab / diffusers (CPU)", "note"]
+    columns = [
+        "task",
+        "batch",
+        "genlab img/s",
+        "diffusers img/s",
+        "genlab / diffusers",
+        "genlab img/s (CPU)",
+        "diffusers img/s (CPU)",
+        "genlab / diffusers (CPU)",
+        "note",
+    ]
     print()
     print(table(rows, columns))
     return {
-        "mode": "speed", "environment": environment(args),
-        "settings": {"batch": b, "timed_steps": n, "warmup_steps": warm, "sample_batch": bs, "sample_steps": s, "data": "mnist10k train split (8,000 images)", "image_shape": list(shape)},
+        "mode": "speed",
+        "environment": environment(args),
+        "settings": {
+            "batch": b,
+            "timed_steps": n,
+            "warmup_steps": warm,
+            "sample_batch": bs,
+            "sample_steps": s,
+            "data": "mnist10k train split (8,000 images)",
+            "image_shape": list(shape),
+        },
         "parameters": {"genlab": pg, "diffusers": pd},
         "configs": {
-            "genlab": {"model": "make_model('diffusion', preset='quick')", "resolved": model.resolved_params_, "unet_plan": repr(model.network_.denoiser.plan)},
-            "diffusers": {"UNet2DModel": DIFFUSERS_CONFIGS[args.diffusers_config], "name": args.diffusers_config, "scheduler": "DDPMScheduler(1000, linear); DDIMScheduler.from_config for sampling", "example_settings": EXAMPLE},
+            "genlab": {
+                "model": "make_model('diffusion', preset='quick')",
+                "resolved": model.resolved_params_,
+                "unet_plan": repr(model.network_.denoiser.plan),
+            },
+            "diffusers": {
+                "UNet2DModel": DIFFUSERS_CONFIGS[args.diffusers_config],
+                "name": args.diffusers_config,
+                "scheduler": "DDPMScheduler(1000, linear); DDIMScheduler.from_config for sampling",
+                "example_settings": EXAMPLE,
+            },
         },
         "rows": rows,
     }
@@ -389,14 +510,19 @@ def quality(args) -> dict:
     val = getattr(cv, clock)
     spe = steps_per_epoch(len(train) - n_val, int(recipe.batch_size))
     g_steps = max(1, int((budget - build - val) / (per_step + val / spe)))
-    print(f"genlab calibration ({clock} clock): {per_step:.3f} s/step, {build:.1f} s to build, {val:.1f} s per validation -> {g_steps} steps for {args.minutes} min", flush=True)
+    print(
+        f"genlab calibration ({clock} clock): {per_step:.3f} s/step, {build:.1f} s to build, {val:.1f} s per validation -> {g_steps} steps for {args.minutes} min",
+        flush=True,
+    )
     with Clock() as g_train:
         g_model = genlab_model(max_steps=g_steps).fit(train.images)
     print(f"genlab trained {g_steps} steps in {g_train.wall:.0f} s (CPU {g_train.cpu:.0f} s)", flush=True)
 
     # --- diffusers: calibrate the example loop on a throwaway copy, then train from scratch
     bd = args.diffusers_batch
-    cal = ExampleTrainer(diffusers_unet(args.diffusers_config, shape, seed=1), train.images, bd, total_steps=10_000, seed=1)
+    cal = ExampleTrainer(
+        diffusers_unet(args.diffusers_config, shape, seed=1), train.images, bd, total_steps=10_000, seed=1
+    )
     for _ in range(3):
         cal.step()
     with Clock() as cc:
@@ -407,7 +533,10 @@ def quality(args) -> dict:
     d_steps = max(1, int(budget / d_per_step))
     d_unet = diffusers_unet(args.diffusers_config, shape, seed=0)
     trainer = ExampleTrainer(d_unet, train.images, bd, total_steps=d_steps, seed=0)
-    print(f"diffusers calibration ({clock} clock): {d_per_step:.3f} s/step (batch {bd}) -> {d_steps} steps for {args.minutes} min", flush=True)
+    print(
+        f"diffusers calibration ({clock} clock): {d_per_step:.3f} s/step (batch {bd}) -> {d_steps} steps for {args.minutes} min",
+        flush=True,
+    )
     with Clock() as d_train:
         for _ in range(d_steps):
             trainer.step()
@@ -434,11 +563,19 @@ def quality(args) -> dict:
         is_g = name.startswith("genlab")
         tr = g_train if is_g else d_train
         steps, batch = (g_steps, int(g_model.batch_size)) if is_g else (d_steps, bd)
-        rows.append({
-            "model": name, "sampler": sampler, "train steps": steps, "batch": batch, "images seen": steps * batch,
-            "train wall s": tr.wall, "train CPU s": tr.cpu, "sample s (1000)": clock.wall * 1000 / n,
-            **{k: float(v) for k, v in metrics.items()},
-        })
+        rows.append(
+            {
+                "model": name,
+                "sampler": sampler,
+                "train steps": steps,
+                "batch": batch,
+                "images seen": steps * batch,
+                "train wall s": tr.wall,
+                "train CPU s": tr.cpu,
+                "sample s (1000)": clock.wall * 1000 / n,
+                **{k: float(v) for k, v in metrics.items()},
+            }
+        )
     floor = real_data_metrics(train, test, evaluator, n_samples=n, seed=0)
     rows.append({"model": f"real train images (noise floor, {n})", **{k: float(v) for k, v in floor.items()}})
 
@@ -449,24 +586,64 @@ def quality(args) -> dict:
             tag = ("genlab" if name.startswith("genlab") else "diffusers") + ("-dpm" if "DPM" in sampler else "")
             save_grid(samples[:100], RESULTS / f"diffusion-vs-diffusers-quality-{tag}.png")
 
-    columns = ["model", "sampler", "train steps", "batch", "images seen", "train wall s", "train CPU s", "sample s (1000)", "fd", "precision", "recall", "density", "coverage", "class_entropy", "copies"]
+    columns = [
+        "model",
+        "sampler",
+        "train steps",
+        "batch",
+        "images seen",
+        "train wall s",
+        "train CPU s",
+        "sample s (1000)",
+        "fd",
+        "precision",
+        "recall",
+        "density",
+        "coverage",
+        "class_entropy",
+        "copies",
+    ]
     print()
     print(table(rows, columns))
     total = time.perf_counter() - start_all
     print(f"\nend-to-end {total:.0f} s for --minutes {args.minutes}")
     return {
-        "mode": "quality", "environment": environment(args), "minutes": args.minutes, "end_to_end_s": total,
+        "mode": "quality",
+        "environment": environment(args),
+        "minutes": args.minutes,
+        "end_to_end_s": total,
         "data": "mnist10k: load_dataset('npz:...').split(0.2, 0): 8,000 train / 2,000 test",
         "parameters": {"genlab": n_params(g_model.network_), "diffusers": n_params(d_unet)},
         "calibration": {
             "clock": clock,
-            "genlab": {"s_per_step": per_step, "build_s": build, "validation_s": val, "steps_per_epoch": spe, "steps": g_steps,
-                       "method": "fit(max_steps=a) and fit(max_steps=3a) without validation: cost per step and of building; one timed pass over the validation share (paid after every epoch and at the end)"},
-            "diffusers": {"s_per_step": d_per_step, "steps": d_steps, "batch": bd, "method": "the example step timed on a throwaway model"},
+            "genlab": {
+                "s_per_step": per_step,
+                "build_s": build,
+                "validation_s": val,
+                "steps_per_epoch": spe,
+                "steps": g_steps,
+                "method": "fit(max_steps=a) and fit(max_steps=3a) without validation: cost per step and of building; one timed pass over the validation share (paid after every epoch and at the end)",
+            },
+            "diffusers": {
+                "s_per_step": d_per_step,
+                "steps": d_steps,
+                "batch": bd,
+                "method": "the example step timed on a throwaway model",
+            },
         },
         "configs": {
-            "genlab": {"model": f"make_model('diffusion', preset='quick', max_steps={g_steps}, random_state=0)", "resolved": g_model.resolved_params_, "training_summary": g_model.training_summary_},
-            "diffusers": {"UNet2DModel": DIFFUSERS_CONFIGS[args.diffusers_config], "name": args.diffusers_config, "example_settings": {**EXAMPLE, "train_batch_size": bd}, "random_flip": False, "final_loss_mean_last_100": float(np.mean(trainer.losses[-100:])) if trainer.losses else None},
+            "genlab": {
+                "model": f"make_model('diffusion', preset='quick', max_steps={g_steps}, random_state=0)",
+                "resolved": g_model.resolved_params_,
+                "training_summary": g_model.training_summary_,
+            },
+            "diffusers": {
+                "UNet2DModel": DIFFUSERS_CONFIGS[args.diffusers_config],
+                "name": args.diffusers_config,
+                "example_settings": {**EXAMPLE, "train_batch_size": bd},
+                "random_flip": False,
+                "final_loss_mean_last_100": float(np.mean(trainer.losses[-100:])) if trainer.losses else None,
+            },
         },
         "evaluator": evaluator.describe(),
         "rows": rows,
@@ -476,7 +653,9 @@ def quality(args) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--mode", choices=("speed", "quality"), default="speed")
-    parser.add_argument("--threads", type=int, default=1, help="torch (and BLAS) threads for both libraries (default 1)")
+    parser.add_argument(
+        "--threads", type=int, default=1, help="torch (and BLAS) threads for both libraries (default 1)"
+    )
     parser.add_argument("--diffusers-config", choices=sorted(DIFFUSERS_CONFIGS), default="lpb1")
     parser.add_argument("--batch", type=int, default=64, help="speed: training batch for both")
     parser.add_argument("--steps", type=int, default=50, help="speed: timed training steps for both")
@@ -484,19 +663,40 @@ def main() -> None:
     parser.add_argument("--sample-batch", type=int, default=100, help="speed: images per sampling call")
     parser.add_argument("--sample-steps", type=int, default=50, help="denoising steps of DDIM for both")
     parser.add_argument("--minutes", type=float, default=10.0, help="quality: training wall time of each library")
-    parser.add_argument("--diffusers-batch", type=int, default=EXAMPLE["train_batch_size"], help="quality: diffusers' batch (default: the example's 16)")
-    parser.add_argument("--budget-clock", choices=("wall", "cpu"), default="wall",
-                        help="quality: size both runs by wall-clock or process-CPU seconds (cpu: fairer on a loaded machine)")
+    parser.add_argument(
+        "--diffusers-batch",
+        type=int,
+        default=EXAMPLE["train_batch_size"],
+        help="quality: diffusers' batch (default: the example's 16)",
+    )
+    parser.add_argument(
+        "--budget-clock",
+        choices=("wall", "cpu"),
+        default="wall",
+        help="quality: size both runs by wall-clock or process-CPU seconds (cpu: fairer on a loaded machine)",
+    )
     parser.add_argument("--calibration-steps", type=int, default=20, help="quality: steps timed to size each run")
     parser.add_argument("--n-samples", type=int, default=1000, help="quality: samples per model")
     parser.add_argument("--no-default-sampler", action="store_true", help="quality: skip genlab's default-sampler row")
-    parser.add_argument("--save-grids", action="store_true", help="quality: also write 10x10 sample grids next to the JSON")
-    parser.add_argument("--json", type=Path, default=None, help="output (default benchmarks/results/diffusion-vs-diffusers[-quality].json)")
+    parser.add_argument(
+        "--save-grids", action="store_true", help="quality: also write 10x10 sample grids next to the JSON"
+    )
+    parser.add_argument(
+        "--json",
+        type=Path,
+        default=None,
+        help="output (default benchmarks/results/diffusion-vs-diffusers[-quality].json)",
+    )
     args = parser.parse_args()
-    print(f"genlab {genlab.__version__}, diffusers {diffusers.__version__}, torch {torch.__version__}, {args.threads} thread(s)", flush=True)
+    print(
+        f"genlab {genlab.__version__}, diffusers {diffusers.__version__}, torch {torch.__version__}, {args.threads} thread(s)",
+        flush=True,
+    )
     with threads(args.threads):
         record = speed(args) if args.mode == "speed" else quality(args)
-    out = args.json or RESULTS / ("diffusion-vs-diffusers.json" if args.mode == "speed" else "diffusion-vs-diffusers-quality.json")
+    out = args.json or RESULTS / (
+        "diffusion-vs-diffusers.json" if args.mode == "speed" else "diffusion-vs-diffusers-quality.json"
+    )
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(record, indent=2, default=str))
     print(f"wrote {out}")

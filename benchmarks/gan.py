@@ -50,7 +50,19 @@ from genlab.training.callbacks import Callback  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 N_SAMPLES, SEED = 1000, 0
-COLUMNS = ["model", "fd", "precision", "recall", "density", "coverage", "class_entropy", "copies", "conditional_accuracy", "fit_s", "steps"]
+COLUMNS = [
+    "model",
+    "fd",
+    "precision",
+    "recall",
+    "density",
+    "coverage",
+    "class_entropy",
+    "copies",
+    "conditional_accuracy",
+    "fit_s",
+    "steps",
+]
 
 
 def load_split(name: str, data_dir: Path = SHARED_DATA):
@@ -73,12 +85,24 @@ class TextbookGenerator(nn.Module):
     def __init__(self, size: int, nz: int = 100, ngf: int = 64) -> None:
         super().__init__()
         if size == 28:
-            layers = [nn.ConvTranspose2d(nz, ngf * 4, 7, 1, 0, bias=False), nn.BatchNorm2d(ngf * 4), nn.ReLU(True),
-                      nn.ConvTranspose2d(ngf * 4, ngf * 2, 4, 2, 1, bias=False), nn.BatchNorm2d(ngf * 2), nn.ReLU(True),
-                      nn.ConvTranspose2d(ngf * 2, 1, 4, 2, 1, bias=False), nn.Tanh()]
+            layers = [
+                nn.ConvTranspose2d(nz, ngf * 4, 7, 1, 0, bias=False),
+                nn.BatchNorm2d(ngf * 4),
+                nn.ReLU(True),
+                nn.ConvTranspose2d(ngf * 4, ngf * 2, 4, 2, 1, bias=False),
+                nn.BatchNorm2d(ngf * 2),
+                nn.ReLU(True),
+                nn.ConvTranspose2d(ngf * 2, 1, 4, 2, 1, bias=False),
+                nn.Tanh(),
+            ]
         elif size == 8:
-            layers = [nn.ConvTranspose2d(nz, ngf * 2, 4, 1, 0, bias=False), nn.BatchNorm2d(ngf * 2), nn.ReLU(True),
-                      nn.ConvTranspose2d(ngf * 2, 1, 4, 2, 1, bias=False), nn.Tanh()]
+            layers = [
+                nn.ConvTranspose2d(nz, ngf * 2, 4, 1, 0, bias=False),
+                nn.BatchNorm2d(ngf * 2),
+                nn.ReLU(True),
+                nn.ConvTranspose2d(ngf * 2, 1, 4, 2, 1, bias=False),
+                nn.Tanh(),
+            ]
         else:
             raise SystemExit(f"the textbook DCGAN here is adapted to 28x28 and 8x8 only, not {size}")
         self.net = nn.Sequential(*layers)
@@ -92,12 +116,20 @@ class TextbookDiscriminator(nn.Module):
     def __init__(self, size: int, ndf: int = 64) -> None:
         super().__init__()
         if size == 28:
-            layers = [nn.Conv2d(1, ndf, 4, 2, 1, bias=False), nn.LeakyReLU(0.2, True),
-                      nn.Conv2d(ndf, ndf * 2, 4, 2, 1, bias=False), nn.BatchNorm2d(ndf * 2), nn.LeakyReLU(0.2, True),
-                      nn.Conv2d(ndf * 2, 1, 7, 1, 0, bias=False)]
+            layers = [
+                nn.Conv2d(1, ndf, 4, 2, 1, bias=False),
+                nn.LeakyReLU(0.2, True),
+                nn.Conv2d(ndf, ndf * 2, 4, 2, 1, bias=False),
+                nn.BatchNorm2d(ndf * 2),
+                nn.LeakyReLU(0.2, True),
+                nn.Conv2d(ndf * 2, 1, 7, 1, 0, bias=False),
+            ]
         else:
-            layers = [nn.Conv2d(1, ndf, 4, 2, 1, bias=False), nn.LeakyReLU(0.2, True),
-                      nn.Conv2d(ndf, 1, 4, 1, 0, bias=False)]
+            layers = [
+                nn.Conv2d(1, ndf, 4, 2, 1, bias=False),
+                nn.LeakyReLU(0.2, True),
+                nn.Conv2d(ndf, 1, 4, 1, 0, bias=False),
+            ]
         self.net = nn.Sequential(*layers)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -173,7 +205,13 @@ class FDCurve(Callback):
             samples = self.model.sample(N_SAMPLES, seed=SEED)
         mu, sigma = gaussian_statistics(self.evaluator.features(samples))
         seen = step * trainer.config.batch_size * int(self.model.network_.n_critic)
-        self.points.append({"step": step, "real_images_seen": seen, "fd": float(frechet_distance_from_statistics(mu, sigma, *self.ref))})
+        self.points.append(
+            {
+                "step": step,
+                "real_images_seen": seen,
+                "fd": float(frechet_distance_from_statistics(mu, sigma, *self.ref)),
+            }
+        )
         print(f"  step {step}: FD {self.points[-1]['fd']:.2f}", flush=True)
 
 
@@ -197,7 +235,12 @@ def augment_curve(train, test, evaluator, steps: int | None, every: int, policie
 # ---------------------------------------------------------------------- main
 def evaluate(label: str, model, train, test, evaluator, fit_s: float, steps: int) -> dict:
     metrics = evaluate_model(model, train, test, evaluator, n_samples=N_SAMPLES, seed=SEED).metrics
-    return {"model": label, **{k: v for k, v in metrics.items() if isinstance(v, (int, float))}, "fit_s": fit_s, "steps": steps}
+    return {
+        "model": label,
+        **{k: v for k, v in metrics.items() if isinstance(v, (int, float))},
+        "fit_s": fit_s,
+        "steps": steps,
+    }
 
 
 def main() -> None:
@@ -206,7 +249,11 @@ def main() -> None:
     ap.add_argument("--experiments", default="table,dcgan", help="comma-separated: table, dcgan, augment")
     ap.add_argument("--steps", type=int, default=None, help="generator steps (default: the quick preset's)")
     ap.add_argument("--curve-every", type=int, default=250)
-    ap.add_argument("--policies", default="translation,cutout;none", help="augment experiment: ';'-separated augment values to compare")
+    ap.add_argument(
+        "--policies",
+        default="translation,cutout;none",
+        help="augment experiment: ';'-separated augment values to compare",
+    )
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--data-dir", type=Path, default=SHARED_DATA, help="folder with NAME.npz (default: ../shared/data)")
     args = ap.parse_args()
@@ -225,16 +272,28 @@ def main() -> None:
             start = time.perf_counter()
             gan = GAN(**gan_params(args.steps)).fit(train.images, train.labels)
             gan_seconds = time.perf_counter() - start
-            rows["gan"] = evaluate("gan (quick)", gan, train, test, evaluator, gan_seconds, gan.training_summary_["steps"])
+            rows["gan"] = evaluate(
+                "gan (quick)", gan, train, test, evaluator, gan_seconds, gan.training_summary_["steps"]
+            )
             print(rows["gan"], flush=True)
         if "table" in experiments:
             start = time.perf_counter()
             cgan = GAN(**gan_params(args.steps, condition="label")).fit(train.images, train.labels)
-            rows["cgan"] = evaluate("cgan (quick)", cgan, train, test, evaluator, time.perf_counter() - start, cgan.training_summary_["steps"])
+            rows["cgan"] = evaluate(
+                "cgan (quick)",
+                cgan,
+                train,
+                test,
+                evaluator,
+                time.perf_counter() - start,
+                cgan.training_summary_["steps"],
+            )
             print(rows["cgan"], flush=True)
         if "dcgan" in experiments:
             base = TextbookDCGAN(train.image_shape[1]).fit_for(train.images, gan_seconds)
-            rows["dcgan"] = evaluate("textbook DCGAN (equal time)", base, train, test, evaluator, gan_seconds, base.steps)
+            rows["dcgan"] = evaluate(
+                "textbook DCGAN (equal time)", base, train, test, evaluator, gan_seconds, base.steps
+            )
             print(rows["dcgan"], flush=True)
         if "augment" in experiments:
             curves = results.setdefault("augment_curve", {})

@@ -33,7 +33,6 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -49,7 +48,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--device", default="cuda")
     p.add_argument("--out", type=Path, default=Path("benchmarks/results/gpu"))
-    p.add_argument("--families", default=",".join(FAMILIES), help="comma-separated; families not registered are skipped")
+    p.add_argument(
+        "--families", default=",".join(FAMILIES), help="comma-separated; families not registered are skipped"
+    )
     p.add_argument("--batch-size", type=int, default=None, help="training batch (default: each preset's)")
     p.add_argument("--budgets", default="2,5", help="minutes of training for stage 4 (comma-separated; empty skips it)")
     p.add_argument("--stages", default="peak,families,diffusers,quality")
@@ -81,11 +82,15 @@ def measure_peak(device: torch.device, smoke: bool) -> dict:
     a = torch.randn(n, n, device=device, dtype=dtype)
     b = torch.randn(n, n, device=device, dtype=dtype)
     seconds = timed(lambda: a @ b, device, repeat=3 if smoke else 10, warmup=1 if smoke else 3)
-    n_bytes = (2**24 if smoke else 2**31)
+    n_bytes = 2**24 if smoke else 2**31
     src = torch.empty(n_bytes, dtype=torch.uint8, device=device)
     dst = torch.empty_like(src)
     copy_s = timed(lambda: dst.copy_(src), device, repeat=3 if smoke else 10, warmup=1 if smoke else 3)
-    return {"matmul": f"{n}^3 {str(dtype).replace('torch.', '')}", "peak_tflops": 2 * n**3 / seconds / 1e12, "copy_GBps": 2 * n_bytes / copy_s / 1e9}
+    return {
+        "matmul": f"{n}^3 {str(dtype).replace('torch.', '')}",
+        "peak_tflops": 2 * n**3 / seconds / 1e12,
+        "copy_GBps": 2 * n_bytes / copy_s / 1e9,
+    }
 
 
 # ---------------------------------------------------------------------------------- data, models
@@ -135,7 +140,11 @@ def flops_per_image(network, train, batch_size: int, device: torch.device) -> fl
     batch = {"images": train.images[:batch_size].to(device)}
     if train.labels is not None:
         batch["labels"] = train.labels[:batch_size].to(device)
-    autocast = torch.autocast(device_type=device.type, dtype=torch.bfloat16) if device.type == "cuda" else torch.autocast("cpu", enabled=False)
+    autocast = (
+        torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+        if device.type == "cuda"
+        else torch.autocast("cpu", enabled=False)
+    )
     with FlopCounterMode(display=False) as counter:
         with autocast:
             out = network(batch)
@@ -174,11 +183,17 @@ def family_rows(args, device: torch.device, peak: float | None, train) -> list[d
         flops = flops_per_image(network, train, min(batch, len(train)), device)
         rate, batch = training_rate(name, train, str(device), args.batch_size, args.smoke)
         achieved = flops * rate / 1e12
-        rows.append({
-            "family": name, "params (M)": sum(p.numel() for p in network.parameters()) / 1e6, "batch": batch,
-            "GFLOP/image": flops / 1e9, "images/s": rate, "TFLOP/s": achieved,
-            "of peak": (achieved / peak) if peak else float("nan"),
-        })
+        rows.append(
+            {
+                "family": name,
+                "params (M)": sum(p.numel() for p in network.parameters()) / 1e6,
+                "batch": batch,
+                "GFLOP/image": flops / 1e9,
+                "images/s": rate,
+                "TFLOP/s": achieved,
+                "of peak": (achieved / peak) if peak else float("nan"),
+            }
+        )
         print(table(rows[-1:], list(rows[-1])), flush=True)
     return rows
 
@@ -196,9 +211,16 @@ def diffusers_ratio(args, device: torch.device, train) -> dict | None:
     c, h, w = train.image_shape
     best = None
     for base in range(16, 257, 8):  # widen diffusers' example U-Net until its parameters match
-        cand = UNet2DModel(sample_size=(h, w), in_channels=c, out_channels=c, block_out_channels=(base, base, 2 * base), layers_per_block=2,
-                           down_block_types=("DownBlock2D", "AttnDownBlock2D", "DownBlock2D"), up_block_types=("UpBlock2D", "AttnUpBlock2D", "UpBlock2D"),
-                           norm_num_groups=8)
+        cand = UNet2DModel(
+            sample_size=(h, w),
+            in_channels=c,
+            out_channels=c,
+            block_out_channels=(base, base, 2 * base),
+            layers_per_block=2,
+            down_block_types=("DownBlock2D", "AttnDownBlock2D", "DownBlock2D"),
+            up_block_types=("UpBlock2D", "AttnUpBlock2D", "UpBlock2D"),
+            norm_num_groups=8,
+        )
         n = sum(p.numel() for p in cand.parameters())
         if best is None or abs(n - target) < abs(best[1] - target):
             best = (cand, n)
@@ -223,13 +245,20 @@ def diffusers_ratio(args, device: torch.device, train) -> dict | None:
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
+
         return step
 
     repeat, warm = (3, 1) if args.smoke else (100, 10)
     g = timed(step_fn(unet.train(), lambda n, z, t: n(z, t.float() / 1000.0)), device, repeat, warm)
     d = timed(step_fn(dunet.train(), lambda n, z, t: n(z, t).sample), device, repeat, warm)
-    return {"genlab params (M)": target / 1e6, "diffusers params (M)": best[1] / 1e6, "batch": batch,
-            "genlab img/s": batch / g, "diffusers img/s": batch / d, "genlab / diffusers": d / g}
+    return {
+        "genlab params (M)": target / 1e6,
+        "diffusers params (M)": best[1] / 1e6,
+        "batch": batch,
+        "genlab img/s": batch / g,
+        "diffusers img/s": batch / d,
+        "genlab / diffusers": d / g,
+    }
 
 
 # ---------------------------------------------------------------------------------- quality
@@ -243,8 +272,18 @@ def quality_rows(args, device: torch.device, train, test, rate: float) -> list[d
     n = 100 if args.smoke else 1000
     evaluator = get_evaluator(train, test, seed=0, echo=lambda s: print(s, flush=True))
     real = real_data_metrics(train, test, evaluator, n_samples=n, seed=0)
-    rows = [{"budget (min)": 0.0, "steps": 0, "FD": real.get("fd"), "precision": real.get("precision"), "recall": real.get("recall"),
-             "coverage": real.get("coverage"), "cond. accuracy": float("nan"), "note": "real vs real"}]
+    rows = [
+        {
+            "budget (min)": 0.0,
+            "steps": 0,
+            "FD": real.get("fd"),
+            "precision": real.get("precision"),
+            "recall": real.get("recall"),
+            "coverage": real.get("coverage"),
+            "cond. accuracy": float("nan"),
+            "note": "real vs real",
+        }
+    ]
     for minutes in budgets:
         model = full_model("diffusion", str(device), args.batch_size, args.smoke)
         steps = max(1, int(rate * minutes * 60 / int(model.batch_size))) if not args.smoke else 3
@@ -255,8 +294,18 @@ def quality_rows(args, device: torch.device, train, test, rate: float) -> list[d
         labels = torch.arange(n) % int(model.n_classes_)
         samples = model.sample(n, y=labels, seed=0)
         m = sample_metrics(samples, train, test, evaluator, requested_labels=labels).metrics
-        rows.append({"budget (min)": minutes, "steps": steps, "train s": seconds, "FD": m.get("fd"), "precision": m.get("precision"),
-                     "recall": m.get("recall"), "coverage": m.get("coverage"), "cond. accuracy": m.get("conditional_accuracy")})
+        rows.append(
+            {
+                "budget (min)": minutes,
+                "steps": steps,
+                "train s": seconds,
+                "FD": m.get("fd"),
+                "precision": m.get("precision"),
+                "recall": m.get("recall"),
+                "coverage": m.get("coverage"),
+                "cond. accuracy": m.get("conditional_accuracy"),
+            }
+        )
         print(table(rows[-1:], list(rows[-1])), flush=True)
     return rows
 
@@ -270,7 +319,11 @@ def main(argv=None) -> None:
         raise SystemExit("--device cuda: no CUDA device here (use --smoke --device cpu to check the script)")
     args.out.mkdir(parents=True, exist_ok=True)
     stages = set(args.stages.split(","))
-    report: dict = {"torch": torch.__version__, "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu", "smoke": args.smoke}
+    report: dict = {
+        "torch": torch.__version__,
+        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
+        "smoke": args.smoke,
+    }
 
     def save() -> None:
         (args.out / "gpu.json").write_text(json.dumps(report, indent=2, default=float))

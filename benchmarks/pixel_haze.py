@@ -19,7 +19,6 @@ import time
 import warnings
 from pathlib import Path
 
-import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -62,22 +61,47 @@ def main() -> None:
     print(row("real held-out vs itself", test.images, test, evaluator))
     print(row("real training subset", train.images[: args.n], test, evaluator))
     t0 = time.perf_counter()
-    diffusion = make_model("diffusion", preset="quick", max_steps=args.diffusion_steps, random_state=0, device="cpu").fit(train.images)
+    diffusion = make_model(
+        "diffusion", preset="quick", max_steps=args.diffusion_steps, random_state=0, device="cpu"
+    ).fit(train.images)
     print(f"(diffusion: {args.diffusion_steps} steps in {time.perf_counter() - t0:.0f} s)")
     default_end = diffusion_samplers.LOGSNR_SPACING_END_TIME
     for end in args.dpm_end:
         diffusion_samplers.LOGSNR_SPACING_END_TIME = end
-        print(row(f"diffusion dpm++ 20 steps, grid ends at t={end:g}", diffusion.sample(args.n, seed=1, sampler="dpm++", steps=20), test, evaluator))
+        print(
+            row(
+                f"diffusion dpm++ 20 steps, grid ends at t={end:g}",
+                diffusion.sample(args.n, seed=1, sampler="dpm++", steps=20),
+                test,
+                evaluator,
+            )
+        )
     diffusion_samplers.LOGSNR_SPACING_END_TIME = default_end
     for sampler, steps in (("ddim", 50), ("ddpm", 250)):
-        print(row(f"diffusion {sampler} {steps} steps", diffusion.sample(args.n, seed=1, sampler=sampler, steps=steps), test, evaluator))
+        print(
+            row(
+                f"diffusion {sampler} {steps} steps",
+                diffusion.sample(args.n, seed=1, sampler=sampler, steps=steps),
+                test,
+                evaluator,
+            )
+        )
     t0 = time.perf_counter()
-    vae = make_model("vae", preset="quick", random_state=0, device="cpu", **({"max_steps": args.vae_steps} if args.vae_steps else {})).fit(train.images)
+    vae = make_model(
+        "vae", preset="quick", random_state=0, device="cpu", **({"max_steps": args.vae_steps} if args.vae_steps else {})
+    ).fit(train.images)
     print(f"(vae: {time.perf_counter() - t0:.0f} s)")
     for temperature in (0.5, 0.7, 1.0, 1.2):
         s = vae.sample(args.n, seed=1, temperature=temperature)
         mem = memorization(unit_flat(s), unit_flat(train.images), unit_flat(test.images), quantile=0.05)
-        print(row(f"vae T={temperature} (near-copies {100 * mem.copy_fraction:.1f}% vs held-out real {100 * mem.reference_fraction:.0f}%)", s, test, evaluator))
+        print(
+            row(
+                f"vae T={temperature} (near-copies {100 * mem.copy_fraction:.1f}% vs held-out real {100 * mem.reference_fraction:.0f}%)",
+                s,
+                test,
+                evaluator,
+            )
+        )
 
 
 if __name__ == "__main__":

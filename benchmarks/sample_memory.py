@@ -28,7 +28,9 @@ def run(args: list[str]) -> tuple[float, float]:
     """(peak RSS in MiB, wall seconds) of ``python -m genlab ARGS`` in a child process."""
     env = {**os.environ, "PYTHONPATH": SRC + os.pathsep + os.environ.get("PYTHONPATH", ""), "OMP_NUM_THREADS": "1"}
     start = time.perf_counter()
-    proc = subprocess.Popen([sys.executable, "-m", "genlab", *args], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "genlab", *args], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
     _, status, usage = os.wait4(proc.pid, 0)
     seconds = time.perf_counter() - start
     proc.returncode = os.waitstatus_to_exitcode(status)
@@ -53,11 +55,34 @@ def main() -> None:
             rss, seconds = run(["sample", str(run_dir), "-n", str(n), "--npy", str(npy)])
             size = npy.stat().st_size / 2**20
             npy.unlink()
-            rss_grid, _ = run(["sample", str(run_dir), "-n", str(n), "--npy", str(npy), "-o", str(Path(tmp) / "grid.png"), "--overwrite"])
+            rss_grid, _ = run(
+                [
+                    "sample",
+                    str(run_dir),
+                    "-n",
+                    str(n),
+                    "--npy",
+                    str(npy),
+                    "-o",
+                    str(Path(tmp) / "grid.png"),
+                    "--overwrite",
+                ]
+            )
             npy.unlink()
-            rows.append({"n": n, "npy_mib": round(size, 1), "peak_rss_mib": round(rss, 1), "peak_rss_with_grid_mib": round(rss_grid, 1), "seconds": round(seconds, 2)})
-            print(f"n = {n:>9,}: peak RSS {rss:7.1f} MiB (with the grid {rss_grid:7.1f} MiB), .npy {size:7.1f} MiB, {seconds:.1f} s", file=sys.stderr)
-    print(f"| n | .npy written (MiB) | peak RSS, --npy (MiB) | peak RSS, --npy + -o grid (MiB) | seconds |")
+            rows.append(
+                {
+                    "n": n,
+                    "npy_mib": round(size, 1),
+                    "peak_rss_mib": round(rss, 1),
+                    "peak_rss_with_grid_mib": round(rss_grid, 1),
+                    "seconds": round(seconds, 2),
+                }
+            )
+            print(
+                f"n = {n:>9,}: peak RSS {rss:7.1f} MiB (with the grid {rss_grid:7.1f} MiB), .npy {size:7.1f} MiB, {seconds:.1f} s",
+                file=sys.stderr,
+            )
+    print("| n | .npy written (MiB) | peak RSS, --npy (MiB) | peak RSS, --npy + -o grid (MiB) | seconds |")
     print("|---:|---:|---:|---:|---:|")
     for r in rows:
         print(f"| {r['n']:,} | {r['npy_mib']} | {r['peak_rss_mib']} | {r['peak_rss_with_grid_mib']} | {r['seconds']} |")

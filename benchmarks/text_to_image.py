@@ -47,13 +47,21 @@ def fit_or_load(run_dir: Path, train, max_steps: int | None, seed: int) -> tuple
     if (run_dir / "config.json").is_file():
         print(f"reusing the model in {run_dir}")
         return GenerativeModel.load(run_dir), None
-    model = make_model("diffusion", condition="text", max_steps=max_steps, random_state=seed, checkpoint_dir=str(run_dir / "checkpoints"))
+    model = make_model(
+        "diffusion",
+        condition="text",
+        max_steps=max_steps,
+        random_state=seed,
+        checkpoint_dir=str(run_dir / "checkpoints"),
+    )
     start = time.perf_counter()
     # an interrupted benchmark continues from its last checkpoint (the fit time then counts only this part)
     model.fit(train.images, train.captions, resume=(run_dir / "checkpoints").is_dir())
     seconds = time.perf_counter() - start
     model.save(run_dir)
-    (run_dir / "fit.json").write_text(json.dumps({"fit_seconds": seconds, "training": model.training_summary_}, indent=1))
+    (run_dir / "fit.json").write_text(
+        json.dumps({"fit_seconds": seconds, "training": model.training_summary_}, indent=1)
+    )
     return model, seconds
 
 
@@ -63,17 +71,31 @@ def prompt_metrics(model, evaluator, n_per_prompt: int, guidance: float | None, 
         images = model.sample(n_per_prompt, prompt=prompt, guidance=guidance, seed=seed + i)
         predicted = evaluator.predict(images).numpy()
         attrs = measure_digit_attributes(images)
-        rows.append({"prompt": prompt, "digit": target["digit"], "accuracy": float(np.mean(predicted == target["digit"])),
-                     "thickness_px": float(np.nanmean(attrs["thickness"])), "wanted": ", ".join(f"{k}={v}" for k, v in target.items() if k != "digit")})
+        rows.append(
+            {
+                "prompt": prompt,
+                "digit": target["digit"],
+                "accuracy": float(np.mean(predicted == target["digit"])),
+                "thickness_px": float(np.nanmean(attrs["thickness"])),
+                "wanted": ", ".join(f"{k}={v}" for k, v in target.items() if k != "digit"),
+            }
+        )
     # thick vs thin for every digit: in the captions' own words, and in held-out wording
     n = max(10, n_per_prompt // 2)
-    wordings = {"plain": ("a thick {}", "a thin {}"), "held_out": ("the number {}, drawn with a heavy pen", "the number {}, sketched with a fine-tipped pen")}
+    wordings = {
+        "plain": ("a thick {}", "a thin {}"),
+        "held_out": ("the number {}, drawn with a heavy pen", "the number {}, sketched with a fine-tipped pen"),
+    }
     ratios: dict[str, list[float]] = {}
     for kind, (thick_text, thin_text) in wordings.items():
         ratios[kind] = []
         for d, word in enumerate(NUMBER_WORDS):
-            thick = measure_digit_attributes(model.sample(n, prompt=thick_text.format(word), guidance=guidance, seed=seed + 100 + d))["thickness"]
-            thin = measure_digit_attributes(model.sample(n, prompt=thin_text.format(word), guidance=guidance, seed=seed + 200 + d))["thickness"]
+            thick = measure_digit_attributes(
+                model.sample(n, prompt=thick_text.format(word), guidance=guidance, seed=seed + 100 + d)
+            )["thickness"]
+            thin = measure_digit_attributes(
+                model.sample(n, prompt=thin_text.format(word), guidance=guidance, seed=seed + 200 + d)
+            )["thickness"]
             ratios[kind].append(float(np.nanmean(thick) / np.nanmean(thin)))
     summary = {
         "held_out_accuracy": float(np.mean([r["accuracy"] for r in rows])),
@@ -89,14 +111,25 @@ def prompt_metrics(model, evaluator, n_per_prompt: int, guidance: float | None, 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", choices=sorted(SPECS), default="digits")
-    parser.add_argument("--run-dir", type=Path, default=None, help="Where the model is saved / reused (default /tmp/genlab-bench/text-DATA).")
+    parser.add_argument(
+        "--run-dir",
+        type=Path,
+        default=None,
+        help="Where the model is saved / reused (default /tmp/genlab-bench/text-DATA).",
+    )
     parser.add_argument("--max-steps", type=int, default=None, help="Training steps (default: the quick preset's).")
-    parser.add_argument("--guidance", type=float, nargs="*", default=[None], help="Guidance scales to evaluate (default: the model's).")
+    parser.add_argument(
+        "--guidance", type=float, nargs="*", default=[None], help="Guidance scales to evaluate (default: the model's)."
+    )
     parser.add_argument("--n-per-prompt", type=int, default=100)
     parser.add_argument("--n-samples", type=int, default=1000, help="Samples for the Fréchet distance.")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--captions-only", action="store_true", help="Only (re)measure the held-out-caption samples; keep the prompt results already in the JSON.")
+    parser.add_argument(
+        "--captions-only",
+        action="store_true",
+        help="Only (re)measure the held-out-caption samples; keep the prompt results already in the JSON.",
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     set_quiet(True)
@@ -110,9 +143,20 @@ def main() -> None:
     print(f"evaluator: {evaluator.describe()}")
 
     out = RESULTS / f"text-to-image-{args.data}.json"
-    previous = {g["guidance"]: g for g in json.loads(out.read_text())["by_guidance"]} if args.captions_only and out.is_file() else {}
-    results = {"data": args.data, "threads": args.threads, "torch": torch.__version__, "date": time.strftime("%Y-%m-%d"),
-               "fit_seconds": fit_seconds, "training": getattr(model, "training_summary_", None), "by_guidance": []}
+    previous = (
+        {g["guidance"]: g for g in json.loads(out.read_text())["by_guidance"]}
+        if args.captions_only and out.is_file()
+        else {}
+    )
+    results = {
+        "data": args.data,
+        "threads": args.threads,
+        "torch": torch.__version__,
+        "date": time.strftime("%Y-%m-%d"),
+        "fit_seconds": fit_seconds,
+        "training": getattr(model, "training_summary_", None),
+        "by_guidance": [],
+    }
     if args.captions_only and out.is_file():
         old = json.loads(out.read_text())
         results.update(fit_seconds=old.get("fit_seconds"), training=old.get("training"))
@@ -127,7 +171,11 @@ def main() -> None:
         else:
             rows, summary = prompt_metrics(model, evaluator, args.n_per_prompt, guidance, args.seed)
         # captions spread evenly over the held-out set (it is sorted by label: its first rows are all zeros)
-        index = (torch.arange(args.n_samples) * len(test)) // args.n_samples if args.n_samples <= len(test) else torch.arange(args.n_samples) % len(test)
+        index = (
+            (torch.arange(args.n_samples) * len(test)) // args.n_samples
+            if args.n_samples <= len(test)
+            else torch.arange(args.n_samples) % len(test)
+        )
         captions = [test.captions[int(i)] for i in index]
         requested = test.labels[index]
         samples = model.sample(args.n_samples, prompt=captions, guidance=guidance, seed=args.seed)
@@ -135,11 +183,15 @@ def main() -> None:
         label = "model default" if guidance is None else f"{guidance}"
         print(f"\n## guidance {label} ({time.perf_counter() - start:.0f} s)\n")
         print(table(rows, ["prompt", "digit", "wanted", "accuracy", "thickness_px"]))
-        print(f"\nheld-out prompts: accuracy {summary['held_out_accuracy']:.3f} (min {summary['held_out_accuracy_min']:.2f}); "
-              f"thick/thin thickness ratio {summary['thick_thin_ratio_mean']:.2f} ('a thick seven' / 'a thin seven'), "
-              f"{summary['held_out_thick_thin_ratio']:.2f} (held-out wording)")
-        print(f"held-out captions: FD {quality['fd']:.2f}, precision {quality['precision']:.3f}, recall {quality['recall']:.3f}, "
-              f"digit of the caption {quality.get('conditional_accuracy', float('nan')):.3f}, copies {quality['copies']:.3f}")
+        print(
+            f"\nheld-out prompts: accuracy {summary['held_out_accuracy']:.3f} (min {summary['held_out_accuracy_min']:.2f}); "
+            f"thick/thin thickness ratio {summary['thick_thin_ratio_mean']:.2f} ('a thick seven' / 'a thin seven'), "
+            f"{summary['held_out_thick_thin_ratio']:.2f} (held-out wording)"
+        )
+        print(
+            f"held-out captions: FD {quality['fd']:.2f}, precision {quality['precision']:.3f}, recall {quality['recall']:.3f}, "
+            f"digit of the caption {quality.get('conditional_accuracy', float('nan')):.3f}, copies {quality['copies']:.3f}"
+        )
         results["by_guidance"].append({"guidance": guidance, "prompts": rows, **summary, "caption_samples": quality})
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(results, indent=1))

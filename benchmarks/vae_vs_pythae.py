@@ -82,7 +82,20 @@ for _name in ("pythae", "pythae.pipelines.training", "pythae.trainers.base_train
 
 BATCH = 64
 RESULTS = Path(__file__).resolve().parent / "results" / "vae-vs-pythae.json"
-COLUMNS = ["data", "library", "parameters", "steps", "train s", "images/s", "ratio", "loop s", "loop ratio", "loop cpu ms/step", "cpu ratio", "post-fit s"]
+COLUMNS = [
+    "data",
+    "library",
+    "parameters",
+    "steps",
+    "train s",
+    "images/s",
+    "ratio",
+    "loop s",
+    "loop ratio",
+    "loop cpu ms/step",
+    "cpu ratio",
+    "post-fit s",
+]
 
 
 # ---------------------------------------------------------------------- pythae side
@@ -134,7 +147,9 @@ class PythaeLoopClock(TrainingCallback):
 
 
 def pythae_model(genlab_network: torch.nn.Module, image_shape, latent_dim: int) -> PythaeVAE:
-    config = VAEConfig(input_dim=tuple(int(s) for s in image_shape), latent_dim=int(latent_dim), reconstruction_loss="bce")
+    config = VAEConfig(
+        input_dim=tuple(int(s) for s in image_shape), latent_dim=int(latent_dim), reconstruction_loss="bce"
+    )
     enc = GenlabEncoder(copy.deepcopy(genlab_network.encoder))
     dec = GenlabDecoder(copy.deepcopy(genlab_network.decoder))
     return PythaeVAE(model_config=config, encoder=enc, decoder=dec)
@@ -145,8 +160,15 @@ def run_pythae(genlab_network, images: torch.Tensor, epochs: int, lr: float) -> 
     clock = PythaeLoopClock()
     with tempfile.TemporaryDirectory(prefix="pythae-bench-") as out:
         config = BaseTrainerConfig(
-            output_dir=out, per_device_train_batch_size=BATCH, num_epochs=int(epochs), learning_rate=lr,
-            optimizer_cls="Adam", scheduler_cls=None, steps_saving=None, steps_predict=None, no_cuda=True,
+            output_dir=out,
+            per_device_train_batch_size=BATCH,
+            num_epochs=int(epochs),
+            learning_rate=lr,
+            optimizer_cls="Adam",
+            scheduler_cls=None,
+            steps_saving=None,
+            steps_predict=None,
+            no_cuda=True,
         )
         start = _now()
         data = images.to(torch.float32) / 255.0  # pythae's documented input: floats in [0, 1]
@@ -154,9 +176,12 @@ def run_pythae(genlab_network, images: torch.Tensor, epochs: int, lr: float) -> 
         pipeline(train_data=data, callbacks=[clock])
         end = _now()
     return {
-        "parameters": sum(p.numel() for p in model.parameters()), "steps": clock.steps,
-        "train s": end[0] - start[0], "train cpu s": end[1] - start[1],
-        "loop s": clock.end[0] - clock.start[0], "loop cpu s": clock.end[1] - clock.start[1],
+        "parameters": sum(p.numel() for p in model.parameters()),
+        "steps": clock.steps,
+        "train s": end[0] - start[0],
+        "train cpu s": end[1] - start[1],
+        "loop s": clock.end[0] - clock.start[0],
+        "loop cpu s": clock.end[1] - clock.start[1],
     }
 
 
@@ -177,12 +202,24 @@ class GenlabLoopClock(Callback):
 
 def genlab_model(steps: int, lr: float, latent_sampler: str = "gmm", seed: int = 0):
     return genlab.make_model(
-        "vae", preset="quick", max_steps=int(steps), batch_size=BATCH, lr=lr, lr_schedule="constant", warmup_steps=0,
-        val_fraction=0.0, device="cpu", precision="fp32", random_state=seed, latent_sampler=latent_sampler,
+        "vae",
+        preset="quick",
+        max_steps=int(steps),
+        batch_size=BATCH,
+        lr=lr,
+        lr_schedule="constant",
+        warmup_steps=0,
+        val_fraction=0.0,
+        device="cpu",
+        precision="fp32",
+        random_state=seed,
+        latent_sampler=latent_sampler,
     )
 
 
-def run_genlab(images: torch.Tensor, steps: int, lr: float, latent_sampler: str = "gmm") -> tuple[dict, torch.nn.Module]:
+def run_genlab(
+    images: torch.Tensor, steps: int, lr: float, latent_sampler: str = "gmm"
+) -> tuple[dict, torch.nn.Module]:
     model = genlab_model(steps, lr, latent_sampler)
     clock = GenlabLoopClock()
     model._training_callbacks = lambda config: [clock]  # instance-level hook: times the loop, changes nothing else
@@ -190,18 +227,27 @@ def run_genlab(images: torch.Tensor, steps: int, lr: float, latent_sampler: str 
     model.fit(images)
     end = _now()
     row = {
-        "parameters": sum(p.numel() for p in model.network_.parameters()), "steps": int(model.training_summary_["steps"]),
-        "train s": clock.train_end[0] - start[0], "train cpu s": clock.train_end[1] - start[1],
-        "loop s": clock.end[0] - clock.start[0], "loop cpu s": clock.end[1] - clock.start[1],
-        "post-fit s": end[0] - clock.train_end[0], "latent_sampler": latent_sampler,
+        "parameters": sum(p.numel() for p in model.network_.parameters()),
+        "steps": int(model.training_summary_["steps"]),
+        "train s": clock.train_end[0] - start[0],
+        "train cpu s": clock.train_end[1] - start[1],
+        "loop s": clock.end[0] - clock.start[0],
+        "loop cpu s": clock.end[1] - clock.start[1],
+        "post-fit s": end[0] - clock.train_end[0],
+        "latent_sampler": latent_sampler,
         "trainer clock s": float(model.training_summary_["seconds"]),
     }
     # pythae starts from the very weights genlab started from: rebuild them (same seed, same construction)
     with torch.random.fork_rng():
         torch.manual_seed(model.training_config_["random_state"])
         initial = VAENetwork(
-            model.image_shape_, model.latent_dim_, model.decoder_likelihood, model.beta,
-            width=model.resolved_params_["width"], n_blocks=model.resolved_params_["n_blocks"], norm=model.norm,
+            model.image_shape_,
+            model.latent_dim_,
+            model.decoder_likelihood,
+            model.beta,
+            width=model.resolved_params_["width"],
+            n_blocks=model.resolved_params_["n_blocks"],
+            norm=model.norm,
         )
     return row, initial
 
@@ -235,20 +281,36 @@ def bench(name: str, n_threads: int, steps: int, repeat: int, lr: float, gmm: bo
                 else:
                     runs["pythae"].append(run_pythae(net, images, epochs, lr))  # copies of genlab's initial networks
             g, p = runs["genlab"][-1], runs["pythae"][-1]
-            print(f"  {name} run {i + 1}: loop s (cpu s) genlab {g['loop s']:.1f} ({g['loop cpu s']:.1f}), pythae {p['loop s']:.1f} ({p['loop cpu s']:.1f})", file=sys.stderr, flush=True)
+            print(
+                f"  {name} run {i + 1}: loop s (cpu s) genlab {g['loop s']:.1f} ({g['loop cpu s']:.1f}), pythae {p['loop s']:.1f} ({p['loop cpu s']:.1f})",
+                file=sys.stderr,
+                flush=True,
+            )
     rows = []
     for lib, results in runs.items():
         r = {k: statistics.median(x[k] for x in results) if isinstance(v, float) else v for k, v in results[0].items()}
         if lib == "genlab":
-            r["post-fit s"] = results[0]["post-fit s"]  # encoding the training set (+ fitting the GMM sampler with --gmm)
-        r.update(data=name, library=lib, threads=n_threads, images=steps * BATCH, dataset_images=n, epochs=epochs, runs=results)
+            r["post-fit s"] = results[0][
+                "post-fit s"
+            ]  # encoding the training set (+ fitting the GMM sampler with --gmm)
+        r.update(
+            data=name,
+            library=lib,
+            threads=n_threads,
+            images=steps * BATCH,
+            dataset_images=n,
+            epochs=epochs,
+            runs=results,
+        )
         r["images/s"] = r["images"] / r["train s"]
         r["loop images/s"] = r["images"] / r["loop s"]
         r["loop cpu ms/step"] = 1000 * r["loop cpu s"] / steps
         rows.append(r)
     g, p = rows
     if g["steps"] != p["steps"] or g["parameters"] != p["parameters"]:
-        raise SystemExit(f"unfair comparison: steps {g['steps']} vs {p['steps']}, parameters {g['parameters']} vs {p['parameters']}")
+        raise SystemExit(
+            f"unfair comparison: steps {g['steps']} vs {p['steps']}, parameters {g['parameters']} vs {p['parameters']}"
+        )
     for r in rows:
         r["ratio"] = r["images/s"] / p["images/s"]
         r["loop ratio"] = r["loop images/s"] / p["loop images/s"]
@@ -262,12 +324,18 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1, help="torch / BLAS threads for both libraries")
     parser.add_argument("--steps", type=int, default=125, help="optimisation steps, rounded up to whole epochs")
     parser.add_argument("--repeat", type=int, default=3, help="timed runs per library (medians reported)")
-    parser.add_argument("--gmm", action="store_true", help="first genlab run with its default GMM latent sampler: times its fit (post-fit s)")
+    parser.add_argument(
+        "--gmm",
+        action="store_true",
+        help="first genlab run with its default GMM latent sampler: times its fit (post-fit s)",
+    )
     parser.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate (constant) for both")
     parser.add_argument("--json", type=Path, default=RESULTS)
     args = parser.parse_args()
     load_before = os.getloadavg()
-    print(f"genlab {genlab.__version__}, pythae {_pythae_version()}, torch {torch.__version__}, {args.threads} thread(s), {os.cpu_count()} cores, load average {load_before[0]:.1f}")
+    print(
+        f"genlab {genlab.__version__}, pythae {_pythae_version()}, torch {torch.__version__}, {args.threads} thread(s), {os.cpu_count()} cores, load average {load_before[0]:.1f}"
+    )
     start = time.perf_counter()
     rows = []
     for name in args.datasets.split(","):
@@ -277,10 +345,21 @@ def main() -> None:
     record = {
         "command": "python " + " ".join([Path(sys.argv[0]).as_posix()] + sys.argv[1:]),
         "date": datetime.datetime.now().isoformat(timespec="seconds"),
-        "torch": torch.__version__, "genlab": genlab.__version__, "pythae": _pythae_version(),
-        "python": platform.python_version(), "machine": platform.machine(), "cpu_count": os.cpu_count(),
-        "load_average_1min": {"start": load_before[0], "end": os.getloadavg()[0]},  # other jobs on the cores: wall times are noisy then
-        "threads": args.threads, "batch_size": BATCH, "lr": args.lr, "steps_rounded_to_whole_epochs": True, "rows": rows,
+        "torch": torch.__version__,
+        "genlab": genlab.__version__,
+        "pythae": _pythae_version(),
+        "python": platform.python_version(),
+        "machine": platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "load_average_1min": {
+            "start": load_before[0],
+            "end": os.getloadavg()[0],
+        },  # other jobs on the cores: wall times are noisy then
+        "threads": args.threads,
+        "batch_size": BATCH,
+        "lr": args.lr,
+        "steps_rounded_to_whole_epochs": True,
+        "rows": rows,
     }
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)

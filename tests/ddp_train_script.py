@@ -20,7 +20,9 @@ from genlab.training import Trainer, TrainingConfig
 class Net(nn.Module):
     def __init__(self):
         super().__init__()
-        self.body = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(), nn.Flatten(), nn.Linear(64 * 4, 64))
+        self.body = nn.Sequential(
+            nn.Conv2d(1, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(), nn.Flatten(), nn.Linear(64 * 4, 64)
+        )
 
     def forward(self, batch):
         x = dequantize(batch["images"])
@@ -35,8 +37,17 @@ def main(out: Path) -> None:
     torch.manual_seed(0)
     net = Net()
     before = {k: v.clone() for k, v in net.state_dict().items()}
-    cfg = TrainingConfig(epochs=2, batch_size=16, lr=1e-2, warmup_steps=2, val_fraction=0.1, ema_decay=0.9,
-                         checkpoint_dir=str(out / "ckpt"), checkpoint_every=3, log_every=2)
+    cfg = TrainingConfig(
+        epochs=2,
+        batch_size=16,
+        lr=1e-2,
+        warmup_steps=2,
+        val_fraction=0.1,
+        ema_decay=0.9,
+        checkpoint_dir=str(out / "ckpt"),
+        checkpoint_every=3,
+        log_every=2,
+    )
     trainer = Trainer(cfg)
     result = trainer.fit(net, {"images": images})
     rank = int(__import__("os").environ["RANK"])

@@ -29,7 +29,9 @@ def _forged_npz(path: Path, n_claimed: int) -> None:
     header = raw[10 : 10 + header_len].decode("latin1").replace("(4, 8, 8)", f"({n_claimed}, 8, 8)").rstrip()
     header += " " * ((64 - (10 + len(header) + 1) % 64) % 64) + "\n"
     with zipfile.ZipFile(path, "w") as archive:
-        archive.writestr("x.npy", raw[:8] + len(header).to_bytes(2, "little") + header.encode("latin1") + raw[10 + header_len :])
+        archive.writestr(
+            "x.npy", raw[:8] + len(header).to_bytes(2, "little") + header.encode("latin1") + raw[10 + header_len :]
+        )
 
 
 @pytest.fixture(scope="module")
@@ -40,7 +42,9 @@ def corpus(tmp_path_factory):
     np.save(root / "array.npy", np.zeros((30, 8, 8), np.uint8))
     _forged_npz(root / "huge.npz", 10**11)
     (root / "bomb").mkdir()
-    Image.new("L", (14_000, 13_000)).save(root / "bomb" / "big.png")  # 182 Mpixel: above PIL's bomb limit, 30 kB on disk
+    Image.new("L", (14_000, 13_000)).save(
+        root / "bomb" / "big.png"
+    )  # 182 Mpixel: above PIL's bomb limit, 30 kB on disk
     for i in range(3):
         Image.new("L", (8, 8)).save(root / "bomb" / f"ok{i}.png")
     (root / "listmodel").mkdir()
@@ -51,7 +55,11 @@ def corpus(tmp_path_factory):
 
 
 def snapshot(root: Path) -> dict[str, str]:
-    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(root.rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    }
 
 
 CASES = [
@@ -62,7 +70,10 @@ CASES = [
     (["fit", "gmm", "--data", "npz:{root}/array.npy", "--out", "{root}/new"], "array.npy"),
     (["fit", "gmm", "--data", "npz:{root}/huge.npz", "--out", "{root}/new"], "huge.npz"),
     (["cv", "gmm", "--data", "npz:{root}/huge.npz"], "claims shape"),
-    (["compare", "--models", "gmm", "--data", "npz:{root}/huge.npz", "--folds", "2", "--out", "{root}/cmp"], "huge.npz"),
+    (
+        ["compare", "--models", "gmm", "--data", "npz:{root}/huge.npz", "--folds", "2", "--out", "{root}/cmp"],
+        "huge.npz",
+    ),
     (["fit", "gmm", "--data", "folder:{root}/bomb", "--out", "{root}/new"], "big.png"),
     (["fit", "gmm", "--seed", "1e23", "--out", "{root}/new"], "--seed"),
     (["sample", "{root}/run", "--seed", str(10**23), "-o", "{root}/s.png"], "--seed"),

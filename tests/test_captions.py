@@ -82,7 +82,9 @@ def test_thickness_does_not_depend_on_orientation_position_or_brightness(size, w
 @pytest.mark.parametrize("size, widths, length", SIZES)
 def test_slant_sign_and_size_of_sheared_bars(size, widths, length):
     shear = 0.3
-    a = measure_digit_attributes(stack(bar(size, widths[1], length), bar(size, widths[1], length, shear), bar(size, widths[1], length, -shear)))
+    a = measure_digit_attributes(
+        stack(bar(size, widths[1], length), bar(size, widths[1], length, shear), bar(size, widths[1], length, -shear))
+    )
     upright, right, left = a["slant"]
     assert abs(upright) < 1e-12
     assert right > SLANT_LEAN and left < -SLANT_LEAN
@@ -137,11 +139,14 @@ def test_blank_image_has_no_attributes():
     assert all(levels[k][0] == "" for k in levels)
 
 
-@pytest.mark.parametrize("bad, message", [
-    (np.zeros((2, 1, 8, 8), np.float32), "expected uint8"),
-    (np.zeros((8, 8), np.uint8), "expected shape"),
-    (np.zeros((0, 1, 8, 8), np.uint8), "no images"),
-])
+@pytest.mark.parametrize(
+    "bad, message",
+    [
+        (np.zeros((2, 1, 8, 8), np.float32), "expected uint8"),
+        (np.zeros((8, 8), np.uint8), "expected shape"),
+        (np.zeros((0, 1, 8, 8), np.uint8), "no images"),
+    ],
+)
 def test_bad_images(bad, message):
     with pytest.raises(GenlabError, match=message):
         measure_digit_attributes(bad)
@@ -202,7 +207,9 @@ def _has(caption: str, phrase: str) -> bool:
 
 def _levels_named(caption: str) -> dict[str, set[str]]:
     """Attribute levels a caption names; longest phrases first ("slanted to the left" is not "slanted")."""
-    phrases = sorted(((w, kind, level) for (kind, level), words in _LEVEL_WORDS.items() for w in words), key=lambda t: -len(t[0]))
+    phrases = sorted(
+        ((w, kind, level) for (kind, level), words in _LEVEL_WORDS.items() for w in words), key=lambda t: -len(t[0])
+    )
     found: dict[str, set[str]] = {}
     rest = caption
     for phrase, kind, level in phrases:
@@ -254,7 +261,11 @@ def test_captions_are_varied_and_reproducible(digit_attrs):
     for c in range(10):
         texts = [t for t, label in zip(first, y) if label == c]
         assert len(set(texts)) > 0.6 * len(texts), c  # measured: 85-95% distinct
-    both_forms = {any(_has(t, NUMBER_WORDS[c]) for t, label in zip(first, y) if label == c) and any(_has(t, str(c)) for t, label in zip(first, y) if label == c) for c in range(10)}
+    both_forms = {
+        any(_has(t, NUMBER_WORDS[c]) for t, label in zip(first, y) if label == c)
+        and any(_has(t, str(c)) for t, label in zip(first, y) if label == c)
+        for c in range(10)
+    }
     assert both_forms == {True}  # every digit is written as a word and as a numeral somewhere
 
 
@@ -300,11 +311,14 @@ def test_captions_without_attributes_or_with_other_class_names():
     assert "cat" in named[0] and "owl" in named[1]
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    ({"labels": np.array([0.5, 1.0])}, "non-negative integers"),
-    ({"labels": np.array([0, 12])}, "has no name in class_names"),
-    ({"labels": np.array([0, 1]), "drop_probability": 1.0}, "drop_probability"),
-])
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"labels": np.array([0.5, 1.0])}, "non-negative integers"),
+        ({"labels": np.array([0, 12])}, "has no name in class_names"),
+        ({"labels": np.array([0, 1]), "drop_probability": 1.0}, "drop_probability"),
+    ],
+)
 def test_bad_caption_arguments(kwargs, message):
     with pytest.raises(GenlabError, match=message):
         digit_captions(**kwargs)
@@ -324,7 +338,9 @@ def test_auto_captions_for_digit_datasets_only(digits):
     train, test = loaded.split(0.2, 0)
     assert train.captions == [captions[i] for i in train.indices]
     clothes = Dataset(digits.images[:20], torch.arange(20) % 2, ["T-shirt", "Trouser"], name="fashion-mnist")
-    with pytest.raises(GenlabError, match=r"fashion-mnist: genlab writes captions only for digit datasets .*caption file"):
+    with pytest.raises(
+        GenlabError, match=r"fashion-mnist: genlab writes captions only for digit datasets .*caption file"
+    ):
         auto_captions(clothes)
     with pytest.raises(GenlabError, match="has no labels"):
         auto_captions(Dataset(digits.images[:20], name="unlabelled"))
@@ -338,7 +354,9 @@ def test_npz_digits_get_auto_captions(tmp_path, tiny_images, digits):
 
 
 def test_caption_file_for_non_folder_dataset_is_refused():
-    with pytest.raises(GenlabError, match=r"captions='c.csv': caption files .* folder:PATH datasets; for digits use captions='auto'"):
+    with pytest.raises(
+        GenlabError, match=r"captions='c.csv': caption files .* folder:PATH datasets; for digits use captions='auto'"
+    ):
         load_dataset("digits", captions="c.csv")
 
 
@@ -373,7 +391,10 @@ def _write(path: Path, text: str) -> Path:
 
 
 def test_csv_captions_fill_the_dataset_in_file_order(flat_folder):
-    _write(flat_folder / "captions.csv", "image,caption\nc.png,a bright square\na.png,\"a dark, small square\"\nb.png,a grey square\n")
+    _write(
+        flat_folder / "captions.csv",
+        'image,caption\nc.png,a bright square\na.png,"a dark, small square"\nb.png,a grey square\n',
+    )
     ds = load_dataset(f"folder:{flat_folder}", captions="captions.csv")
     assert ds.captions == ["a dark, small square", "a grey square", "a bright square"]
     assert ds.images[:, 0, 0, 0].tolist() == [10, 20, 30]
@@ -381,7 +402,11 @@ def test_csv_captions_fill_the_dataset_in_file_order(flat_folder):
 
 
 def test_jsonl_tsv_and_alternative_columns(class_folder, tmp_path):
-    lines = [{"image": "cats/1.png", "caption": "one cat"}, {"file": "dogs/3.png", "text": "a dog"}, {"image": "2.png", "caption": "another cat"}]
+    lines = [
+        {"image": "cats/1.png", "caption": "one cat"},
+        {"file": "dogs/3.png", "text": "a dog"},
+        {"image": "2.png", "caption": "another cat"},
+    ]
     _write(tmp_path / "c.jsonl", "\n".join(json.dumps(x) for x in lines) + "\n\n")
     ds = load_dataset(f"folder:{class_folder}", captions=str(tmp_path / "c.jsonl"))  # absolute path
     assert ds.captions == ["one cat", "another cat", "a dog"] and ds.class_names == ["cats", "dogs"]
@@ -408,31 +433,40 @@ def test_duplicate_rows_with_the_same_caption_are_fine(flat_folder):
     assert load_dataset(f"folder:{flat_folder}", captions="c.csv").captions == ["x", "y", "z"]
 
 
-@pytest.mark.parametrize("text, message", [
-    ("picture,caption\na.png,x\n", r"c\.csv:1: no image column \(found columns: 'picture', 'caption'\)"),
-    ("image,words\na.png,x\n", r"c\.csv:1: no caption column"),
-    ("image,caption\na.png,x\nb.png,y\nc.png,z\nd.png,w\n", r"c\.csv:5: unknown image d\.png"),
-    ("image,caption\na.png,x\nb.png,y\nc.png,z\na.png,other\n", r"c\.csv:5: image a\.png already has a different caption on line 2 \('x' vs 'other'\)"),
-    ("image,caption\na.png,x\nb.png,  \nc.png,z\n", r"c\.csv:3: empty caption for b\.png"),
-    ("image,caption\na.png,x\n,y\n", r"c\.csv:3: the image name is empty"),
-    ("image,caption\na.png,\"two\nlines\"\n\nb.png,y\nnope.png,z\n", r"c\.csv:6: unknown image nope\.png"),
-    ("image,caption\na.png,x\n", r"c\.csv: 2 of 3 images have no caption: b\.png, c\.png"),
-    ("", r"c\.csv: empty caption file"),
-    ("image,caption\n", r"c\.csv: holds no captions"),
-])
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("picture,caption\na.png,x\n", r"c\.csv:1: no image column \(found columns: 'picture', 'caption'\)"),
+        ("image,words\na.png,x\n", r"c\.csv:1: no caption column"),
+        ("image,caption\na.png,x\nb.png,y\nc.png,z\nd.png,w\n", r"c\.csv:5: unknown image d\.png"),
+        (
+            "image,caption\na.png,x\nb.png,y\nc.png,z\na.png,other\n",
+            r"c\.csv:5: image a\.png already has a different caption on line 2 \('x' vs 'other'\)",
+        ),
+        ("image,caption\na.png,x\nb.png,  \nc.png,z\n", r"c\.csv:3: empty caption for b\.png"),
+        ("image,caption\na.png,x\n,y\n", r"c\.csv:3: the image name is empty"),
+        ('image,caption\na.png,"two\nlines"\n\nb.png,y\nnope.png,z\n', r"c\.csv:6: unknown image nope\.png"),
+        ("image,caption\na.png,x\n", r"c\.csv: 2 of 3 images have no caption: b\.png, c\.png"),
+        ("", r"c\.csv: empty caption file"),
+        ("image,caption\n", r"c\.csv: holds no captions"),
+    ],
+)
 def test_caption_csv_errors_name_file_and_line(flat_folder, text, message):
     _write(flat_folder / "c.csv", text)
     with pytest.raises(GenlabError, match=message):
         load_dataset(f"folder:{flat_folder}", captions="c.csv")
 
 
-@pytest.mark.parametrize("text, message", [
-    ('{"image": "a.png", "caption": "x"}\n{"image": "b.png"\n', r"c\.jsonl:2: not valid JSON"),
-    ('["a.png", "x"]\n', r"c\.jsonl:1: expected a JSON object"),
-    ('{"image": "a.png", "label": "x"}\n', r"c\.jsonl:1: no caption key"),
-    ('{"caption": "x"}\n', r"c\.jsonl:1: no image key"),
-    ('{"image": "a.png", "caption": 3}\n', r"c\.jsonl:1: image and caption must be strings"),
-])
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ('{"image": "a.png", "caption": "x"}\n{"image": "b.png"\n', r"c\.jsonl:2: not valid JSON"),
+        ('["a.png", "x"]\n', r"c\.jsonl:1: expected a JSON object"),
+        ('{"image": "a.png", "label": "x"}\n', r"c\.jsonl:1: no caption key"),
+        ('{"caption": "x"}\n', r"c\.jsonl:1: no image key"),
+        ('{"image": "a.png", "caption": 3}\n', r"c\.jsonl:1: image and caption must be strings"),
+    ],
+)
 def test_caption_jsonl_errors(flat_folder, text, message):
     _write(flat_folder / "c.jsonl", text)
     with pytest.raises(GenlabError, match=message):
@@ -452,7 +486,9 @@ def test_many_uncaptioned_images_are_counted(tmp_path):
     for i in range(9):
         _png(root / f"{i}.png", i)
     _write(root / "c.csv", "image,caption\n0.png,x\n")
-    with pytest.raises(GenlabError, match=r"8 of 9 images have no caption: 1\.png, 2\.png, 3\.png, 4\.png, 5\.png, \.\.\. \(3 more\)"):
+    with pytest.raises(
+        GenlabError, match=r"8 of 9 images have no caption: 1\.png, 2\.png, 3\.png, 4\.png, 5\.png, \.\.\. \(3 more\)"
+    ):
         load_dataset(f"folder:{root}", captions="c.csv")
 
 
@@ -461,7 +497,9 @@ def test_ambiguous_file_name_asks_for_the_path(tmp_path):
     _png(root / "cats" / "x.png", 1)
     _png(root / "dogs" / "x.png", 2)
     _write(root / "c.csv", "image,caption\nx.png,which\n")
-    with pytest.raises(GenlabError, match=r"c\.csv:2: image name x\.png is ambiguous \(cats/x\.png, dogs/x\.png\); give its path"):
+    with pytest.raises(
+        GenlabError, match=r"c\.csv:2: image name x\.png is ambiguous \(cats/x\.png, dogs/x\.png\); give its path"
+    ):
         load_dataset(f"folder:{root}", captions="c.csv")
     _write(root / "c.csv", "image,caption\ncats/x.png,a cat\ndogs/x.png,a dog\n")
     assert load_dataset(f"folder:{root}", captions="c.csv").captions == ["a cat", "a dog"]

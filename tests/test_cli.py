@@ -17,14 +17,45 @@ def run(capsys, *args):
 
 def test_fit_sample_score_round_trip(tmp_path, capsys):
     run_dir = tmp_path / "run"
-    code, out, err = run(capsys, "fit", "gmm", "--data", "digits", "--out", str(run_dir), "-p", "n_components=5", "-p", "reg_covar=1e-3", "-q")
+    code, out, err = run(
+        capsys,
+        "fit",
+        "gmm",
+        "--data",
+        "digits",
+        "--out",
+        str(run_dir),
+        "-p",
+        "n_components=5",
+        "-p",
+        "reg_covar=1e-3",
+        "-q",
+    )
     assert code == 0, err
     assert "bits/dim" in out
-    assert {p.name for p in run_dir.iterdir()} >= {"config.json", "model.safetensors", "run.json", "metrics.json", "samples.png"}
+    assert {p.name for p in run_dir.iterdir()} >= {
+        "config.json",
+        "model.safetensors",
+        "run.json",
+        "metrics.json",
+        "samples.png",
+    }
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert metrics["n_train"] == 1437 and metrics["n_test"] == 360 and 5 < metrics["test_bits_per_dim"] < 8
 
-    code, out, err = run(capsys, "sample", str(run_dir), "-n", "10", "-o", str(tmp_path / "g.png"), "--npy", str(tmp_path / "g.npy"), "--seed", "3")
+    code, out, err = run(
+        capsys,
+        "sample",
+        str(run_dir),
+        "-n",
+        "10",
+        "-o",
+        str(tmp_path / "g.png"),
+        "--npy",
+        str(tmp_path / "g.npy"),
+        "--seed",
+        "3",
+    )
     assert code == 0, err
     arr = np.load(tmp_path / "g.npy")
     assert arr.shape == (10, 1, 8, 8) and arr.dtype == np.uint8
@@ -36,7 +67,22 @@ def test_fit_sample_score_round_trip(tmp_path, capsys):
 
 
 def test_cv_with_a_grid_reports_folds_and_best(tmp_path, capsys):
-    code, out, err = run(capsys, "cv", "gmm", "--data", "digits", "--folds", "3", "--grid", "n_components=2,4", "-p", "reg_covar=1e-2", "--json", str(tmp_path / "cv.json"), "-q")
+    code, out, err = run(
+        capsys,
+        "cv",
+        "gmm",
+        "--data",
+        "digits",
+        "--folds",
+        "3",
+        "--grid",
+        "n_components=2,4",
+        "-p",
+        "reg_covar=1e-2",
+        "--json",
+        str(tmp_path / "cv.json"),
+        "-q",
+    )
     assert code == 0, err
     assert "n_components=2" in out and "n_components=4" in out and "best: n_components=" in out
     result = json.loads((tmp_path / "cv.json").read_text())
@@ -55,11 +101,23 @@ def test_text_demo_writes_the_picture_prompts_and_metrics(tmp_path):
     from genlab.demo import run_demo
 
     lines = []
-    run_demo(tmp_path / "demo", model="text", max_steps=20, evaluator_epochs=1, samples_per_prompt=8, n_eval=40, echo=lines.append)
+    run_demo(
+        tmp_path / "demo",
+        model="text",
+        max_steps=20,
+        evaluator_epochs=1,
+        samples_per_prompt=8,
+        n_eval=40,
+        echo=lines.append,
+    )
     out = "\n".join(lines)
     metrics = json.loads((tmp_path / "demo" / "metrics.json").read_text())
     assert metrics["condition"] == "text" and metrics["training"]["steps"] == 20
-    assert len(metrics["held_out_prompt_accuracy"]) == len((tmp_path / "demo" / "prompts.txt").read_text().splitlines()) == 10
+    assert (
+        len(metrics["held_out_prompt_accuracy"])
+        == len((tmp_path / "demo" / "prompts.txt").read_text().splitlines())
+        == 10
+    )
     assert 0 <= metrics["held_out_captions"]["copies"] <= 1 and metrics["held_out_captions"]["fd"] > 0
     assert Image.open(tmp_path / "demo" / "demo.png").size[0] > 300
     assert (tmp_path / "demo" / "model" / "config.json").is_file() and "demo.png" in out
@@ -101,7 +159,11 @@ def test_bad_input_is_one_line_and_exit_code_2(tmp_path, capsys, args, message):
 def test_bad_npz_from_the_real_command_line(tmp_path):
     bad = tmp_path / "bad.npz"
     np.savez(bad, x=np.full((3, 4, 4), np.inf))
-    proc = subprocess.run([sys.executable, "-m", "genlab", "fit", "gmm", "--data", f"npz:{bad}", "--out", str(tmp_path / "r")], capture_output=True, text=True)
+    proc = subprocess.run(
+        [sys.executable, "-m", "genlab", "fit", "gmm", "--data", f"npz:{bad}", "--out", str(tmp_path / "r")],
+        capture_output=True,
+        text=True,
+    )
     assert proc.returncode == 2
     assert proc.stderr.strip().startswith("genlab: error: ") and "NaN/inf" in proc.stderr and "bad.npz" in proc.stderr
     assert proc.stderr.count("\n") == 1 and not (tmp_path / "r").exists()
@@ -118,18 +180,62 @@ def test_conditional_vae_from_the_command_line(tmp_path, capsys):
     """fit --condition label, sample --label, interpolate and reconstruct on a tiny CVAE."""
     run_dir = tmp_path / "cvae"
     code, out, err = run(
-        capsys, "fit", "vae", "--data", "digits", "--out", str(run_dir), "--condition", "label", "--max-steps", "30",
-        "-p", "width=8", "-p", "latent_dim=4", "-p", "latent_components=3", "-p", "iwae_samples=4", "-q",
+        capsys,
+        "fit",
+        "vae",
+        "--data",
+        "digits",
+        "--out",
+        str(run_dir),
+        "--condition",
+        "label",
+        "--max-steps",
+        "30",
+        "-p",
+        "width=8",
+        "-p",
+        "latent_dim=4",
+        "-p",
+        "latent_components=3",
+        "-p",
+        "iwae_samples=4",
+        "-q",
     )
     assert code == 0, err
     assert (run_dir / "checkpoints").is_dir()
 
-    code, out, err = run(capsys, "sample", str(run_dir), "-n", "6", "--label", "7", "--npy", str(tmp_path / "s.npy"), "-o", str(tmp_path / "s.png"))
+    code, out, err = run(
+        capsys,
+        "sample",
+        str(run_dir),
+        "-n",
+        "6",
+        "--label",
+        "7",
+        "--npy",
+        str(tmp_path / "s.npy"),
+        "-o",
+        str(tmp_path / "s.png"),
+    )
     assert code == 0, err
     assert np.load(tmp_path / "s.npy").shape == (6, 1, 8, 8)
 
     strip = tmp_path / "strip.png"
-    code, out, err = run(capsys, "interpolate", str(run_dir), "--from-label", "3", "--to-label", "8", "--steps", "5", "--mode", "slerp", "-o", str(strip))
+    code, out, err = run(
+        capsys,
+        "interpolate",
+        str(run_dir),
+        "--from-label",
+        "3",
+        "--to-label",
+        "8",
+        "--steps",
+        "5",
+        "--mode",
+        "slerp",
+        "-o",
+        str(strip),
+    )
     assert code == 0, err
     # 5 interpolated images plus the two real ends, in one row
     width, height = Image.open(strip).size
@@ -154,11 +260,46 @@ def test_manipulation_commands_reject_bad_requests(tmp_path, capsys):
 def test_text_to_image_from_the_command_line(tmp_path, capsys):
     pytest.importorskip("sentence_transformers")
     run_dir = tmp_path / "t2i"
-    code, out, err = run(capsys, "fit", "diffusion", "--data", "digits", "--condition", "text", "--out", str(run_dir), "--max-steps", "10", "-p", "width=8", "-p", "elbo_points=2", "-n", "4", "-q")
+    code, out, err = run(
+        capsys,
+        "fit",
+        "diffusion",
+        "--data",
+        "digits",
+        "--condition",
+        "text",
+        "--out",
+        str(run_dir),
+        "--max-steps",
+        "10",
+        "-p",
+        "width=8",
+        "-p",
+        "elbo_points=2",
+        "-n",
+        "4",
+        "-q",
+    )
     assert code == 0, err
     assert json.loads((run_dir / "run.json").read_text())["captions"] == "auto"
     assert len((run_dir / "samples-prompts.txt").read_text().splitlines()) == 4  # one held-out caption per sample
-    code, out, err = run(capsys, "sample", str(run_dir), "--prompt", "a thick seven", "-n", "3", "--steps", "4", "--guidance", "2", "--npy", str(tmp_path / "p.npy"), "-o", str(tmp_path / "p.png"))
+    code, out, err = run(
+        capsys,
+        "sample",
+        str(run_dir),
+        "--prompt",
+        "a thick seven",
+        "-n",
+        "3",
+        "--steps",
+        "4",
+        "--guidance",
+        "2",
+        "--npy",
+        str(tmp_path / "p.npy"),
+        "-o",
+        str(tmp_path / "p.png"),
+    )
     assert code == 0, err
     assert np.load(tmp_path / "p.npy").shape == (3, 1, 8, 8)
     code, out, err = run(capsys, "sample", str(run_dir), "--label", "3", "-o", str(tmp_path / "l.png"))
@@ -169,21 +310,88 @@ def test_text_to_image_from_the_command_line(tmp_path, capsys):
 
 def test_diffusion_editing_verbs(tmp_path, capsys):
     run_dir = tmp_path / "ddpm"
-    code, out, err = run(capsys, "fit", "diffusion", "--data", "digits", "--condition", "label", "--out", str(run_dir), "--max-steps", "10", "-p", "width=8", "-p", "elbo_points=2", "-p", "steps=3", "-n", "4", "-q")
+    code, out, err = run(
+        capsys,
+        "fit",
+        "diffusion",
+        "--data",
+        "digits",
+        "--condition",
+        "label",
+        "--out",
+        str(run_dir),
+        "--max-steps",
+        "10",
+        "-p",
+        "width=8",
+        "-p",
+        "elbo_points=2",
+        "-p",
+        "steps=3",
+        "-n",
+        "4",
+        "-q",
+    )
     assert code == 0, err
-    code, out, err = run(capsys, "edit", str(run_dir), "-n", "3", "--strength", "0.2,0.8", "--label", "5", "-o", str(tmp_path / "e.png"))
+    code, out, err = run(
+        capsys, "edit", str(run_dir), "-n", "3", "--strength", "0.2,0.8", "--label", "5", "-o", str(tmp_path / "e.png")
+    )
     assert code == 0, err
     width, height = Image.open(tmp_path / "e.png").size
     assert abs(width - height) <= 2  # 3 rows (images) x 3 columns (original + 2 strengths)
-    code, out, err = run(capsys, "inpaint", str(run_dir), "--index", "0", "--index", "1", "--region", "center", "--variants", "2", "-o", str(tmp_path / "i.png"))
+    code, out, err = run(
+        capsys,
+        "inpaint",
+        str(run_dir),
+        "--index",
+        "0",
+        "--index",
+        "1",
+        "--region",
+        "center",
+        "--variants",
+        "2",
+        "-o",
+        str(tmp_path / "i.png"),
+    )
     assert code == 0 and "16 of 64 pixels" in out, err
     Image.fromarray(np.full((8, 8), 255, dtype=np.uint8)).save(tmp_path / "mask.png")
-    code, out, err = run(capsys, "inpaint", str(run_dir), "--index", "0", "--mask-file", str(tmp_path / "mask.png"), "--variants", "1", "-o", str(tmp_path / "i2.png"))
+    code, out, err = run(
+        capsys,
+        "inpaint",
+        str(run_dir),
+        "--index",
+        "0",
+        "--mask-file",
+        str(tmp_path / "mask.png"),
+        "--variants",
+        "1",
+        "-o",
+        str(tmp_path / "i2.png"),
+    )
     assert code == 0 and "64 of 64 pixels" in out, err
-    code, out, err = run(capsys, "interpolate", str(run_dir), "--data", "digits", "--from-index", "3", "--to-index", "13", "--steps", "4", "--inversion-steps", "5", "-o", str(tmp_path / "x.png"))
+    code, out, err = run(
+        capsys,
+        "interpolate",
+        str(run_dir),
+        "--data",
+        "digits",
+        "--from-index",
+        "3",
+        "--to-index",
+        "13",
+        "--steps",
+        "4",
+        "--inversion-steps",
+        "5",
+        "-o",
+        str(tmp_path / "x.png"),
+    )
     assert code == 0 and "DDIM inversion" in out, err
     code, out, err = run(capsys, "edit", str(run_dir), "--strength", "2", "-o", str(tmp_path / "bad.png"))
     assert code == 2 and "strength" in err and not (tmp_path / "bad.png").exists()
     Image.fromarray(np.zeros((4, 4), dtype=np.uint8)).save(tmp_path / "small.png")
-    code, out, err = run(capsys, "inpaint", str(run_dir), "--mask-file", str(tmp_path / "small.png"), "-o", str(tmp_path / "bad.png"))
+    code, out, err = run(
+        capsys, "inpaint", str(run_dir), "--mask-file", str(tmp_path / "small.png"), "-o", str(tmp_path / "bad.png")
+    )
     assert code == 2 and "small.png" in err

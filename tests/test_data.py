@@ -66,7 +66,9 @@ def _npz(tmp_path, **arrays):
 def test_npz_nhw_and_nchw_and_labels(tmp_path):
     x = np.random.default_rng(0).integers(0, 256, (20, 5, 6), dtype=np.uint8)
     ds = load_dataset(_npz(tmp_path, x=x, y=np.repeat([3, 7], 10)))
-    assert ds.images.shape == (20, 1, 5, 6) and ds.class_names == ["3", "7"] and ds.labels.tolist() == [0] * 10 + [1] * 10
+    assert (
+        ds.images.shape == (20, 1, 5, 6) and ds.class_names == ["3", "7"] and ds.labels.tolist() == [0] * 10 + [1] * 10
+    )
     ds = load_dataset(_npz(tmp_path, x=np.stack([x, x, x], 1)))
     assert ds.images.shape == (20, 3, 5, 6) and ds.labels is None
 
@@ -118,7 +120,11 @@ def test_folder_with_class_subfolders(tmp_path):
         for i in range(3):
             _png(tmp_path / cls / f"{i}.png", rng.integers(0, 256, (6, 5), dtype=np.uint8))
     ds = load_dataset(f"folder:{tmp_path}")
-    assert ds.images.shape == (6, 1, 6, 5) and ds.class_names == ["cat", "dog"] and ds.labels.tolist() == [0, 0, 0, 1, 1, 1]
+    assert (
+        ds.images.shape == (6, 1, 6, 5)
+        and ds.class_names == ["cat", "dog"]
+        and ds.labels.tolist() == [0, 0, 0, 1, 1, 1]
+    )
 
 
 def test_flat_rgb_folder_and_resize(tmp_path):

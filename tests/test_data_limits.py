@@ -34,11 +34,14 @@ def _npz_with_header(path: Path, shape: tuple[int, ...], descr: str = "|u1", dat
 
 def _png_header_only(path: Path, width: int, height: int) -> Path:
     """A PNG whose IHDR claims width x height, with one tiny (invalid) IDAT: a bomb's header."""
+
     def chunk(kind: bytes, body: bytes) -> bytes:
         return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body) & 0xFFFFFFFF)
 
     ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
-    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 16)) + chunk(b"IEND", b""))
+    path.write_bytes(
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 16)) + chunk(b"IEND", b"")
+    )
     return path
 
 
@@ -147,7 +150,11 @@ def test_fuzzed_npz_contents(tmp_path_factory, arrays):
 
 
 @FUZZ
-@given(blob=st.binary(max_size=512), claim=st.lists(st.integers(0, 2**40), min_size=0, max_size=5), descr=st.sampled_from(["|u1", "<f8", "|O", "<i8", "|b1"]))
+@given(
+    blob=st.binary(max_size=512),
+    claim=st.lists(st.integers(0, 2**40), min_size=0, max_size=5),
+    descr=st.sampled_from(["|u1", "<f8", "|O", "<i8", "|b1"]),
+)
 def test_fuzzed_npz_bytes_and_headers(tmp_path_factory, blob, claim, descr):
     folder = tmp_path_factory.mktemp("npz")
     (folder / "raw.npz").write_bytes(blob)

@@ -91,11 +91,19 @@ def test_fit_sample_and_sampling_options(labelled):
     assert a.shape == (6, 1, 8, 8) and a.dtype == torch.uint8
     assert torch.equal(a, model.sample(6, y=3, seed=1))
     assert not torch.equal(a, model.sample(6, y=3, seed=2))
-    for options in ({"sampler": "ddim", "steps": 3}, {"sampler": "ddim", "steps": 3, "eta": 1.0}, {"sampler": "ddpm", "steps": 5}, {"sampler": "dpm++", "steps": 2}):
+    for options in (
+        {"sampler": "ddim", "steps": 3},
+        {"sampler": "ddim", "steps": 3, "eta": 1.0},
+        {"sampler": "ddpm", "steps": 5},
+        {"sampler": "dpm++", "steps": 2},
+    ):
         out = model.sample(4, y=[0, 1, 2, 3], seed=0, **options)
         assert out.shape == (4, 1, 8, 8)
     # DDIM(eta=1) and DDPM are the same chain
-    assert torch.equal(model.sample(4, y=1, seed=0, sampler="ddim", eta=1.0, steps=6), model.sample(4, y=1, seed=0, sampler="ddpm", steps=6))
+    assert torch.equal(
+        model.sample(4, y=1, seed=0, sampler="ddim", eta=1.0, steps=6),
+        model.sample(4, y=1, seed=0, sampler="ddpm", steps=6),
+    )
 
 
 def test_guidance_zero_is_the_unconditional_model(labelled):
@@ -215,7 +223,9 @@ def test_the_denoiser_uses_the_caption(texted, zeros_and_ones):
     X, y, captions = zeros_and_ones
     idx = torch.arange(0, len(X), 3)[:96]
     own = texted.encode_prompts([captions[i] for i in idx.tolist()], len(idx))
-    swapped = texted.encode_prompts(["a handwritten one" if y[i] == 0 else "a handwritten zero" for i in idx.tolist()], len(idx))
+    swapped = texted.encode_prompts(
+        ["a handwritten one" if y[i] == 0 else "a handwritten zero" for i in idx.tolist()], len(idx)
+    )
     net = texted.network_
     net.label_dropout = 0.0
 
@@ -254,7 +264,9 @@ def test_text_model_without_prompt_draws_training_captions(texted, zeros_and_one
     assert loaded.caption_pool_ == captions and torch.equal(loaded.sample(4, seed=5), a)
     many = [f"caption {i}" for i in range(CAPTION_POOL_SIZE + 500)]
     pool = _caption_pool(many, 0)
-    assert len(pool) == CAPTION_POOL_SIZE and len(set(pool)) == CAPTION_POOL_SIZE and pool == sorted(pool, key=many.index)
+    assert (
+        len(pool) == CAPTION_POOL_SIZE and len(set(pool)) == CAPTION_POOL_SIZE and pool == sorted(pool, key=many.index)
+    )
     with pytest.raises(GenlabError, match="not both"):
         texted.sample(2, prompt="a one", unconditional=True)
 

@@ -123,7 +123,14 @@ def test_sliced_wasserstein_averages_optimal_couplings_over_the_given_directions
 
 def test_sliced_wasserstein_is_small_on_prior_samples_and_grows_with_a_shift():
     g = torch.Generator().manual_seed(4)
-    vals = [float(sliced_wasserstein(torch.randn(512, 8, generator=g) + s, torch.randn(512, 8, generator=g), n_projections=200, generator=g)) for s in (0.0, 0.5, 1.0, 2.0)]
+    vals = [
+        float(
+            sliced_wasserstein(
+                torch.randn(512, 8, generator=g) + s, torch.randn(512, 8, generator=g), n_projections=200, generator=g
+            )
+        )
+        for s in (0.0, 0.5, 1.0, 2.0)
+    ]
     assert vals[0] < 0.02
     assert all(a < b for a, b in zip(vals, vals[1:]))
 
@@ -170,7 +177,9 @@ def test_cw_torch_implements_the_closed_form_with_the_papers_phi():
         ref = cw_numpy(z, silverman_gamma(50), approx)
         assert float(cramer_wold_normality(torch.from_numpy(z))) == pytest.approx(ref, rel=1e-10)
         assert float(cramer_wold_normality(torch.from_numpy(z).float())) == pytest.approx(ref, rel=1e-4)
-        assert float(cramer_wold_normality(torch.from_numpy(z), gamma=0.3)) == pytest.approx(cw_numpy(z, 0.3, approx), rel=1e-10)
+        assert float(cramer_wold_normality(torch.from_numpy(z), gamma=0.3)) == pytest.approx(
+            cw_numpy(z, 0.3, approx), rel=1e-10
+        )
 
 
 @pytest.mark.parametrize(("d", "max_offset"), [(24, 0.004), (64, 0.0015)])

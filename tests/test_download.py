@@ -60,7 +60,9 @@ def test_download_verify_cache_and_load(idx_server, monkeypatch, tmp_path):
     url, md5, arrays = idx_server
     _use_source(monkeypatch, ["http://127.0.0.1:9/dead-mirror/", url], md5)  # first mirror refuses
     ds = load_dataset("mnist")
-    assert ds.images.shape == (12, 1, 28, 28) and np.array_equal(ds.images[:, 0].numpy(), arrays["train-images-idx3-ubyte.gz"])
+    assert ds.images.shape == (12, 1, 28, 28) and np.array_equal(
+        ds.images[:, 0].numpy(), arrays["train-images-idx3-ubyte.gz"]
+    )
     assert ds.labels.tolist() == list(np.arange(12) % 10)
     cached = tmp_path / "cache" / "mnist"
     assert sorted(p.name for p in cached.iterdir()) == ["train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"]
@@ -92,7 +94,9 @@ def test_corrupt_cached_file_is_fetched_again(idx_server, monkeypatch, tmp_path)
 
 
 def test_offline_gives_one_clear_message(monkeypatch, tmp_path):
-    _use_source(monkeypatch, ["http://127.0.0.1:9/"], {n: "0" * 32 for n in download.IDX_SOURCES["fashion-mnist"].files})
+    _use_source(
+        monkeypatch, ["http://127.0.0.1:9/"], {n: "0" * 32 for n in download.IDX_SOURCES["fashion-mnist"].files}
+    )
     with pytest.raises(DownloadError) as err:
         load_dataset("mnist")
     msg = str(err.value)

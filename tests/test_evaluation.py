@@ -53,7 +53,11 @@ def test_evaluator_is_cached(digits, tmp_path):
 def test_real_models_beat_uniform_noise_and_a_copier_is_caught(digits_evaluator, digits_split, no_warnings):
     train, test = digits_split
     results = {}
-    for name, params in [("uniform", {}), ("gmm", {"n_components": 10, "reg_covar": 1e-3}), ("kde", {"bandwidth": 0.01})]:
+    for name, params in [
+        ("uniform", {}),
+        ("gmm", {"n_components": 10, "reg_covar": 1e-3}),
+        ("kde", {"bandwidth": 0.01}),
+    ]:
         model = genlab.make_model(name, **params).fit(train.images)
         results[name] = evaluate_model(model, train, test, digits_evaluator, n_samples=400, seed=0).metrics
     u, g, k = results["uniform"], results["gmm"], results["kde"]
@@ -72,9 +76,26 @@ def test_real_models_beat_uniform_noise_and_a_copier_is_caught(digits_evaluator,
 def test_compare_cli_writes_table_and_report_and_resumes(tmp_path, capsys):
     out = tmp_path / "cmp"
     args = [
-        "compare", "--models", "uniform,gaussian,narrow:kde,broken:gmm", "--data", "digits", "--folds", "2", "--out", str(out),
-        "-n", "150", "-p", "gaussian.covariance_type=diag", "-p", "narrow.bandwidth=0.01", "-p", "broken.n_components=5000",
-        "--evaluator-epochs", "2", "-q",
+        "compare",
+        "--models",
+        "uniform,gaussian,narrow:kde,broken:gmm",
+        "--data",
+        "digits",
+        "--folds",
+        "2",
+        "--out",
+        str(out),
+        "-n",
+        "150",
+        "-p",
+        "gaussian.covariance_type=diag",
+        "-p",
+        "narrow.bandwidth=0.01",
+        "-p",
+        "broken.n_components=5000",
+        "--evaluator-epochs",
+        "2",
+        "-q",
     ]
     assert main(args) == 0
     printed = capsys.readouterr().out
@@ -126,7 +147,12 @@ def test_evaluator_cache_key_covers_the_recipe_and_a_weak_evaluator_is_never_cac
     small = digits.subset(np.arange(300))
     base = evaluator_key(small, 0)
     other_data = digits.subset(np.arange(1, 301))
-    variants = [evaluator_key(small, 0, epochs=1), evaluator_key(small, 1), evaluator_key(small, 0, space="mlp"), evaluator_key(other_data, 0)]
+    variants = [
+        evaluator_key(small, 0, epochs=1),
+        evaluator_key(small, 1),
+        evaluator_key(small, 0, space="mlp"),
+        evaluator_key(other_data, 0),
+    ]
     assert base == evaluator_key(small, 0) and len({base, *variants}) == 5
     assert training_recipe(small)["epochs"] == 60 and training_recipe(small)["code"]
     assert accuracy_floor(10) == pytest.approx(0.82) and accuracy_floor(2) == pytest.approx(0.9)

@@ -143,7 +143,11 @@ def test_logdet_matches_brute_force_jacobian(name):
         xi = x[i : i + 1]
 
         def f(flat):
-            return module(flat.reshape(xi.shape))[0].flatten() if not isinstance(module, WholeFlow) else _single(module, flat, xi, i)
+            return (
+                module(flat.reshape(xi.shape))[0].flatten()
+                if not isinstance(module, WholeFlow)
+                else _single(module, flat, xi, i)
+            )
 
         jac = torch.autograd.functional.jacobian(f, xi.flatten())
         sign, ref = torch.linalg.slogdet(jac)
@@ -186,7 +190,9 @@ def test_spline_is_monotone_and_matches_its_inverse():
     # identity tails, continuous at the boundary, interval mapped onto itself
     out = x.abs() > bound
     assert torch.equal(y[out], x[out]) and bool((lg[out] == 0).all())
-    y_end, _ = rational_quadratic_spline(torch.tensor([-bound, bound], dtype=torch.float64), w[:2], h[:2], d[:2], bound=bound)
+    y_end, _ = rational_quadratic_spline(
+        torch.tensor([-bound, bound], dtype=torch.float64), w[:2], h[:2], d[:2], bound=bound
+    )
     torch.testing.assert_close(y_end, torch.tensor([-bound, bound], dtype=torch.float64))
     # log-derivative against finite differences and against autograd
     xr = x.clone().requires_grad_(True)
@@ -227,7 +233,13 @@ def test_2d_flow_density_integrates_to_one():
             super().__init__()
             kw = dict(width=8, n_blocks=1)
             self.steps = torch.nn.ModuleList(
-                [ActNorm((2, 1, 1)), InvConv1x1(2), Coupling(2, "affine", **kw), InvConv1x1(2), Coupling(2, "spline", parity=1, n_bins=5, tail_bound=2.0, **kw)]
+                [
+                    ActNorm((2, 1, 1)),
+                    InvConv1x1(2),
+                    Coupling(2, "affine", **kw),
+                    InvConv1x1(2),
+                    Coupling(2, "spline", parity=1, n_bins=5, tail_bound=2.0, **kw),
+                ]
             )
             self.mean = torch.nn.Parameter(torch.zeros(1, 2, 1, 1))
 
@@ -273,7 +285,9 @@ def test_actnorm_initialises_from_the_first_training_batch_once():
 
 def test_flow_of_actnorm_only_is_a_diagonal_gaussian():
     g = torch.Generator().manual_seed(0)
-    x = torch.randn(500, 1, 4, 4, generator=g, dtype=torch.float64) * torch.linspace(0.1, 3, 16, dtype=torch.float64).reshape(1, 1, 4, 4)
+    x = torch.randn(500, 1, 4, 4, generator=g, dtype=torch.float64) * torch.linspace(
+        0.1, 3, 16, dtype=torch.float64
+    ).reshape(1, 1, 4, 4)
     flow = MultiscaleFlow((1, 4, 4), n_levels=1, depth=0).double()
     flow.initialize(x)
     lp = flow.log_prob(x)

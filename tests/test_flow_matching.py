@@ -45,7 +45,9 @@ def test_hutchinson_likelihood_is_unbiased_for_a_linear_flow():
     x1 = torch.randn(1, d, 1, 1, generator=g, dtype=torch.float64)
     m = torch.linalg.matrix_exp(a)
     cov = m @ m.T
-    exact = float(torch.distributions.MultivariateNormal(torch.zeros(d, dtype=torch.float64), cov).log_prob(x1.flatten(1)))
+    exact = float(
+        torch.distributions.MultivariateNormal(torch.zeros(d, dtype=torch.float64), cov).log_prob(x1.flatten(1))
+    )
     k = 2000
     xs = x1.expand(k, -1, -1, -1)
     eps = (torch.randint(0, 2, xs.shape, generator=g) * 2 - 1).double()
@@ -59,7 +61,17 @@ def test_hutchinson_likelihood_is_unbiased_for_a_linear_flow():
 
 
 def tiny(**kw):
-    params = dict(width=8, n_res_blocks=1, max_steps=4, steps=2, likelihood_steps=2, likelihood_probes=2, batch_size=16, preset="quick", device="cpu")
+    params = dict(
+        width=8,
+        n_res_blocks=1,
+        max_steps=4,
+        steps=2,
+        likelihood_steps=2,
+        likelihood_probes=2,
+        batch_size=16,
+        preset="quick",
+        device="cpu",
+    )
     params.update(kw)
     return make_model("flow-matching", **params)
 
@@ -91,7 +103,12 @@ def test_class_conditional_guidance(digits):
 
 @pytest.mark.parametrize(
     ("params", "message"),
-    [({"sampler": "rk4"}, "sampler='rk4'"), ({"steps": 0}, "steps=0 must be >= 1"), ({"condition": "text"}, "condition='text'"), ({"likelihood_probes": 0}, "likelihood_probes=0")],
+    [
+        ({"sampler": "rk4"}, "sampler='rk4'"),
+        ({"steps": 0}, "steps=0 must be >= 1"),
+        ({"condition": "text"}, "condition='text'"),
+        ({"likelihood_probes": 0}, "likelihood_probes=0"),
+    ],
 )
 def test_bad_hyper_parameters(digits, params, message):
     with pytest.raises(GenlabError, match=message):

@@ -10,7 +10,16 @@ import torch
 from torch import nn
 
 from genlab import GenlabError
-from genlab.adversarial import collapse_report, diff_augment, discriminator_loss, generator_loss, gradient_penalty, nearest_mode, parse_policy, r1_penalty
+from genlab.adversarial import (
+    collapse_report,
+    diff_augment,
+    discriminator_loss,
+    generator_loss,
+    gradient_penalty,
+    nearest_mode,
+    parse_policy,
+    r1_penalty,
+)
 from genlab.adversarial.augment import cutout, translate
 from genlab.nn.gan import ARCHITECTURES, ConditionalBatchNorm2d, make_gan_networks
 
@@ -142,7 +151,9 @@ def test_spectral_norm_keeps_top_singular_values_near_one(arch):
             sigma = torch.linalg.svdvals(w.reshape(w.shape[0], -1).double())[0]
             assert float(sigma) == pytest.approx(1.0, abs=0.03)
             raw = m.parametrizations.weight.original.detach()
-            assert float(torch.linalg.svdvals(raw.reshape(raw.shape[0], -1).double())[0]) != pytest.approx(1.0, abs=0.03)
+            assert float(torch.linalg.svdvals(raw.reshape(raw.shape[0], -1).double())[0]) != pytest.approx(
+                1.0, abs=0.03
+            )
             checked += 1
     assert checked >= 4
 
@@ -262,7 +273,9 @@ def test_collapse_monitor_flags_a_collapsed_generator():
     r2 = collapse_report(nearest_mode(two, centres, 0.3), 8)
     r8 = collapse_report(nearest_mode(real, centres, 0.3), 8)
     assert r1.collapsed and r1.modes_covered == 1 and r1.normalized_entropy == pytest.approx(0.0)
-    assert r2.collapsed and r2.modes_covered == 2 and r2.normalized_entropy == pytest.approx(1 / 3, abs=0.01)  # ln 2 / ln 8
+    assert (
+        r2.collapsed and r2.modes_covered == 2 and r2.normalized_entropy == pytest.approx(1 / 3, abs=0.01)
+    )  # ln 2 / ln 8
     assert not r8.collapsed and r8.modes_covered == 8 and r8.high_quality == 1.0
 
 
@@ -275,7 +288,9 @@ from genlab.training import load_latest  # noqa: E402
 
 
 def tiny(**kw):
-    params = dict(preset="quick", device="cpu", g_width=8, d_width=8, latent_dim=8, max_steps=6, batch_size=16, selection="last")
+    params = dict(
+        preset="quick", device="cpu", g_width=8, d_width=8, latent_dim=8, max_steps=6, batch_size=16, selection="last"
+    )
     params.update(kw)
     return GAN(**params)
 
@@ -292,7 +307,12 @@ def test_registered_and_presets(digits):
     assert values["architecture"] == "dcgan" and values["augment"] == "none" and values["n_critic"] == 1
     assert model._preset_values("quick", (1, 8, 8), 1437)["augment"] == "translation,cutout"
     full = GAN(loss="wgan-gp")._preset_values("full", (3, 32, 32), 50000)
-    assert full["architecture"] == "resnet" and full["n_critic"] == 5 and full["beta2"] == 0.9 and full["d_lr"] > full["lr"]
+    assert (
+        full["architecture"] == "resnet"
+        and full["n_critic"] == 5
+        and full["beta2"] == 0.9
+        and full["d_lr"] > full["lr"]
+    )
 
 
 def test_n_critic_schedule_takes_the_stated_steps(digits):
@@ -306,7 +326,9 @@ def test_n_critic_schedule_takes_the_stated_steps(digits):
     class Counted(GAN):
         trainer_class = Recording
 
-    model = Counted(**tiny(n_critic=3, max_steps=5, d_grad_clip=0.5, grad_clip=2.0).get_params()).fit(digits.images[:100])
+    model = Counted(**tiny(n_critic=3, max_steps=5, d_grad_clip=0.5, grad_clip=2.0).get_params()).fit(
+        digits.images[:100]
+    )
     trainer = trainers[0]
     steps = {name: {int(s["step"]) for s in opt.state.values()} for name, opt in trainer.optimizers.items()}
     assert steps == {"discriminator": {15}, "generator": {5}}
@@ -401,7 +423,14 @@ def test_other_losses_train_and_log_health(digits, loss):
     row = model.history_[-1] if model.history_ else None
     assert model.training_summary_["steps"] == 3
     if row is not None:
-        assert {"train_d_loss", "train_g_loss", "train_d_real_acc", "train_d_fake_acc", "train_d_grad_norm", "train_g_grad_norm"} <= set(row)
+        assert {
+            "train_d_loss",
+            "train_g_loss",
+            "train_d_real_acc",
+            "train_d_fake_acc",
+            "train_d_grad_norm",
+            "train_g_grad_norm",
+        } <= set(row)
 
 
 def test_metric_selection_logs_fd_and_class_entropy(digits, tmp_path, monkeypatch):
@@ -409,7 +438,10 @@ def test_metric_selection_logs_fd_and_class_entropy(digits, tmp_path, monkeypatc
     X, y = digits.images[:200], digits.labels[:200]
     model = tiny(selection="metric", probe_samples=100, probe_every=20, epochs=4, max_steps=None).fit(X, y)
     measured = [r["step"] for r in model.history_ if "probe_fd" in r]
-    assert measured == [24, 48]  # 12 steps per epoch: the epoch that passes step 20 (steps 13-24), and the end (40 falls in 37-48)
+    assert measured == [
+        24,
+        48,
+    ]  # 12 steps per epoch: the epoch that passes step 20 (steps 13-24), and the end (40 falls in 37-48)
     row = model.history_[-1]
     assert row["probe_fd"] > 0 and 0.0 <= row["probe_class_entropy"] <= 1.0
     summary = model.training_summary_

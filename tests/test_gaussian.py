@@ -10,7 +10,9 @@ from genlab.likelihood import dequantize, score_generator
 @pytest.mark.parametrize("covariance_type", ["full", "diag"])
 def test_matches_scipy_multivariate_normal(digits_split, covariance_type):
     train, test = digits_split
-    model = genlab.make_model("gaussian", covariance_type=covariance_type, reg_covar=1e-4, dtype="float64").fit(train.images)
+    model = genlab.make_model("gaussian", covariance_type=covariance_type, reg_covar=1e-4, dtype="float64").fit(
+        train.images
+    )
     X = dequantize(train.images, torch.Generator().manual_seed(0), dtype=torch.float64).reshape(len(train), -1).numpy()
     Q = dequantize(test.images, score_generator(), dtype=torch.float64).reshape(len(test), -1).numpy()
     cov = np.cov(X, rowvar=False, bias=True)

@@ -53,7 +53,9 @@ def test_fit_reaches_sklearn_quality_from_its_own_init(digits_split, no_warnings
     x_train = unit(train.images, torch.Generator().manual_seed(0))
     x_test = unit(test.images, score_generator())
     ref = SkGMM(10, reg_covar=1e-3, random_state=0).fit(x_train).score(x_test)
-    ours = genlab.make_model("gmm", n_components=10, reg_covar=1e-3, random_state=0).fit(train.images).score(test.images)
+    ours = (
+        genlab.make_model("gmm", n_components=10, reg_covar=1e-3, random_state=0).fit(train.images).score(test.images)
+    )
     assert abs(ours - ref) < 0.05 * abs(ref)
 
 

@@ -12,7 +12,9 @@ def test_gpu_benchmark_smoke_on_cpu(tmp_path):
     spec = importlib.util.spec_from_file_location("gpu_bench", BENCH)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    module.main(["--smoke", "--device", "cpu", "--families", "vae", "--stages", "peak,families", "--out", str(tmp_path)])
+    module.main(
+        ["--smoke", "--device", "cpu", "--families", "vae", "--stages", "peak,families", "--out", str(tmp_path)]
+    )
     report = json.loads((tmp_path / "gpu.json").read_text())
     assert report["peak"]["peak_tflops"] > 0 and report["peak"]["copy_GBps"] > 0
     (row,) = report["families"]

@@ -26,6 +26,7 @@ from genlab.errors import GenlabError
 from genlab.metrics import inception
 from genlab.metrics.frechet import frechet_distance
 
+
 class _StandInModule(types.ModuleType):
     def __getattr__(self, name: str):
         if name.startswith("__"):
@@ -38,7 +39,13 @@ def _stand_in_torchvision():
     """torch-fidelity's package imports its CLIP/VGG/DINOv2 extractors and datasets, which import
     torchvision; the Inception-v3 extractor does not use it. On a CPU torch with PyPI's (CUDA)
     torchvision that import fails, so give it inert modules while torch-fidelity imports."""
-    names = ["torchvision", "torchvision.datasets", "torchvision.models", "torchvision.transforms", "torchvision.transforms.functional"]
+    names = [
+        "torchvision",
+        "torchvision.datasets",
+        "torchvision.models",
+        "torchvision.transforms",
+        "torchvision.transforms.functional",
+    ]
     saved = {name: sys.modules.get(name) for name in names}
     modules = {name: _StandInModule(name) for name in names}
     for name, module in modules.items():
@@ -94,7 +101,9 @@ def fake_state(fidelity_inception_module):
     module = fidelity_inception_module
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(module, "load_state_dict_from_url", lambda *a, **k: {})  # building it must not download...
-        mp.setattr(module.FeatureExtractorInceptionV3, "load_state_dict", lambda self, *a, **k: None)  # ...nor need weights
+        mp.setattr(
+            module.FeatureExtractorInceptionV3, "load_state_dict", lambda self, *a, **k: None
+        )  # ...nor need weights
         network = module.FeatureExtractorInceptionV3("inception-v3-compat", ["2048"])
     g = torch.Generator().manual_seed(0)
     state = network.state_dict()
@@ -148,12 +157,16 @@ def test_fid_is_zero_for_the_same_set_symmetric_and_larger_for_a_shifted_set(fak
     assert inverted_vs_ref > 2 * other_vs_ref
 
 
-def test_grayscale_is_the_replicated_rgb_image_and_safetensors_loads_the_same(fake_state, fake_weights, digits, tmp_path):
+def test_grayscale_is_the_replicated_rgb_image_and_safetensors_loads_the_same(
+    fake_state, fake_weights, digits, tmp_path
+):
     from safetensors.torch import save_file
 
     (x,) = _digit_sets(digits, 2)
     features = inception.inception_features(x, fake_weights)
-    torch.testing.assert_close(inception.inception_features(x.repeat(1, 3, 1, 1), fake_weights), features, rtol=0, atol=0)
+    torch.testing.assert_close(
+        inception.inception_features(x.repeat(1, 3, 1, 1), fake_weights), features, rtol=0, atol=0
+    )
     path = tmp_path / "inception.safetensors"
     save_file({k: v.contiguous() for k, v in fake_state.items()}, str(path))
     torch.testing.assert_close(inception.inception_features(x, path), features, rtol=0, atol=0)
@@ -259,7 +272,10 @@ class _FailingImport(importlib.abc.MetaPathFinder):
 @pytest.mark.parametrize(
     "error, message",
     [
-        (RuntimeError("operator torchvision::nms does not exist"), "torchvision::nms does not exist); usually its torchvision was built for another torch"),
+        (
+            RuntimeError("operator torchvision::nms does not exist"),
+            "torchvision::nms does not exist); usually its torchvision was built for another torch",
+        ),
         (ModuleNotFoundError("No module named 'torchvision'", name="torchvision"), "cannot import torchvision"),
     ],
 )
@@ -272,7 +288,9 @@ def test_library_with_a_broken_torchvision_says_how_to_fix_it(error, message, tm
     with pytest.raises(GenlabError) as info:
         inception.inception_fid(x, x, path)
     # pinning torch keeps pip from replacing it with the torch the newest torchvision wants
-    assert message in str(info.value) and f"pip install torchvision torch=={torch.__version__.split('+')[0]}" in str(info.value)
+    assert message in str(info.value) and f"pip install torchvision torch=={torch.__version__.split('+')[0]}" in str(
+        info.value
+    )
 
 
 @pytest.fixture
@@ -318,14 +336,19 @@ def test_cli_errors_are_one_line(tiny_npz, tmp_path, capsys, monkeypatch):
     weights = tmp_path / "w.pth"
     weights.write_bytes(b"x")
     monkeypatch.setitem(sys.modules, "torch_fidelity", None)
-    for args in (["evaluate", str(run)], ["compare", "--models", "gaussian", "--data", tiny_npz, "--folds", "2", "--out", str(tmp_path / "cmp")]):
+    for args in (
+        ["evaluate", str(run)],
+        ["compare", "--models", "gaussian", "--data", tiny_npz, "--folds", "2", "--out", str(tmp_path / "cmp")],
+    ):
         assert main([*args, "-n", "10", "--inception-weights", str(weights), "-q"]) == 2
         err = capsys.readouterr().err
         assert "genlab[fid]" in err and err.count("\n") == 1
     assert not (tmp_path / "cmp").exists()  # failed before any work
 
 
-def test_compare_cli_adds_fid_inception_and_recomputes_cells_without_it(fake_weights, cheap_fid, tiny_npz, tmp_path, capsys):
+def test_compare_cli_adds_fid_inception_and_recomputes_cells_without_it(
+    fake_weights, cheap_fid, tiny_npz, tmp_path, capsys
+):
     calls = cheap_fid
     out = tmp_path / "cmp"
     args = ["compare", "--models", "gaussian", "--data", tiny_npz, "--folds", "2", "--out", str(out), "-n", "21", "-q"]
@@ -338,6 +361,9 @@ def test_compare_cli_adds_fid_inception_and_recomputes_cells_without_it(fake_wei
     table = (out / "results.md").read_text()
     assert "FID Inception ↓" in table and "FID Inception " in table.split("Real-vs-real spread")[1]
     summary = json.loads((out / "summary.json").read_text())
-    assert summary["rows"]["gaussian"]["metrics"]["fid_inception"][0] >= 0 and "fid_inception" in summary["rows"]["real data"]["metrics"]
+    assert (
+        summary["rows"]["gaussian"]["metrics"]["fid_inception"][0] >= 0
+        and "fid_inception" in summary["rows"]["real data"]["metrics"]
+    )
     assert main([*args, "--inception-weights", str(fake_weights)]) == 0
     assert capsys.readouterr().out.count("done before, skipped") == 2 and len(calls) == 8

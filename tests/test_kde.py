@@ -25,7 +25,12 @@ def test_score_is_exact_on_digits(digits_split, h, dtype, rtol):
     train, test = digits_split
     model = genlab.make_model("kde", bandwidth=h, dtype=dtype).fit(train.images)
     T = model.training_data_.double().numpy()
-    Q = dequantize(test.images, score_generator(), dtype=model.training_data_.dtype).reshape(len(test), -1).double().numpy()
+    Q = (
+        dequantize(test.images, score_generator(), dtype=model.training_data_.dtype)
+        .reshape(len(test), -1)
+        .double()
+        .numpy()
+    )
     np.testing.assert_allclose(model.score_samples(test.images), exact_reference(Q, T, h), rtol=rtol)
 
 

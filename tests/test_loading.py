@@ -20,7 +20,9 @@ import genlab
 from genlab.errors import GenlabError
 from genlab.models import GenerativeModel
 
-FUZZ = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+FUZZ = settings(
+    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow]
+)
 VAE = {"latent_dim": 2, "width": 8, "n_blocks": 0, "max_steps": 2, "latent_components": 2, "device": "cpu"}
 
 
@@ -33,7 +35,9 @@ def saved(tmp_path_factory, digits):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         genlab.make_model("gaussian", covariance_type="diag", reg_covar=1e-3).fit(X).save(root / "gaussian")
-        genlab.make_model("gmm", n_components=2, covariance_type="diag", reg_covar=1e-3, max_iter=5).fit(X).save(root / "gmm")
+        genlab.make_model("gmm", n_components=2, covariance_type="diag", reg_covar=1e-3, max_iter=5).fit(X).save(
+            root / "gmm"
+        )
         genlab.make_model("kde", bandwidth=0.1).fit(X).save(root / "kde")
         genlab.make_model("vae", **VAE).fit(X).save(root / "vae")
         genlab.make_model("vae", **{**VAE, "width": 16}).fit(X).save(root / "vae16")
@@ -89,7 +93,10 @@ def test_saved_models_still_load(saved, name, digits):
         (lambda c: c["fitted"].update(n_dims_=3), "fitted.n_dims_: names an attribute of Gaussian itself"),
         (lambda c: c["fitted"].update(device_="cpu"), "fitted.device_: names an attribute of Gaussian itself"),
         (lambda c: c["fitted"].update({"a b_": 1}), "not a fitted attribute name"),
-        (lambda c: c["fitted"].update(mean_={"__tensor__": "no.such.tensor"}), "fitted.mean_: refers to tensor 'no.such.tensor', which is not in model.safetensors"),
+        (
+            lambda c: c["fitted"].update(mean_={"__tensor__": "no.such.tensor"}),
+            "fitted.mean_: refers to tensor 'no.such.tensor', which is not in model.safetensors",
+        ),
         (lambda c: c["fitted"].update(mean_={"__tensor__": ["x"]}), "tensor reference \\['x'\\] is not a name"),
         (lambda c: c["fitted"].update(mean_={"__tensor__": "fitted.mean_", "x": 1}), "must have no other keys"),
         (lambda c: c["fitted"].update(image_shape_={"__tuple__": [1, 100000, 100000]}), "is not an image shape"),
@@ -137,7 +144,11 @@ def test_deeply_nested_json_is_a_clear_error(saved, tmp_path):
 def test_weights_of_the_wrong_shape(saved, tmp_path):
     folder = copy(saved, "vae", tmp_path)
     shutil.copy(saved / "vae16" / "model.safetensors", folder / "model.safetensors")
-    expect_error(folder, r"weight network_\.\S+ is float32 \(\d+(, \d+)*\) but the network declares float32 \(", "model.safetensors")
+    expect_error(
+        folder,
+        r"weight network_\.\S+ is float32 \(\d+(, \d+)*\) but the network declares float32 \(",
+        "model.safetensors",
+    )
 
 
 def test_weights_of_another_dtype(saved, tmp_path):
@@ -185,9 +196,29 @@ def test_garbage_weights_file(saved, tmp_path):
 # ---------------------------------------------------------------------- fuzzing
 JSON_LEAVES = st.none() | st.booleans() | st.integers(-(2**70), 2**70) | st.floats() | st.text(max_size=6)
 KEYS = st.text(max_size=6) | st.sampled_from(
-    ["__tensor__", "__ndarray__", "__tuple__", "__list__", "__dict__", "__float__", "__module__", "__class__", "_sample", "image_shape_", "mean_", "network_", "model", "params", "fitted", "nan", "fitted.mean_"]
+    [
+        "__tensor__",
+        "__ndarray__",
+        "__tuple__",
+        "__list__",
+        "__dict__",
+        "__float__",
+        "__module__",
+        "__class__",
+        "_sample",
+        "image_shape_",
+        "mean_",
+        "network_",
+        "model",
+        "params",
+        "fitted",
+        "nan",
+        "fitted.mean_",
+    ]
 )
-JSON = st.recursive(JSON_LEAVES, lambda inner: st.lists(inner, max_size=3) | st.dictionaries(KEYS, inner, max_size=3), max_leaves=8)
+JSON = st.recursive(
+    JSON_LEAVES, lambda inner: st.lists(inner, max_size=3) | st.dictionaries(KEYS, inner, max_size=3), max_leaves=8
+)
 
 
 def _paths(node, prefix=()):
@@ -227,7 +258,11 @@ def test_fuzzed_configs_raise_only_genlab_errors(saved, tmp_path_factory, name, 
         paths = list(_paths(config))
         path = data.draw(st.sampled_from(paths))
         if data.draw(st.booleans()) or not path:
-            config = _replace(config, path, data.draw(JSON)) if path else data.draw(JSON | st.dictionaries(KEYS, JSON, max_size=5))
+            config = (
+                _replace(config, path, data.draw(JSON))
+                if path
+                else data.draw(JSON | st.dictionaries(KEYS, JSON, max_size=5))
+            )
         else:  # add or drop a key next to the chosen node
             parent = config
             for p in path[:-1]:

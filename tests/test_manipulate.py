@@ -98,7 +98,9 @@ def test_attribute_vector_is_the_difference_of_group_means():
     out = apply_attribute(model, images[:4], v, strength=0.5)
     np.testing.assert_allclose(model.decoded[-1].numpy(), codes[:4] + 0.5 * expected, rtol=1e-5, atol=1e-6)
     assert out.shape == (4, 1, 2, 2)
-    np.testing.assert_array_equal(apply_attribute(model, images[:4], v, strength=0.0).numpy()[:, 0, 0, :], images[:4, 0, 0, :])
+    np.testing.assert_array_equal(
+        apply_attribute(model, images[:4], v, strength=0.0).numpy()[:, 0, 0, :], images[:4, 0, 0, :]
+    )
     with pytest.raises(GenlabError, match="label_a=7: no image has this label"):
         attribute_vector(model, images, labels, 7, 0)
     with pytest.raises(GenlabError, match="one label per image"):
@@ -123,7 +125,16 @@ def test_pick_image_by_index_or_label(digits):
 
 def test_on_a_real_conditional_vae(digits):
     train = digits.subset(np.arange(200))
-    model = VAE(condition="label", latent_dim=3, width=8, n_blocks=0, latent_components=2, preset="quick", max_steps=20, device="cpu").fit(train)
+    model = VAE(
+        condition="label",
+        latent_dim=3,
+        width=8,
+        n_blocks=0,
+        latent_components=2,
+        preset="quick",
+        max_steps=20,
+        device="cpu",
+    ).fit(train)
     a, ya = pick_image(train, label=3)
     b, yb = pick_image(train, label=8)
     strip = interpolate(model, a, b, steps=4, mode="slerp", y_a=ya, y_b=yb)

@@ -97,16 +97,50 @@ def test_compare_flags_ranking_flips_between_feature_spaces_and_ties():
     from genlab.compare import REAL_ROW, markdown_table, rankings
 
     summary = {
-        "data": "digits", "folds": 2, "n_samples": 100, "evaluator": {"spaces": {"conv": {"describe": "conv", "accuracy": (0.98, 0.0)}, "mlp": {"describe": "mlp", "accuracy": (0.95, 0.0)}}},
+        "data": "digits",
+        "folds": 2,
+        "n_samples": 100,
+        "evaluator": {
+            "spaces": {
+                "conv": {"describe": "conv", "accuracy": (0.98, 0.0)},
+                "mlp": {"describe": "mlp", "accuracy": (0.95, 0.0)},
+            }
+        },
         "rows": {
-            REAL_ROW: _row({"fd": 1.0, "fd_mlp": 1.0, "precision": 0.95, "recall": 0.95, "pixel_tv": 0.01, "zero_share": 0.8, "faint_share": 0.005}),
-            "a": _row({"fd": 10.0, "fd_mlp": 30.0, "precision": 0.90, "precision_mlp": 0.90}, {"fd": 1.0, "fd_mlp": 1.0, "precision": 0.03}),
-            "b": _row({"fd": 20.0, "fd_mlp": 20.0, "precision": 0.91, "precision_mlp": 0.91}, {"fd": 1.0, "fd_mlp": 1.0, "precision": 0.03}),
+            REAL_ROW: _row(
+                {
+                    "fd": 1.0,
+                    "fd_mlp": 1.0,
+                    "precision": 0.95,
+                    "recall": 0.95,
+                    "pixel_tv": 0.01,
+                    "zero_share": 0.8,
+                    "faint_share": 0.005,
+                }
+            ),
+            "a": _row(
+                {"fd": 10.0, "fd_mlp": 30.0, "precision": 0.90, "precision_mlp": 0.90},
+                {"fd": 1.0, "fd_mlp": 1.0, "precision": 0.03},
+            ),
+            "b": _row(
+                {"fd": 20.0, "fd_mlp": 20.0, "precision": 0.91, "precision_mlp": 0.91},
+                {"fd": 1.0, "fd_mlp": 1.0, "precision": 0.03},
+            ),
         },
     }
     lines, flips = rankings(summary)
     assert "- fd: a > b" in lines and "- fd (mlp): b > a" in lines
     assert "- precision: b ≈ a" in lines  # 0.01 apart, interval ±0.03: a tie
-    assert len(flips) == 1 and "a vs b on fd" in flips[0] and "a ahead in the conv space" in flips[0] and "b ahead in the mlp space" in flips[0]
+    assert (
+        len(flips) == 1
+        and "a vs b on fd" in flips[0]
+        and "a ahead in the conv space" in flips[0]
+        and "b ahead in the mlp space" in flips[0]
+    )
     table = markdown_table(summary)
-    assert "Ranking flips between feature spaces" in table and "FD (mlp) ↓" in table and "(CI ±1.00)" in table and "0.50% faint" in table
+    assert (
+        "Ranking flips between feature spaces" in table
+        and "FD (mlp) ↓" in table
+        and "(CI ±1.00)" in table
+        and "0.50% faint" in table
+    )

@@ -19,7 +19,9 @@ def test_nearest_neighbours_match_bruteforce():
     d = cdist(samples.astype(np.float64), train.astype(np.float64))
     np.testing.assert_array_equal(result.sample_nn_index, d.argmin(1))
     np.testing.assert_allclose(result.sample_nn_distance, d.min(1), rtol=1e-12)
-    np.testing.assert_allclose(result.test_nn_distance, cdist(test.astype(np.float64), train.astype(np.float64)).min(1), rtol=1e-12)
+    np.testing.assert_allclose(
+        result.test_nn_distance, cdist(test.astype(np.float64), train.astype(np.float64)).min(1), rtol=1e-12
+    )
     assert result.threshold == pytest.approx(np.quantile(result.test_nn_distance, 0.05))
 
 

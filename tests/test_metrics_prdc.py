@@ -79,7 +79,10 @@ def test_independent_samples_of_one_distribution():
     n = m = 800
     k = 5
     expected_coverage = 1 - np.prod([(n - i) / (n + m - i) for i in range(1, k + 1)])
-    results = [prdc(np.random.default_rng(s).normal(size=(n, 8)), np.random.default_rng(s + 100).normal(size=(m, 8)), k) for s in range(3)]
+    results = [
+        prdc(np.random.default_rng(s).normal(size=(n, 8)), np.random.default_rng(s + 100).normal(size=(m, 8)), k)
+        for s in range(3)
+    ]
     assert np.mean([r["density"] for r in results]) == pytest.approx(1.0, abs=0.05)
     assert np.mean([r["coverage"] for r in results]) == pytest.approx(expected_coverage, abs=0.015)
 

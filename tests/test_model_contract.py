@@ -19,12 +19,46 @@ TINY = {
     "gaussian": ({"covariance_type": "diag", "reg_covar": 1e-3}, {"covariance_type": ["diag", "full"]}),
     "gmm": ({"n_components": 3, "reg_covar": 1e-3, "max_iter": 20}, {"n_components": [2, 3]}),
     "kde": ({"bandwidth": 0.1}, {"bandwidth": [0.05, 0.1]}),
-    "diffusion": ({"width": 4, "max_steps": 3, "steps": 2, "elbo_points": 2, "device": "cpu"}, {"prediction": ["v", "eps"]}),
-    "flow": ({"n_levels": 2, "depth": 1, "width": 8, "n_blocks": 0, "max_steps": 5, "device": "cpu"}, {"coupling": ["affine", "spline"]}),
-    "flow-matching": ({"width": 8, "n_res_blocks": 1, "max_steps": 3, "steps": 2, "likelihood_steps": 2, "likelihood_probes": 2, "device": "cpu"}, {"sampler": ["euler", "heun"]}),
-    "gan": ({"latent_dim": 4, "g_width": 4, "d_width": 4, "max_steps": 3, "selection": "last", "device": "cpu"}, {"loss": ["ns", "hinge"]}),
-    "vae": ({"latent_dim": 2, "width": 8, "n_blocks": 0, "max_steps": 10, "latent_components": 2, "iwae_samples": 10, "device": "cpu"}, {"latent_dim": [2, 3]}),
-    "wae": ({"latent_dim": 2, "width": 8, "n_blocks": 0, "max_steps": 10, "latent_components": 2, "device": "cpu"}, {"divergence": ["mmd", "cw"]}),
+    "diffusion": (
+        {"width": 4, "max_steps": 3, "steps": 2, "elbo_points": 2, "device": "cpu"},
+        {"prediction": ["v", "eps"]},
+    ),
+    "flow": (
+        {"n_levels": 2, "depth": 1, "width": 8, "n_blocks": 0, "max_steps": 5, "device": "cpu"},
+        {"coupling": ["affine", "spline"]},
+    ),
+    "flow-matching": (
+        {
+            "width": 8,
+            "n_res_blocks": 1,
+            "max_steps": 3,
+            "steps": 2,
+            "likelihood_steps": 2,
+            "likelihood_probes": 2,
+            "device": "cpu",
+        },
+        {"sampler": ["euler", "heun"]},
+    ),
+    "gan": (
+        {"latent_dim": 4, "g_width": 4, "d_width": 4, "max_steps": 3, "selection": "last", "device": "cpu"},
+        {"loss": ["ns", "hinge"]},
+    ),
+    "vae": (
+        {
+            "latent_dim": 2,
+            "width": 8,
+            "n_blocks": 0,
+            "max_steps": 10,
+            "latent_components": 2,
+            "iwae_samples": 10,
+            "device": "cpu",
+        },
+        {"latent_dim": [2, 3]},
+    ),
+    "wae": (
+        {"latent_dim": 2, "width": 8, "n_blocks": 0, "max_steps": 10, "latent_components": 2, "device": "cpu"},
+        {"divergence": ["mmd", "cw"]},
+    ),
 }
 
 
@@ -97,7 +131,9 @@ def test_save_load_round_trip(name, tiny_images, tmp_path, no_warnings):
     loaded = genlab.load_model(tmp_path / "m")
     assert type(loaded) is type(model) and loaded.get_params().keys() == model.get_params().keys()
     if has_likelihood(name):
-        np.testing.assert_allclose(loaded.score_samples(tiny_images[:10]), model.score_samples(tiny_images[:10]), rtol=1e-12)
+        np.testing.assert_allclose(
+            loaded.score_samples(tiny_images[:10]), model.score_samples(tiny_images[:10]), rtol=1e-12
+        )
     assert torch.equal(loaded.sample(5, seed=3), model.sample(5, seed=3))
     assert isinstance(GenerativeModel.load(tmp_path / "m"), type(model))
 
@@ -162,6 +198,9 @@ def test_uniform_is_exactly_eight_bits_per_dim(tiny_images):
 
 def test_classical_models_beat_uniform_on_held_out_digits(digits_split, no_warnings):
     train, test = digits_split
-    bpd = {n: genlab.make_model(n, **TINY[n][0]).fit(train.images).bits_per_dim(test.images) for n in ("uniform", "gaussian", "gmm", "kde")}
+    bpd = {
+        n: genlab.make_model(n, **TINY[n][0]).fit(train.images).bits_per_dim(test.images)
+        for n in ("uniform", "gaussian", "gmm", "kde")
+    }
     assert bpd["uniform"] == 8.0
     assert bpd["gaussian"] < 7.5 and bpd["gmm"] < 7.5 and bpd["kde"] < 8.0

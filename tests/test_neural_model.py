@@ -96,7 +96,9 @@ class TinyPixelGaussian(NeuralGenerativeModel):
         return values
 
     def _build_modules(self):
-        self.network_ = PixelGaussianNetwork(self.image_shape_, getattr(self, "n_classes_", None) or 1, self._param("hidden"))
+        self.network_ = PixelGaussianNetwork(
+            self.image_shape_, getattr(self, "n_classes_", None) or 1, self._param("hidden")
+        )
 
     def _sample(self, n, labels, generator):
         dev = self._network_device()
@@ -135,10 +137,16 @@ def test_presets_resolve_and_explicit_values_win(data):
     X, y = data
     model = quick().fit(X, y)
     assert model.preset_ == "quick" and model.n_classes_ == 10
-    assert model.resolved_params_["hidden"] == 16 and model.resolved_params_["epochs"] == 3 and model.resolved_params_["lr"] == 1e-3
+    assert (
+        model.resolved_params_["hidden"] == 16
+        and model.resolved_params_["epochs"] == 3
+        and model.resolved_params_["lr"] == 1e-3
+    )
     cfg = model.training_config_
     steps = 3 * (360 // 64)
-    assert cfg["epochs"] == 3 and cfg["lr"] == 1e-3 and cfg["warmup_steps"] == steps // 10  # warm-up capped at 10% of the run
+    assert (
+        cfg["epochs"] == 3 and cfg["lr"] == 1e-3 and cfg["warmup_steps"] == steps // 10
+    )  # warm-up capped at 10% of the run
     assert model.training_summary_["steps"] == steps and len(model.history_) == 3
     explicit = quick(hidden=4, lr=5e-3, warmup_steps=0, epochs=1).fit(X, y)
     assert explicit.resolved_params_["hidden"] == 4 and explicit.training_config_["lr"] == 5e-3

@@ -23,7 +23,6 @@ from genlab.nn import (
 )
 
 
-
 @pytest.fixture(autouse=True)
 def _one_thread():
     """Tiny tensors: one thread is faster than two on a shared 2-core machine."""
@@ -53,7 +52,15 @@ def test_encoder_decoder_shapes_round_trip(shape):
 
 @pytest.mark.parametrize(
     "size, ladder",
-    [(8, [8, 4]), (28, [28, 14, 7]), (32, [32, 16, 8, 4]), (64, [64, 32, 16, 8, 4]), (7, [7]), (15, [15, 7]), (9, [9, 4])],
+    [
+        (8, [8, 4]),
+        (28, [28, 14, 7]),
+        (32, [32, 16, 8, 4]),
+        (64, [64, 32, 16, 8, 4]),
+        (7, [7]),
+        (15, [15, 7]),
+        (9, [9, 4]),
+    ],
 )
 def test_plan_halves_until_at_most_seven(size, ladder):
     plan = conv_plan((1, size, size), width=8)

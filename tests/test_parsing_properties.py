@@ -30,7 +30,11 @@ scalars = st.one_of(
     st.floats(allow_nan=False, allow_infinity=False),
     st.text(max_size=20),
 )
-values = st.recursive(scalars, lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=5), inner, max_size=3), max_leaves=8)
+values = st.recursive(
+    scalars,
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=5), inner, max_size=3),
+    max_leaves=8,
+)
 
 
 @SETTINGS
@@ -94,7 +98,13 @@ bounds = st.one_of(st.none(), st.floats(min_value=-1e6, max_value=1e6, allow_nan
 
 
 @SETTINGS
-@given(low=bounds, high=bounds, low_inclusive=st.booleans(), high_inclusive=st.booleans(), value=st.one_of(st.floats(), st.integers(min_value=-(10**400), max_value=10**400)))
+@given(
+    low=bounds,
+    high=bounds,
+    low_inclusive=st.booleans(),
+    high_inclusive=st.booleans(),
+    value=st.one_of(st.floats(), st.integers(min_value=-(10**400), max_value=10**400)),
+)
 @example(low=0.0, high=1.0, low_inclusive=False, high_inclusive=True, value=10**400)
 @example(low=0.0, high=1.0, low_inclusive=False, high_inclusive=True, value=0.0)
 @example(low=0.0, high=1.0, low_inclusive=False, high_inclusive=True, value=1)
@@ -118,7 +128,11 @@ def test_float_params_accept_exactly_finite_values_in_range(low, high, low_inclu
 
 
 @SETTINGS
-@given(low=st.one_of(st.none(), st.integers(-100, 100)), high=st.one_of(st.none(), st.integers(-100, 100)), value=st.one_of(st.integers(-(10**30), 10**30), st.booleans(), st.floats(), st.just(np.int64(3))))
+@given(
+    low=st.one_of(st.none(), st.integers(-100, 100)),
+    high=st.one_of(st.none(), st.integers(-100, 100)),
+    value=st.one_of(st.integers(-(10**30), 10**30), st.booleans(), st.floats(), st.just(np.int64(3))),
+)
 def test_int_params_accept_exactly_integers_in_range(low, high, value):
     p = Param("int", None, low=low, high=high)
     ok = isinstance(value, (int, np.integer)) and not isinstance(value, bool)
@@ -147,7 +161,11 @@ def test_cli_text_of_a_valid_value_validates_to_that_value(model, key, param, da
     lo = param.low if param.low is not None else -1e6
     hi = param.high if param.high is not None else 1e6
     if param.kind == "int":
-        value = data.draw(st.integers(int(math.ceil(lo)) + (0 if param.low_inclusive else 1), int(hi) - (0 if param.high_inclusive else 1)))
+        value = data.draw(
+            st.integers(
+                int(math.ceil(lo)) + (0 if param.low_inclusive else 1), int(hi) - (0 if param.high_inclusive else 1)
+            )
+        )
         text = str(value)
     else:
         value = data.draw(st.floats(lo, hi, exclude_min=not param.low_inclusive, exclude_max=not param.high_inclusive))

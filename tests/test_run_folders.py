@@ -16,11 +16,10 @@ import time
 from pathlib import Path
 
 import numpy as np
-import pytest
 from PIL import Image
 
 from genlab.cli import main
-from genlab.runs import RUN_FILES, RunInfo, publish_run, staging_path
+from genlab.runs import RUN_FILES, RunInfo, publish_run
 
 GMM = ["-p", "n_components=2", "-p", "reg_covar=1e-2", "-q"]
 SRC = str(Path(__file__).resolve().parents[1] / "src")
@@ -34,7 +33,11 @@ def run(capsys, *args):
 
 def snapshot(folder: Path) -> dict[str, str]:
     """Relative path -> sha256 of every file under ``folder``."""
-    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
 
 
 def test_fit_refuses_a_folder_it_may_not_replace(tmp_path, capsys):
@@ -66,7 +69,9 @@ def test_neural_fit_offers_resume_and_never_deletes_checkpoints(tmp_path, capsys
     vae = ["-p", "width=8", "-p", "latent_dim=2", "-p", "latent_components=2", "-p", "iwae_samples=2", "-q"]
     assert run(capsys, "fit", "vae", "--out", run_dir, "--max-steps", "4", *vae)[0] == 0
     checkpoints = snapshot(run_dir / "checkpoints")
-    assert checkpoints and json.loads((run_dir / "config.json").read_text())["params"]["checkpoint_dir"] == str(run_dir / "checkpoints")
+    assert checkpoints and json.loads((run_dir / "config.json").read_text())["params"]["checkpoint_dir"] == str(
+        run_dir / "checkpoints"
+    )
     code, _, err = run(capsys, "fit", "vae", "--out", run_dir, "--max-steps", "4", *vae)
     assert code == 2 and "--resume" in err and "--overwrite" in err
     assert snapshot(run_dir / "checkpoints") == checkpoints
@@ -80,7 +85,12 @@ def test_sample_never_overwrites_run_files_or_existing_files(tmp_path, capsys):
     run_dir = tmp_path / "r"
     assert run(capsys, "fit", "gmm", "--out", run_dir, *GMM)[0] == 0
     before = snapshot(run_dir)
-    for option, name in (("-o", "config.json"), ("--npy", "model.safetensors"), ("-o", "samples.png"), ("--npy", "run.json")):
+    for option, name in (
+        ("-o", "config.json"),
+        ("--npy", "model.safetensors"),
+        ("-o", "samples.png"),
+        ("--npy", "run.json"),
+    ):
         code, _, err = run(capsys, "sample", run_dir, "-n", "4", option, run_dir / name)
         assert code == 2 and "a file of the run folder" in err and err.count("\n") == 1
     assert snapshot(run_dir) == before
@@ -88,10 +98,17 @@ def test_sample_never_overwrites_run_files_or_existing_files(tmp_path, capsys):
     mine.write_bytes(b"precious")
     code, _, err = run(capsys, "sample", run_dir, "-n", "4", "-o", mine)
     assert code == 2 and "--overwrite" in err and mine.read_bytes() == b"precious"
-    assert run(capsys, "sample", run_dir, "-n", "4", "-o", mine, "--overwrite")[0] == 0 and mine.read_bytes() != b"precious"
+    assert (
+        run(capsys, "sample", run_dir, "-n", "4", "-o", mine, "--overwrite")[0] == 0
+        and mine.read_bytes() != b"precious"
+    )
     # without -o: a new file in the run folder, never samples.png
     code, out, _ = run(capsys, "sample", run_dir, "-n", "4")
-    assert code == 0 and (run_dir / "samples-1.png").is_file() and snapshot(run_dir)["samples.png"] == before["samples.png"]
+    assert (
+        code == 0
+        and (run_dir / "samples-1.png").is_file()
+        and snapshot(run_dir)["samples.png"] == before["samples.png"]
+    )
 
 
 def test_run_json_has_absolute_paths_and_a_fingerprint(tmp_path, capsys, monkeypatch):
@@ -111,7 +128,12 @@ def test_run_json_has_absolute_paths_and_a_fingerprint(tmp_path, capsys, monkeyp
     np.savez(tmp_path / "d.npz", x=rng.integers(0, 256, (60, 4, 4), dtype=np.uint8))  # the data changed
     for command in (["score", tmp_path / "r"], ["evaluate", tmp_path / "r", "-n", "30"]):
         code, _, err = run(capsys, *command)
-        assert code == 2 and "no longer the data this run was trained on" in err and "sha256" in err and err.count("\n") == 1
+        assert (
+            code == 2
+            and "no longer the data this run was trained on" in err
+            and "sha256" in err
+            and err.count("\n") == 1
+        )
 
 
 def test_folder_data_and_run_folders_stay_apart(tmp_path, capsys):
@@ -137,7 +159,9 @@ def test_folder_data_and_run_folders_stay_apart(tmp_path, capsys):
 def test_index_minus_one_is_refused(tmp_path, capsys):
     run_dir = tmp_path / "r"
     assert run(capsys, "fit", "gmm", "--out", run_dir, *GMM)[0] == 0
-    code, _, err = run(capsys, "interpolate", run_dir, "--from-index", "-1", "--to-index", "2", "-o", tmp_path / "i.png")
+    code, _, err = run(
+        capsys, "interpolate", run_dir, "--from-index", "-1", "--to-index", "2", "-o", tmp_path / "i.png"
+    )
     assert code == 2 and "--from-index -1" in err and not (tmp_path / "i.png").exists()
 
 
@@ -228,4 +252,6 @@ def test_sample_streams_chunks_with_per_chunk_seeds(tmp_path, capsys):
     assert result.n_grid == 23 and len({chunk_seed(5, k) for k in range(3)}) == 3
     sample_run(run_dir, 8, out_npy=tmp_path / "t.npy", seed=5)
     np.testing.assert_array_equal(np.load(tmp_path / "t.npy"), model.sample(8, seed=5).numpy())
-    assert not (tmp_path / "g2.png").exists() and sample_run(run_dir, 5, out_npy=tmp_path / "u.npy").png is None  # --npy alone: no grid
+    assert (
+        not (tmp_path / "g2.png").exists() and sample_run(run_dir, 5, out_npy=tmp_path / "u.npy").png is None
+    )  # --npy alone: no grid

@@ -29,14 +29,26 @@ def data(digits):
 def diffusion(data):
     torch.set_num_threads(1)
     X, y = data
-    return Diffusion(condition="label", width=8, max_steps=20, steps=3, device="cpu", warmup_steps=0, val_fraction=0.0).fit(X, y)
+    return Diffusion(
+        condition="label", width=8, max_steps=20, steps=3, device="cpu", warmup_steps=0, val_fraction=0.0
+    ).fit(X, y)
 
 
 @pytest.fixture(scope="module")
 def vae(data):
     torch.set_num_threads(1)
     X, y = data
-    return VAE(condition="label", latent_dim=2, width=8, n_blocks=0, latent_components=2, preset="quick", max_steps=20, batch_size=32, device="cpu").fit(X, y)
+    return VAE(
+        condition="label",
+        latent_dim=2,
+        width=8,
+        n_blocks=0,
+        latent_components=2,
+        preset="quick",
+        max_steps=20,
+        batch_size=32,
+        device="cpu",
+    ).fit(X, y)
 
 
 def _state(model):
@@ -72,14 +84,19 @@ def test_concurrent_sampling_equals_sequential(which, diffusion, vae):
         futures = [pool.submit(model.sample, **c) for c in calls * 3]
         concurrent = [f.result() for f in futures]
     for i, out in enumerate(concurrent):
-        assert torch.equal(out, sequential[i % len(calls)]), f"call {calls[i % len(calls)]} differs when run concurrently"
+        assert torch.equal(out, sequential[i % len(calls)]), (
+            f"call {calls[i % len(calls)]} differs when run concurrently"
+        )
     # the calls differ from each other (so the comparison above can fail)
     assert not torch.equal(sequential[0][:3], sequential[2][:3])
     assert _state(model).keys() == before.keys()  # no option left on the instance
 
 
 def test_unknown_options_name_the_valid_ones(diffusion, vae):
-    with pytest.raises(GenlabError, match=r"unknown option\(s\) temperature; valid: eta, guidance, prompt, sampler, steps, unconditional"):
+    with pytest.raises(
+        GenlabError,
+        match=r"unknown option\(s\) temperature; valid: eta, guidance, prompt, sampler, steps, unconditional",
+    ):
         diffusion.sample(2, y=1, temperature=0.5)
     with pytest.raises(GenlabError, match=r"unknown option\(s\) guidance; valid: sampler, temperature, unconditional"):
         vae.sample(2, y=1, guidance=2.0)
@@ -164,7 +181,9 @@ def test_default_labels_follow_the_training_frequencies_or_uniform_for_older_run
     freq = torch.bincount(drawn, minlength=10).double() / 20_000
     assert abs(freq[0] - 0.9) < 0.01 and abs(freq[1] - 0.1) < 0.01 and freq[2:].sum() == 0
     del model.class_counts_  # a model saved before class_counts_ existed
-    freq = torch.bincount(model._default_labels(20_000, torch.Generator().manual_seed(0)), minlength=10).double() / 20_000
+    freq = (
+        torch.bincount(model._default_labels(20_000, torch.Generator().manual_seed(0)), minlength=10).double() / 20_000
+    )
     assert torch.all((freq - 0.1).abs() < 0.01)
 
 
@@ -183,7 +202,24 @@ def test_cli_sample_unconditional(diffusion, vae, tmp_path, capsys):
 
     for name, model in (("d", diffusion), ("v", vae)):
         model.save(tmp_path / name)
-    assert main(["sample", str(tmp_path / "d"), "-n", "4", "--seed", "1", "--unconditional", "--npy", str(tmp_path / "u.npy"), "-o", str(tmp_path / "u.png")]) == 0
+    assert (
+        main(
+            [
+                "sample",
+                str(tmp_path / "d"),
+                "-n",
+                "4",
+                "--seed",
+                "1",
+                "--unconditional",
+                "--npy",
+                str(tmp_path / "u.npy"),
+                "-o",
+                str(tmp_path / "u.png"),
+            ]
+        )
+        == 0
+    )
     assert np.array_equal(np.load(tmp_path / "u.npy"), diffusion.sample(4, seed=1, unconditional=True).numpy())
     assert main(["sample", str(tmp_path / "v"), "-n", "4", "--unconditional", "-o", str(tmp_path / "v.png")]) == 2
     assert "no unconditional branch" in capsys.readouterr().err

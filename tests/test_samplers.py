@@ -25,7 +25,9 @@ def test_prior_sampler_draws_standard_normal_codes_and_scores_them_exactly():
     assert a.shape == (3000, 4) and torch.equal(a, b)
     assert abs(float(a.mean())) < 0.05 and abs(float(a.std()) - 1) < 0.05
     z = np.random.default_rng(0).standard_normal((6, 4))
-    np.testing.assert_allclose(s.log_prob(torch.from_numpy(z)).numpy(), multivariate_normal(np.zeros(4), np.eye(4)).logpdf(z), rtol=1e-12)
+    np.testing.assert_allclose(
+        s.log_prob(torch.from_numpy(z)).numpy(), multivariate_normal(np.zeros(4), np.eye(4)).logpdf(z), rtol=1e-12
+    )
 
 
 def test_gmm_sampler_recovers_a_mixture_like_scikit_learn():
@@ -90,7 +92,9 @@ def test_class_conditional_sampler_draws_each_class_from_its_own_codes():
     labels = torch.from_numpy(np.argmin(((X[:, None, :] - centres[None]) ** 2).sum(-1), 1))
     s = make_latent_sampler("per_class", base="gmm", n_components=6).fit(torch.from_numpy(X), labels)
     assert s.kind == "per_class" and s.n_classes_ == 3
-    assert [sampler_from_state(st).n_components for st in s.classes_] == [max(1, round(6 * int((labels == c).sum()) / 900)) for c in range(3)]
+    assert [sampler_from_state(st).n_components for st in s.classes_] == [
+        max(1, round(6 * int((labels == c).sum()) / 900)) for c in range(3)
+    ]
     want = torch.tensor([0, 1, 2, 1, 0] * 200)
     z = s.sample(1000, torch.Generator().manual_seed(0), labels=want)
     for c in range(3):
@@ -98,7 +102,10 @@ def test_class_conditional_sampler_draws_each_class_from_its_own_codes():
     pooled = s.sample(2000, torch.Generator().manual_seed(0), labels=torch.full((2000,), 3))
     np.testing.assert_allclose(pooled.mean(0).numpy(), X.mean(0), atol=0.3)
     again = sampler_from_state(s.get_state())
-    assert torch.equal(again.sample(20, torch.Generator().manual_seed(1), labels=want[:20]), s.sample(20, torch.Generator().manual_seed(1), labels=want[:20]))
+    assert torch.equal(
+        again.sample(20, torch.Generator().manual_seed(1), labels=want[:20]),
+        s.sample(20, torch.Generator().manual_seed(1), labels=want[:20]),
+    )
     with pytest.raises(GenlabError, match="pass one label per code"):
         s.sample(3)
     with pytest.raises(GenlabError, match="pass one label per code"):

@@ -86,7 +86,9 @@ def test_time_inverts_logsnr(name):
     lam = sched.logsnr(t)
     assert torch.all(lam[1:] < lam[:-1])
     torch.testing.assert_close(sched.time(lam), t, rtol=1e-7, atol=1e-9)
-    assert float(sched.logsnr(0.0)) == sched.logsnr_max and float(make_schedule("cosine").logsnr(1.0)) == sched.logsnr_min
+    assert (
+        float(sched.logsnr(0.0)) == sched.logsnr_max and float(make_schedule("cosine").logsnr(1.0)) == sched.logsnr_min
+    )
 
 
 def test_q_sample_statistics():

@@ -33,7 +33,9 @@ def test_schema_covers_exactly_the_parameters_with_the_same_defaults(name):
     assert set(cls.parameter_schema) == set(params), f"{name}: schema and get_params() differ"
     signature = inspect.signature(cls.__init__).parameters
     for key, param in cls.parameter_schema.items():
-        assert param.default == signature[key].default, f"{name}.{key}: schema default {param.default!r} != __init__ default {signature[key].default!r}"
+        assert param.default == signature[key].default, (
+            f"{name}.{key}: schema default {param.default!r} != __init__ default {signature[key].default!r}"
+        )
         # every default is valid under its own declaration
         param.validate(key, signature[key].default)
 
@@ -66,7 +68,16 @@ def test_models_json_lists_every_model(capsys):
     diffusion = out["diffusion"]
     assert diffusion["likelihood"] == "bound" and diffusion["conditionings"] == ["none", "label", "text"]
     assert "inpaint" in diffusion["capabilities"]
-    assert diffusion["sample_options"]["guidance"] == {"kind": "float", "default": None, "nullable": True, "help": diffusion["sample_options"]["guidance"]["help"], "low": 0.0, "low_inclusive": True, "high": 50.0, "high_inclusive": True}
+    assert diffusion["sample_options"]["guidance"] == {
+        "kind": "float",
+        "default": None,
+        "nullable": True,
+        "help": diffusion["sample_options"]["guidance"]["help"],
+        "low": 0.0,
+        "low_inclusive": True,
+        "high": 50.0,
+        "high_inclusive": True,
+    }
     assert out["gmm"]["parameters"]["n_components"]["low"] == 1
     assert out["kde"]["parameters"]["bandwidth"]["choices"] == ["scott", "silverman", "cv"]
     for name in MODELS:
@@ -93,7 +104,10 @@ def test_schema_validation_at_fit_and_in_make_model(tiny_images):
         (["fit", "diffusion", "-p", "guidance=60"], "guidance=60.0 must be <= 50"),
         (["fit", "vae", "-p", "latent_temperature=0"], "latent_temperature=0.0 must be > 0"),
         (["fit", "kde", "-p", "bandwidth=wide"], "bandwidth='wide' is not valid"),
-        (["fit", "gmm", "-p", "covariance_type=round"], "covariance_type='round' is not valid; use one of 'full', 'diag', 'spherical'"),
+        (
+            ["fit", "gmm", "-p", "covariance_type=round"],
+            "covariance_type='round' is not valid; use one of 'full', 'diag', 'spherical'",
+        ),
     ],
 )
 def test_cli_reports_schema_errors(args, message, tmp_path, capsys):
@@ -109,7 +123,16 @@ def test_param_messages_and_json():
     with pytest.raises(GenlabError, match=r"x=0.0 must be > 0 \(out of range; expected a finite number in \(0, 1\]\)"):
         p.validate("x", 0)
     assert p.validate("x", 1) == 1.0 and isinstance(p.validate("x", 1), float)
-    assert json.loads(json.dumps(p.to_json())) == {"kind": "float", "default": 0.5, "nullable": False, "help": "h", "low": 0.0, "low_inclusive": False, "high": 1.0, "high_inclusive": True}
+    assert json.loads(json.dumps(p.to_json())) == {
+        "kind": "float",
+        "default": 0.5,
+        "nullable": False,
+        "help": "h",
+        "low": 0.0,
+        "low_inclusive": False,
+        "high": 1.0,
+        "high_inclusive": True,
+    }
     with pytest.raises(GenlabError, match="must be True or False"):
         Param("bool", False).validate("flag", 1)
     with pytest.raises(GenlabError, match="is not valid"):

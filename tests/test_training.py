@@ -52,11 +52,20 @@ class TinyAutoencoder(nn.Module):
 
     def __init__(self, bottleneck: int = 16):
         super().__init__()
-        self.encode = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(), nn.Dropout(0.1), nn.Flatten(), nn.Linear(256, bottleneck))
+        self.encode = nn.Sequential(
+            nn.Conv2d(1, 4, 3, padding=1),
+            nn.BatchNorm2d(4),
+            nn.ReLU(),
+            nn.Dropout(0.1),
+            nn.Flatten(),
+            nn.Linear(256, bottleneck),
+        )
         self.decode = nn.Sequential(nn.ReLU(), nn.Linear(bottleneck, 64))
 
     def forward(self, batch):
-        x = dequantize(batch["images"]).to(next(self.parameters()).device)  # torch's global generator: noise differs per step
+        x = dequantize(batch["images"]).to(
+            next(self.parameters()).device
+        )  # torch's global generator: noise differs per step
         recon = torch.sigmoid(self.decode(self.encode(x))).view_as(x)
         loss = ((recon - x) ** 2).mean()
         return loss, {"mse": loss.detach(), "mean_pixel": recon.mean().detach()}
@@ -83,7 +92,9 @@ def weights_equal(a: nn.Module, b: nn.Module) -> bool:
 # ---------------------------------------------------------------------- schedule, EMA, config
 def test_warmup_cosine_schedule_values():
     w, total = 10, 110
-    assert [lr_factor(s, warmup_steps=w, total_steps=total) for s in range(w)] == pytest.approx([(s + 1) / 10 for s in range(w)])
+    assert [lr_factor(s, warmup_steps=w, total_steps=total) for s in range(w)] == pytest.approx(
+        [(s + 1) / 10 for s in range(w)]
+    )
     for s in (10, 35, 60, 85, 109):
         expected = 0.5 * (1 + math.cos(math.pi * (s - 10) / 100))
         assert lr_factor(s, warmup_steps=w, total_steps=total) == pytest.approx(expected, abs=1e-15)
@@ -156,7 +167,12 @@ def test_config_errors_name_the_argument(kw, match):
 # ---------------------------------------------------------------------- data order
 def test_batches_are_seeded_resumable_and_shard_across_ranks(small):
     def ids(start=0, rank=0, world=1, seed=0, epoch=0):
-        return [b["labels"].tolist() for b in epoch_batches(small, seed=seed, epoch=epoch, batch_size=32, start_batch=start, rank=rank, world_size=world)]
+        return [
+            b["labels"].tolist()
+            for b in epoch_batches(
+                small, seed=seed, epoch=epoch, batch_size=32, start_batch=start, rank=rank, world_size=world
+            )
+        ]
 
     full = ids()
     assert len(full) == 300 // 32 and all(len(b) == 32 for b in full)
@@ -197,7 +213,9 @@ def test_resume_is_bit_identical(small, tmp_path):
     a = Trainer(config(tmp_path / "a", **kw)).fit(straight, small)
     first = make_net()
     with pytest.raises(KeyboardInterrupt):
-        Trainer(config(tmp_path / "b", **kw), [StopAfterSteps(12)]).fit(first, small)  # last checkpoint: step 10, mid-epoch
+        Trainer(config(tmp_path / "b", **kw), [StopAfterSteps(12)]).fit(
+            first, small
+        )  # last checkpoint: step 10, mid-epoch
     assert load_latest(tmp_path / "b").step == 10
     torch.manual_seed(12345)  # a new process would start with other random states
     resumed = make_net(seed=999)
@@ -252,7 +270,9 @@ class NaNAt(nn.Module):
 def test_nan_guard_names_the_step_and_keeps_the_last_good_checkpoint(small, tmp_path, where):
     net = NaNAt(13, where)
     cfg = config(tmp_path, epochs=5, checkpoint_every=5, val_fraction=0.0, batch_size=32)
-    with pytest.raises(TrainingDiverged, match=rf"step 13 \(epoch 2\): non-finite {where}.*lr.*grad_clip.*step 10") as info:
+    with pytest.raises(
+        TrainingDiverged, match=rf"step 13 \(epoch 2\): non-finite {where}.*lr.*grad_clip.*step 10"
+    ) as info:
         Trainer(cfg).fit(net, small)
     assert info.value.step == 13 and isinstance(info.value, GenlabError)
     last = load_latest(tmp_path)
@@ -280,7 +300,9 @@ def test_checkpoint_survives_a_crash_between_files(tmp_path, monkeypatch):
 
     monkeypatch.setattr(checkpoint_module, "write_json", crash)
     with pytest.raises(KeyboardInterrupt):
-        store.save(3, {"w": torch.full((3,), 3.0)}, {"epoch": 1}, best_step=3, best_tensors={"w": torch.full((3,), 3.0)})
+        store.save(
+            3, {"w": torch.full((3,), 3.0)}, {"epoch": 1}, best_step=3, best_tensors={"w": torch.full((3,), 3.0)}
+        )
     monkeypatch.undo()
     orphans = sorted(p.name for p in tmp_path.glob("*-000000003-*.safetensors"))
     assert len(orphans) == 2  # new train + best tensors exist, but were never committed
@@ -320,8 +342,16 @@ def test_a_killed_process_leaves_a_loadable_checkpoint(tmp_path):
     import signal
     import time
 
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join([str(Path(__file__).resolve().parents[1] / "src"), os.environ.get("PYTHONPATH", "")])}
-    proc = subprocess.Popen([sys.executable, "-c", KILL_ME, str(tmp_path)], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    env = {
+        **os.environ,
+        "OMP_NUM_THREADS": "1",
+        "PYTHONPATH": os.pathsep.join(
+            [str(Path(__file__).resolve().parents[1] / "src"), os.environ.get("PYTHONPATH", "")]
+        ),
+    }
+    proc = subprocess.Popen(
+        [sys.executable, "-c", KILL_ME, str(tmp_path)], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
     try:
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline and proc.poll() is None:
@@ -342,7 +372,9 @@ def test_a_killed_process_leaves_a_loadable_checkpoint(tmp_path):
     assert int(ckpt.record["state"]["step"]) == ckpt.step
 
 
-@pytest.mark.parametrize("damage", ["truncated tensors", "foreign tensor file", "missing tensor file", "garbled commit"])
+@pytest.mark.parametrize(
+    "damage", ["truncated tensors", "foreign tensor file", "missing tensor file", "garbled commit"]
+)
 def test_a_damaged_newest_checkpoint_falls_back_to_the_previous(tmp_path, damage):
     store = CheckpointStore(tmp_path)
     store.save(1, {"w": torch.ones(3)}, {"epoch": 0})
@@ -396,7 +428,9 @@ class OverfitsOnSchedule(nn.Module):
 def test_early_stopping_restores_the_best_weights(small, tmp_path):
     # 270 training images, batch 90 -> 3 steps/epoch; SGD lr 0.05 with momentum 0.9 on a
     # constant gradient 1: w after k steps = 1 - 0.05 * sum_{j<k} (1 - 0.9**(j+1)) / 0.1
-    cfg = config(tmp_path, epochs=50, batch_size=90, optimizer="sgd", lr=0.05, warmup_steps=0, lr_schedule="constant", patience=3)
+    cfg = config(
+        tmp_path, epochs=50, batch_size=90, optimizer="sgd", lr=0.05, warmup_steps=0, lr_schedule="constant", patience=3
+    )
     net = OverfitsOnSchedule()
     result = Trainer(cfg).fit(net, small)
 
@@ -488,7 +522,10 @@ def test_multi_optimizer_hook_and_its_resume(small, tmp_path):
     trainer = AlternatingTrainer(config(tmp_path / "a", **cfg))
     result = trainer.fit(straight, small)
     assert set(trainer.optimizers) == {"first", "second"}
-    assert trainer.optimizers["first"].param_groups[0]["lr"] == 1e-2 and trainer.optimizers["second"].param_groups[0]["lr"] == 1e-3
+    assert (
+        trainer.optimizers["first"].param_groups[0]["lr"] == 1e-2
+        and trainer.optimizers["second"].param_groups[0]["lr"] == 1e-3
+    )
     assert all(not torch.equal(before[k], v) for k, v in straight.state_dict().items())
     assert result.history[0]["train_phase"] == 1.0
     torch.manual_seed(0)
@@ -528,8 +565,22 @@ def test_torchrun_two_processes_on_cpu_end_identical(tmp_path):
     if not torch.distributed.is_available():
         pytest.skip("torch.distributed is not available")
     script = Path(__file__).with_name("ddp_train_script.py")
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join([str(Path(__file__).resolve().parents[1] / "src"), os.environ.get("PYTHONPATH", "")])}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", str(script), str(tmp_path)]
+    env = {
+        **os.environ,
+        "OMP_NUM_THREADS": "1",
+        "PYTHONPATH": os.pathsep.join(
+            [str(Path(__file__).resolve().parents[1] / "src"), os.environ.get("PYTHONPATH", "")]
+        ),
+    }
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node=2",
+        str(script),
+        str(tmp_path),
+    ]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     from safetensors.torch import load_file

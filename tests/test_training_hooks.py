@@ -46,7 +46,10 @@ class TinyGAN(nn.Module):
         self.grad_clip_per_optimizer = {"critic": 1.0}
 
     def optimizer_groups(self):
-        return {"critic": list(self.critic.parameters()), "generator": [{"params": self.generator.parameters(), "lr": 1e-3}]}
+        return {
+            "critic": list(self.critic.parameters()),
+            "generator": [{"params": self.generator.parameters(), "lr": 1e-3}],
+        }
 
     def ema_module(self):
         return self.generator
@@ -196,7 +199,13 @@ class ActNormLike(nn.Module):
 
     def initialize(self, batch):
         x = batch["images"].flatten(1).float() / 255
-        self.calls.append({"grad": torch.is_grad_enabled(), "labels": batch["labels"].clone(), "weight": self.lin.weight.detach().clone()})
+        self.calls.append(
+            {
+                "grad": torch.is_grad_enabled(),
+                "labels": batch["labels"].clone(),
+                "weight": self.lin.weight.detach().clone(),
+            }
+        )
         self.lin.bias.copy_(-self.lin(x).mean(0) + self.lin.bias)
 
     def forward(self, batch):
@@ -269,7 +278,16 @@ def test_selection_by_metric_keeps_the_lowest(small, tmp_path):
 
 def test_patience_counts_epochs_without_a_better_metric(small):
     net = DriftsPastATarget()
-    cfg = config(epochs=50, batch_size=100, optimizer="sgd", lr=0.02, warmup_steps=0, lr_schedule="constant", patience=2, val_fraction=0.1)
+    cfg = config(
+        epochs=50,
+        batch_size=100,
+        optimizer="sgd",
+        lr=0.02,
+        warmup_steps=0,
+        lr_schedule="constant",
+        patience=2,
+        val_fraction=0.1,
+    )
     result = Trainer(cfg).fit(net, small)
     best_epoch = result.best_step // 2  # 270 training images: 2 steps per epoch
     assert result.stopped_early and result.epochs == best_epoch + 2
@@ -282,7 +300,9 @@ class KeepsLast(DriftsPastATarget):
 
 def test_selection_last_keeps_the_last_or_ema_weights(small):
     net = KeepsLast()
-    cfg = config(epochs=3, batch_size=100, optimizer="sgd", lr=0.02, warmup_steps=0, lr_schedule="constant", val_fraction=0.1)
+    cfg = config(
+        epochs=3, batch_size=100, optimizer="sgd", lr=0.02, warmup_steps=0, lr_schedule="constant", val_fraction=0.1
+    )
     result = Trainer(cfg).fit(net, small)
     assert result.kept == "last" and result.best_step is None and net.metric_calls == []
     assert all("val_loss" in h for h in result.history)
@@ -333,7 +353,9 @@ def _host_reads(small, steps, monkeypatch):
     monkeypatch.setattr(torch.Tensor, "tolist", counting_tolist)
     # SGD: Adam's CPU kernels read their CPU-resident step counter as a scalar (aten::item),
     # which is no device sync but would hide the trainer's own reads in the count
-    cfg = config(epochs=None, max_steps=steps, batch_size=8, optimizer="sgd", ema_decay=0.9, grad_clip=1.0, log_every=1000)
+    cfg = config(
+        epochs=None, max_steps=steps, batch_size=8, optimizer="sgd", ema_decay=0.9, grad_clip=1.0, log_every=1000
+    )
     with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
         Trainer(cfg).fit(Linear64(), small)
     monkeypatch.undo()

@@ -44,7 +44,13 @@ def test_a_short_init_shows_every_parameter_to_scikit_learn():
     model = Short(hidden=4, lr=0.01, epochs=3)
     got = model.get_params()
     assert set(got) == {"hidden", "scale", *TRAINING_PARAMS}
-    assert got["hidden"] == 4 and got["lr"] == 0.01 and got["epochs"] == 3 and got["batch_size"] == 64 and got["preset"] == "auto"
+    assert (
+        got["hidden"] == 4
+        and got["lr"] == 0.01
+        and got["epochs"] == 3
+        and got["batch_size"] == 64
+        and got["preset"] == "auto"
+    )
     twin = clone(model)
     assert twin is not model and twin.get_params() == got
     twin.set_params(batch_size=16, scale=2.0)

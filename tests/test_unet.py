@@ -34,10 +34,17 @@ def test_output_shape_equals_input_shape(shape, patch_size):
     x = torch.randn(2, *shape)
     out = net(x, torch.rand(2))
     assert out.shape == x.shape
-    assert UNet(shape, width=8, out_channels=2 * shape[0], patch_size=patch_size)(x, torch.rand(2)).shape == (2, 2 * shape[0], *shape[1:])
+    assert UNet(shape, width=8, out_channels=2 * shape[0], patch_size=patch_size)(x, torch.rand(2)).shape == (
+        2,
+        2 * shape[0],
+        *shape[1:],
+    )
 
 
-@pytest.mark.parametrize("size, ladder", [(8, [8, 4]), (14, [14, 7]), (28, [28, 14, 7]), (32, [32, 16, 8]), (64, [64, 32, 16, 8]), (7, [7]), (4, [4])])
+@pytest.mark.parametrize(
+    "size, ladder",
+    [(8, [8, 4]), (14, [14, 7]), (28, [28, 14, 7]), (32, [32, 16, 8]), (64, [64, 32, 16, 8]), (7, [7]), (4, [4])],
+)
 def test_default_levels_halve_to_at_most_eight(size, ladder):
     assert default_level_count((size, size)) == len(ladder)
     plan = unet_plan((1, size, size), 16)

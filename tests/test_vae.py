@@ -28,7 +28,16 @@ def _one_thread():
 
 
 def tiny(**kw):
-    params = dict(latent_dim=2, width=8, n_blocks=0, latent_components=2, preset="quick", max_steps=20, batch_size=32, device="cpu")
+    params = dict(
+        latent_dim=2,
+        width=8,
+        n_blocks=0,
+        latent_components=2,
+        preset="quick",
+        max_steps=20,
+        batch_size=32,
+        device="cpu",
+    )
     params.update(kw)
     return VAE(**params)
 
@@ -86,7 +95,9 @@ def test_truncated_gaussian_matches_scipy_and_integrates_to_one():
         u = np.linspace(0.001, 0.999, 9)
         got = tg.log_density(torch.from_numpy(u)[:, None], two_params(mu, log_sigma, 9)).numpy()[:, 0]
         np.testing.assert_allclose(got, ref.logpdf(u), rtol=1e-8, atol=1e-8)
-        p = lambda x: math.exp(float(tg.log_density(torch.tensor([[x]], dtype=torch.float64), two_params(mu, log_sigma))))  # noqa: E731
+        p = lambda x: math.exp(
+            float(tg.log_density(torch.tensor([[x]], dtype=torch.float64), two_params(mu, log_sigma)))
+        )  # noqa: E731
         assert integrate.quad(p, 0, 1, points=[min(max(mu, 0.0), 1.0)], limit=200)[0] == pytest.approx(1.0, abs=1e-6)
         assert float(tg.mean(two_params(mu, log_sigma))) == pytest.approx(ref.mean(), abs=1e-7)
     draws = tg.sample(two_params(0.2, -1.0, 20000), torch.Generator().manual_seed(0))
@@ -211,7 +222,13 @@ def test_elbo_below_iwae_below_log_p_and_iwae_tightens_with_k(digits):
     q_cov = torch.diag_embed(q_logvar.exp())
     inv = torch.linalg.inv(cov)
     diff = q_mean - p_mean
-    kl = 0.5 * (torch.einsum("ij,nji->n", inv, q_cov) - 2 + torch.einsum("ni,ij,nj->n", diff, inv, diff) + torch.logdet(cov) - torch.logdet(q_cov))
+    kl = 0.5 * (
+        torch.einsum("ij,nji->n", inv, q_cov)
+        - 2
+        + torch.einsum("ni,ij,nj->n", diff, inv, diff)
+        + torch.logdet(cov)
+        - torch.logdet(q_cov)
+    )
     np.testing.assert_allclose(elbo, ref - kl.numpy(), atol=0.05)
 
 
@@ -227,7 +244,16 @@ def test_score_samples_is_iwae_with_iwae_samples(digits):
 @pytest.mark.parametrize("likelihood", ["bernoulli", "gaussian", "logistic"])
 def test_overfits_a_batch_of_16_digits(digits, likelihood):
     X = digits.images[:16]
-    kw = dict(latent_dim=4, width=16, batch_size=16, val_fraction=0.0, decoder_likelihood=likelihood, lr=3e-3, warmup_steps=0, latent_components=2)
+    kw = dict(
+        latent_dim=4,
+        width=16,
+        batch_size=16,
+        val_fraction=0.0,
+        decoder_likelihood=likelihood,
+        lr=3e-3,
+        warmup_steps=0,
+        latent_components=2,
+    )
     untrained = tiny(max_steps=1, **kw).fit(X)
     trained = tiny(max_steps=300, **kw).fit(X)
     err = lambda m: float(((m.reconstruct(X).float() - X.float()) / 255).pow(2).mean())  # noqa: E731
@@ -250,9 +276,17 @@ def test_codec_shapes_and_sampler_kinds(digits):
     noisy = tiny(pixel_noise=True).fit(X)
     assert not torch.equal(noisy.sample(4, seed=0), noisy.decode(noisy.sample_codes(4, seed=0)))
     # per-draw overrides of the latent sampler and its temperature
-    torch.testing.assert_close(model.sample_codes(5, seed=0, sampler="prior", temperature=0.5), 0.5 * torch.randn(5, 2, generator=torch.Generator().manual_seed(0)))
-    assert torch.equal(model.sample(5, seed=0, sampler="prior", temperature=1.0), model.decode(torch.randn(5, 2, generator=torch.Generator().manual_seed(0))))
-    assert torch.equal(model.sample(5, seed=0, temperature=0.5), model.decode(model.sample_codes(5, seed=0, temperature=0.5)))
+    torch.testing.assert_close(
+        model.sample_codes(5, seed=0, sampler="prior", temperature=0.5),
+        0.5 * torch.randn(5, 2, generator=torch.Generator().manual_seed(0)),
+    )
+    assert torch.equal(
+        model.sample(5, seed=0, sampler="prior", temperature=1.0),
+        model.decode(torch.randn(5, 2, generator=torch.Generator().manual_seed(0))),
+    )
+    assert torch.equal(
+        model.sample(5, seed=0, temperature=0.5), model.decode(model.sample_codes(5, seed=0, temperature=0.5))
+    )
     assert not torch.equal(model.sample_codes(5, seed=0, temperature=0.5), model.sample_codes(5, seed=0))
     with pytest.raises(GenlabError, match="sampler='gmm': this model was fitted with latent_sampler='prior'"):
         prior.sample(2, sampler="gmm")
@@ -278,7 +312,17 @@ def test_save_load_keeps_the_latent_sampler(digits, tmp_path):
 # ---------------------------------------------------------------------- conditional
 def test_conditional_vae_samples_the_requested_class(digits):
     train = digits.subset(np.arange(1000))
-    model = VAE(condition="label", latent_dim=4, width=16, n_blocks=0, latent_components=4, preset="quick", max_steps=300, device="cpu", lr=2e-3)
+    model = VAE(
+        condition="label",
+        latent_dim=4,
+        width=16,
+        n_blocks=0,
+        latent_components=4,
+        preset="quick",
+        max_steps=300,
+        device="cpu",
+        lr=2e-3,
+    )
     assert model.conditional
     model.fit(train)  # labels taken from the Dataset
     assert model.n_classes_ == 10 and model.class_prior_.shape == (10,)
@@ -299,7 +343,10 @@ def test_conditional_vae_samples_the_requested_class(digits):
         model.encode(train.images[:3])
     ll = model.score_samples(train.images[:4])
     assert ll.shape == (4,) and np.all(np.isfinite(ll))
-    assert np.all(model.elbo(train.images[:4], y=train.labels[:4]) <= model.iwae_bound(train.images[:4], y=train.labels[:4]) + 1e-9)
+    assert np.all(
+        model.elbo(train.images[:4], y=train.labels[:4])
+        <= model.iwae_bound(train.images[:4], y=train.labels[:4]) + 1e-9
+    )
 
 
 def test_conditional_vae_needs_labels(digits):

@@ -100,9 +100,22 @@ def _strict_loads(text: str):
 
 
 def test_json_is_strict_with_null_and_a_reason(tmp_path):
-    path = write_json(tmp_path / "metrics.json", {"score": {"mean": float("nan"), "std": np.float32(np.inf)}, "ok": np.float64(1.5), "n": np.int64(3), "list": [torch.tensor(-float("inf")), 2]})
+    path = write_json(
+        tmp_path / "metrics.json",
+        {
+            "score": {"mean": float("nan"), "std": np.float32(np.inf)},
+            "ok": np.float64(1.5),
+            "n": np.int64(3),
+            "list": [torch.tensor(-float("inf")), 2],
+        },
+    )
     data = _strict_loads(path.read_text())
-    assert data["score"] == {"mean": None, "std": None} and data["ok"] == 1.5 and data["n"] == 3 and data["list"] == [None, 2]
+    assert (
+        data["score"] == {"mean": None, "std": None}
+        and data["ok"] == 1.5
+        and data["n"] == 3
+        and data["list"] == [None, 2]
+    )
     assert data["non_finite_values"] == {
         "score.mean": "nan: not representable in JSON",
         "score.std": "inf: not representable in JSON",
@@ -118,7 +131,13 @@ def test_json_without_a_place_for_the_reason_is_refused(tmp_path):
 
 
 @settings(max_examples=100, deadline=None)
-@given(st.recursive(st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=4), lambda c: st.lists(c, max_size=3) | st.dictionaries(st.text(max_size=4), c, max_size=3), max_leaves=10))
+@given(
+    st.recursive(
+        st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=4),
+        lambda c: st.lists(c, max_size=3) | st.dictionaries(st.text(max_size=4), c, max_size=3),
+        max_leaves=10,
+    )
+)
 def test_whatever_genlab_writes_is_strict_json(tmp_path_factory, value):
     path = tmp_path_factory.mktemp("json") / "v.json"
     try:
@@ -222,13 +241,18 @@ def encoder():
 
 
 def test_prompts_longer_than_the_stated_limit_are_refused(encoder):
-    with pytest.raises(GenlabError, match=r"the prompt has 100,799 characters; at most 1,000 are accepted \(the text encoder reads only its first 256 tokens\)"):
+    with pytest.raises(
+        GenlabError,
+        match=r"the prompt has 100,799 characters; at most 1,000 are accepted \(the text encoder reads only its first 256 tokens\)",
+    ):
         encoder.encode("a thick seven " * 7200)
 
 
 def test_prompts_cut_to_the_token_window_say_so(encoder):
     long = " ".join(["a"] * 300)  # 599 characters (under 1,000) but 302 tokens (over 256)
-    with pytest.warns(GenlabWarning, match=r"1 prompt\(s\) longer than the text encoder's window of 256 tokens were cut"):
+    with pytest.warns(
+        GenlabWarning, match=r"1 prompt\(s\) longer than the text encoder's window of 256 tokens were cut"
+    ):
         encoder.encode(["a thin one", long])
     with warnings.catch_warnings():
         warnings.simplefilter("error")

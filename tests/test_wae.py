@@ -20,7 +20,16 @@ def _one_thread():
 
 
 def tiny(**kw):
-    params = dict(latent_dim=4, width=8, n_blocks=0, latent_components=2, preset="quick", max_steps=20, batch_size=32, device="cpu")
+    params = dict(
+        latent_dim=4,
+        width=8,
+        n_blocks=0,
+        latent_components=2,
+        preset="quick",
+        max_steps=20,
+        batch_size=32,
+        device="cpu",
+    )
     params.update(kw)
     return WAE(**params)
 
@@ -37,7 +46,9 @@ def test_the_penalty_pulls_the_codes_towards_the_prior(digits, divergence):
 
     def distance(model):
         z = model.encode(X)
-        return float(mmd_imq(z, prior)), float(torch.linalg.matrix_norm(torch.cov(z.T) - torch.eye(4))) + float(z.mean(0).norm())
+        return float(mmd_imq(z, prior)), float(torch.linalg.matrix_norm(torch.cov(z.T) - torch.eye(4))) + float(
+            z.mean(0).norm()
+        )
 
     (mmd_plain, moments_plain), (mmd_wae, moments_wae) = distance(plain), distance(wae)
     assert mmd_wae < 0.5 * mmd_plain
@@ -62,7 +73,9 @@ def test_no_likelihood_and_both_samplers(digits, tmp_path):
     s = model.sample(6, seed=1)
     assert s.dtype == torch.uint8 and s.shape == (6, 1, 8, 8) and torch.equal(s, model.sample(6, seed=1))
     prior = tiny(latent_sampler="prior").fit(X)
-    torch.testing.assert_close(prior.sample_codes(5, seed=0, temperature=1.0), torch.randn(5, 4, generator=torch.Generator().manual_seed(0)))
+    torch.testing.assert_close(
+        prior.sample_codes(5, seed=0, temperature=1.0), torch.randn(5, 4, generator=torch.Generator().manual_seed(0))
+    )
     model.save(tmp_path / "w")
     loaded = genlab.load_model(tmp_path / "w")
     assert torch.equal(loaded.sample(6, seed=1), s)

@@ -28,7 +28,13 @@ from .data import Dataset, load_dataset
 from .errors import GenlabError
 from .images import save_grid, save_png
 from .io import read_json, write_json
-from .metrics.evaluate import HIGHER_IS_BETTER, evaluate_model, real_data_metrics, summarize, uniform_noise_intrinsic_dimension
+from .metrics.evaluate import (
+    HIGHER_IS_BETTER,
+    evaluate_model,
+    real_data_metrics,
+    summarize,
+    uniform_noise_intrinsic_dimension,
+)
 from .metrics.evaluator import get_evaluators
 from .models import make_model
 
@@ -84,7 +90,9 @@ def parse_model_entries(text: str) -> dict[str, str]:
     return entries
 
 
-def parse_model_params(pairs: list[str] | tuple[str, ...], models: list[str], parse_value: Callable[[str], Any]) -> dict[str, dict[str, Any]]:
+def parse_model_params(
+    pairs: list[str] | tuple[str, ...], models: list[str], parse_value: Callable[[str], Any]
+) -> dict[str, dict[str, Any]]:
     """``["gmm.n_components=50"]`` -> ``{"gmm": {"n_components": 50}}``."""
     out: dict[str, dict[str, Any]] = {m: {} for m in models}
     for pair in pairs:
@@ -131,19 +139,53 @@ def run_compare(config: CompareConfig, out_dir: Path, echo: Callable[[str], None
     check_compare_dir(out_dir)
     data = load_dataset(config.data, size=config.size)
     folds = data.kfold(config.folds, config.seed)
-    echo(f"comparing {', '.join(config.models)} on {config.data} ({len(data)} images {data.image_shape}), {config.folds} folds, {config.n_samples} samples per model")
+    echo(
+        f"comparing {', '.join(config.models)} on {config.data} ({len(data)} images {data.image_shape}), {config.folds} folds, {config.n_samples} samples per model"
+    )
     start = time.perf_counter()
-    write_json(out_dir / "compare.json", {"models": config.models, "model_names": {m: config.model_name(m) for m in config.models}, "data": config.data, "folds": config.folds, "n_samples": config.n_samples, "seed": config.seed, "size": config.size, "params": params, "inception_weights": config.inception_weights})
+    write_json(
+        out_dir / "compare.json",
+        {
+            "models": config.models,
+            "model_names": {m: config.model_name(m) for m in config.models},
+            "data": config.data,
+            "folds": config.folds,
+            "n_samples": config.n_samples,
+            "seed": config.seed,
+            "size": config.size,
+            "params": params,
+            "inception_weights": config.inception_weights,
+        },
+    )
     for i, (train, test) in enumerate(folds):
         evaluators = get_evaluators(train, test, seed=config.seed, epochs=config.evaluator_epochs, echo=echo)
         evaluator = evaluators[0]
         ev_cell = cells / "_evaluator" / f"fold{i}.json"
-        write_json(ev_cell, {"kind": evaluator.kind, "test_accuracy": evaluator.test_accuracy, "describe": evaluator.describe(),
-                             "spaces": {ev.space: {"test_accuracy": ev.test_accuracy, "describe": ev.describe()} for ev in evaluators}})
+        write_json(
+            ev_cell,
+            {
+                "kind": evaluator.kind,
+                "test_accuracy": evaluator.test_accuracy,
+                "describe": evaluator.describe(),
+                "spaces": {
+                    ev.space: {"test_accuracy": ev.test_accuracy, "describe": ev.describe()} for ev in evaluators
+                },
+            },
+        )
         real_cell = cells / "_real" / f"fold{i}.json"
         needed = _needed_keys(config, evaluators)
         if not real_cell.is_file() or not needed <= set(read_json(real_cell)["runs"][0]):
-            runs = [real_data_metrics(train, test, evaluators, n_samples=config.n_samples, seed=s, inception_weights=config.inception_weights) for s in REAL_SEEDS]
+            runs = [
+                real_data_metrics(
+                    train,
+                    test,
+                    evaluators,
+                    n_samples=config.n_samples,
+                    seed=s,
+                    inception_weights=config.inception_weights,
+                )
+                for s in REAL_SEEDS
+            ]
             write_json(real_cell, {"fold": i, "runs": runs})
             save_grid(test.images[:64], cells / "_real" / f"fold{i}_samples.png", ncols=8)
         for label in config.models:
@@ -167,16 +209,36 @@ def _needed_keys(config: CompareConfig, evaluators) -> set[str]:
     return keys | ({"fid_inception"} if config.inception_weights is not None else set())
 
 
-def _run_cell(name: str, model_params: dict, fold: int, train: Dataset, test: Dataset, evaluators, config: CompareConfig, cells: Path, echo) -> None:
+def _run_cell(
+    name: str,
+    model_params: dict,
+    fold: int,
+    train: Dataset,
+    test: Dataset,
+    evaluators,
+    config: CompareConfig,
+    cells: Path,
+    echo,
+) -> None:
     cell = cells / name / f"fold{fold}.json"
     if cell.is_file():
         old = read_json(cell)
-        same = old.get("params") == json.loads(json.dumps(model_params)) and old.get("n_samples") == config.n_samples and old.get("model") == config.model_name(name)
+        same = (
+            old.get("params") == json.loads(json.dumps(model_params))
+            and old.get("n_samples") == config.n_samples
+            and old.get("model") == config.model_name(name)
+        )
         same = same and _needed_keys(config, evaluators) <= set(old.get("metrics", {}))
         if same and "metrics" in old:  # failed cells are tried again
             echo(f"fold {fold + 1}/{config.folds} {name}: done before, skipped")
             return
-    record: dict[str, Any] = {"model": config.model_name(name), "label": name, "fold": fold, "params": model_params, "n_samples": config.n_samples}
+    record: dict[str, Any] = {
+        "model": config.model_name(name),
+        "label": name,
+        "fold": fold,
+        "params": model_params,
+        "n_samples": config.n_samples,
+    }
     try:
         model = make_model(config.model_name(name), **model_params)
         if "random_state" in model.get_params() and "random_state" not in model_params:
@@ -186,16 +248,31 @@ def _run_cell(name: str, model_params: dict, fold: int, train: Dataset, test: Da
             warnings.simplefilter("ignore")
             model.fit(train.images, train.labels if model.conditional else None)
         fit_seconds = time.perf_counter() - t0
-        evaluation = evaluate_model(model, train, test, evaluators, n_samples=config.n_samples, seed=config.seed + fold, inception_weights=config.inception_weights)
+        evaluation = evaluate_model(
+            model,
+            train,
+            test,
+            evaluators,
+            n_samples=config.n_samples,
+            seed=config.seed + fold,
+            inception_weights=config.inception_weights,
+        )
         record["metrics"] = dict(evaluation.metrics, fit_seconds=fit_seconds)
         record["intervals"] = evaluation.extras.get("ci", {})
         record["n"] = evaluation.extras.get("n", {})
         save_grid(evaluation.samples[:64], cells / name / f"fold{fold}_samples.png", ncols=8)
         strip = memorization_strip(evaluation.samples, train.images, evaluation.memorization, n=8)
         save_png(strip, cells / name / f"fold{fold}_memorization.png")
-        record["memorization"] = {"threshold": evaluation.memorization.threshold, "worst_distances": [float(evaluation.memorization.sample_nn_distance[j]) for j in evaluation.memorization.worst(8)]}
+        record["memorization"] = {
+            "threshold": evaluation.memorization.threshold,
+            "worst_distances": [
+                float(evaluation.memorization.sample_nn_distance[j]) for j in evaluation.memorization.worst(8)
+            ],
+        }
         m = record["metrics"]
-        echo(f"fold {fold + 1}/{config.folds} {name}: FD {m['fd']:.2f}, precision {m['precision']:.3f}, recall {m['recall']:.3f}, copies {m['copies']:.3f}, fit {fit_seconds:.1f} s")
+        echo(
+            f"fold {fold + 1}/{config.folds} {name}: FD {m['fd']:.2f}, precision {m['precision']:.3f}, recall {m['recall']:.3f}, copies {m['copies']:.3f}, fit {fit_seconds:.1f} s"
+        )
     except (Exception, torch.cuda.OutOfMemoryError) as exc:  # noqa: BLE001 - recorded, the comparison goes on
         record["error"] = f"{type(exc).__name__}: {exc}"
         record["traceback"] = traceback.format_exc(limit=5)
@@ -223,13 +300,21 @@ def collect(out_dir: Path) -> dict:
     for f in sorted((cells / "_real").glob("fold*.json")):
         real_runs += read_json(f)["runs"]
     keys = sorted({k for r in real_runs for k in r})
-    rows[REAL_ROW] = {"metrics": {k: summarize([r.get(k) for r in real_runs]) for k in keys}, "n": len(real_runs), "errors": []}
+    rows[REAL_ROW] = {
+        "metrics": {k: summarize([r.get(k) for r in real_runs]) for k in keys},
+        "n": len(real_runs),
+        "errors": [],
+    }
     for name in meta["models"]:
         records = [read_json(f) for f in sorted((cells / name).glob("fold*.json"))] if (cells / name).is_dir() else []
         ok = [r for r in records if "metrics" in r]
         keys = sorted({k for r in ok for k in r["metrics"]})
-        rows[name] = {"metrics": {k: summarize([r["metrics"].get(k) for r in ok]) for k in keys}, "n": len(ok), "errors": [f"fold {r['fold']}: {r['error']}" for r in records if "error" in r],
-                      "intervals": _mean_half_widths([r.get("intervals", {}) for r in ok])}
+        rows[name] = {
+            "metrics": {k: summarize([r["metrics"].get(k) for r in ok]) for k in keys},
+            "n": len(ok),
+            "errors": [f"fold {r['fold']}: {r['error']}" for r in records if "error" in r],
+            "intervals": _mean_half_widths([r.get("intervals", {}) for r in ok]),
+        }
     evaluators = [read_json(f) for f in sorted((cells / "_evaluator").glob("fold*.json"))]
     accs = [e["test_accuracy"] for e in evaluators if e.get("test_accuracy") is not None]
     data = load_dataset(meta["data"], size=meta.get("size"))
@@ -238,13 +323,31 @@ def collect(out_dir: Path) -> dict:
     from .metrics.intrinsic_dim import mle_intrinsic_dimension, pca_dimension
 
     real_sub = data.images[torch.randperm(len(data), generator=torch.Generator().manual_seed(meta["seed"]))[:1000]]
-    real_id = {"id_mle": mle_intrinsic_dimension(unit_flat(real_sub)), "id_pca95": float(pca_dimension(unit_flat(real_sub)))}
+    real_id = {
+        "id_mle": mle_intrinsic_dimension(unit_flat(real_sub)),
+        "id_pca95": float(pca_dimension(unit_flat(real_sub))),
+    }
     return {
         **meta,
         "rows": rows,
-        "evaluator": {"accuracy": summarize(accs) if accs else None, "describe": evaluators[0]["describe"] if evaluators else "", "kind": evaluators[0]["kind"] if evaluators else None,
-                      "spaces": {space: {"accuracy": summarize([e["spaces"][space]["test_accuracy"] for e in evaluators if e.get("spaces", {}).get(space, {}).get("test_accuracy") is not None]),
-                                         "describe": evaluators[0]["spaces"][space]["describe"]} for space in (evaluators[0].get("spaces", {}) if evaluators else {})}},
+        "evaluator": {
+            "accuracy": summarize(accs) if accs else None,
+            "describe": evaluators[0]["describe"] if evaluators else "",
+            "kind": evaluators[0]["kind"] if evaluators else None,
+            "spaces": {
+                space: {
+                    "accuracy": summarize(
+                        [
+                            e["spaces"][space]["test_accuracy"]
+                            for e in evaluators
+                            if e.get("spaces", {}).get(space, {}).get("test_accuracy") is not None
+                        ]
+                    ),
+                    "describe": evaluators[0]["spaces"][space]["describe"],
+                }
+                for space in (evaluators[0].get("spaces", {}) if evaluators else {})
+            },
+        },
         "intrinsic_dimension": {"real": real_id, "uniform noise": noise_id, "pixels": int(np.prod(data.image_shape))},
     }
 
@@ -270,14 +373,18 @@ def rankings(summary: dict) -> tuple[list[str], list[str]]:
     within the uncertainty of either, a tie), and the pairs of models whose order flips
     between feature spaces. Returns (ranking lines, flip lines)."""
     rows = {name: row for name, row in summary["rows"].items() if name != REAL_ROW and row["n"] > 0}
-    suffixes = [""] + sorted({k[len("fd"):] for row in rows.values() for k in row["metrics"] if k.startswith("fd_")})
+    suffixes = [""] + sorted({k[len("fd") :] for row in rows.values() for k in row["metrics"] if k.startswith("fd_")})
     primary = next(iter((summary.get("evaluator") or {}).get("spaces") or {"primary": None}))
     ranking_lines, flips = [], []
     for base in RANKED:
         order: dict[str, dict[str, float]] = {}
         for suffix in suffixes:
             key = base + suffix
-            have = {name: row for name, row in rows.items() if key in row["metrics"] and not np.isnan(row["metrics"][key][0])}
+            have = {
+                name: row
+                for name, row in rows.items()
+                if key in row["metrics"] and not np.isnan(row["metrics"][key][0])
+            }
             if len(have) < 2:
                 continue
             sign = -1.0 if base in HIGHER_IS_BETTER else 1.0  # sort best first
@@ -298,7 +405,9 @@ def rankings(summary: dict) -> tuple[list[str], list[str]]:
                         d1, d2 = order[s1][a] - order[s1][b], order[s2][a] - order[s2][b]
                         if d1 * d2 < 0:
                             better1, better2 = (a, b) if d1 < 0 else (b, a)
-                            flips.append(f"- **{a} vs {b} on {base}**: {better1} ahead in the {s1[1:] or primary} space, {better2} ahead in the {s2[1:]} space")
+                            flips.append(
+                                f"- **{a} vs {b} on {base}**: {better1} ahead in the {s1[1:] or primary} space, {better2} ahead in the {s2[1:]} space"
+                            )
     return ranking_lines, flips
 
 
@@ -313,16 +422,22 @@ def _fmt_cell(stat, fmt: str, half_width: float | None = None) -> str:
 
 def markdown_table(summary: dict) -> str:
     """The results table (mean ± std over folds) with the real-vs-real spread beside it."""
-    lines = [f"**{summary['data']}**, {summary['folds']}-fold comparison, {summary['n_samples']} samples per model and fold against the fold's held-out images; "
-             "cells: mean ± std over folds (CI ±: mean half-width of the 95% bootstrap interval over the samples within a fold)"]
+    lines = [
+        f"**{summary['data']}**, {summary['folds']}-fold comparison, {summary['n_samples']} samples per model and fold against the fold's held-out images; "
+        "cells: mean ± std over folds (CI ±: mean half-width of the 95% bootstrap interval over the samples within a fold)"
+    ]
     ev = summary.get("evaluator") or {}
     if ev.get("spaces"):
         for space, info in ev["spaces"].items():
             acc = info.get("accuracy") or (float("nan"), float("nan"))
-            lines.append(f"Feature space {space}: {info['describe'].split(', test accuracy')[0]}; held-out accuracy {100 * acc[0]:.2f} ± {100 * acc[1]:.2f}%."
-                         + (" BELOW THE ACCURACY FLOOR: its metrics are not trustworthy." if "BELOW" in info["describe"] else ""))
+            lines.append(
+                f"Feature space {space}: {info['describe'].split(', test accuracy')[0]}; held-out accuracy {100 * acc[0]:.2f} ± {100 * acc[1]:.2f}%."
+                + (" BELOW THE ACCURACY FLOOR: its metrics are not trustworthy." if "BELOW" in info["describe"] else "")
+            )
     elif ev.get("accuracy"):
-        lines.append(f"Evaluator: {ev['describe'].split(', test accuracy')[0]}; held-out accuracy {100 * ev['accuracy'][0]:.2f} ± {100 * ev['accuracy'][1]:.2f}%.")
+        lines.append(
+            f"Evaluator: {ev['describe'].split(', test accuracy')[0]}; held-out accuracy {100 * ev['accuracy'][0]:.2f} ± {100 * ev['accuracy'][1]:.2f}%."
+        )
     elif ev.get("describe"):
         lines.append(f"Evaluator: {ev['describe']}.")
     lines.append("")
@@ -332,18 +447,29 @@ def markdown_table(summary: dict) -> str:
     lines.append("|" + "---|" * len(header))
     for name, row in summary["rows"].items():
         label = f"{name} (train subset, {row['n']} draws)" if name == REAL_ROW else name
-        cells = [_fmt_cell(row["metrics"].get(key, (None, None)), fmt, row.get("intervals", {}).get(key)) for key, _, fmt in columns]
+        cells = [
+            _fmt_cell(row["metrics"].get(key, (None, None)), fmt, row.get("intervals", {}).get(key))
+            for key, _, fmt in columns
+        ]
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
     real = summary["rows"][REAL_ROW]["metrics"]
     if "fd" in real:
         lines.append("")
         lines.append(
             f"Real-vs-real spread (noise floor): FD {real['fd'][0]:.2f} ± {real['fd'][1]:.2f}, "
-            + (f"FID Inception {real['fid_inception'][0]:.2f} ± {real['fid_inception'][1]:.2f}, " if "fid_inception" in real else "")
+            + (
+                f"FID Inception {real['fid_inception'][0]:.2f} ± {real['fid_inception'][1]:.2f}, "
+                if "fid_inception" in real
+                else ""
+            )
             + f"precision {real['precision'][0]:.3f} ± {real['precision'][1]:.3f}, "
             f"recall {real['recall'][0]:.3f} ± {real['recall'][1]:.3f} between {summary['n_samples']} real training images and the held-out fold "
             f"({summary['folds']} folds × {len(REAL_SEEDS)} seeds). Differences smaller than this spread are noise."
-            + (f" Pixel values of real images: TV distance {real['pixel_tv'][0]:.3f}, {100 * real['zero_share'][0]:.1f}% exactly 0, {100 * real['faint_share'][0]:.2f}% faint (1-7)." if "pixel_tv" in real else "")
+            + (
+                f" Pixel values of real images: TV distance {real['pixel_tv'][0]:.3f}, {100 * real['zero_share'][0]:.1f}% exactly 0, {100 * real['faint_share'][0]:.2f}% faint (1-7)."
+                if "pixel_tv" in real
+                else ""
+            )
         )
     idd = summary.get("intrinsic_dimension")
     if idd:
@@ -353,9 +479,15 @@ def markdown_table(summary: dict) -> str:
         )
     ranking_lines, flips = rankings(summary)
     if ranking_lines:
-        lines += ["", "Rankings, best first (≈: a tie — the difference is within the 95% bootstrap interval over the samples or the spread over folds):"] + ranking_lines
+        lines += [
+            "",
+            "Rankings, best first (≈: a tie — the difference is within the 95% bootstrap interval over the samples or the spread over folds):",
+        ] + ranking_lines
     if flips:
-        lines += ["", "**Ranking flips between feature spaces** (a ranking that holds in one network's features only is not an honest ranking):"] + flips
+        lines += [
+            "",
+            "**Ranking flips between feature spaces** (a ranking that holds in one network's features only is not an honest ranking):",
+        ] + flips
     elif ranking_lines:
         lines += ["", "No ranking flips between feature spaces."]
     errors = [f"- {name}: {e}" for name, row in summary["rows"].items() for e in row["errors"]]

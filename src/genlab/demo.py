@@ -41,7 +41,14 @@ N_SHOW = 64
 _OWN_RUN = {"overwrite": True}
 
 
-def run_demo(out_dir: Path, seed: int = 0, echo: Callable[[str], None] = print, folds: int = 5, model: str = "text", **text_options) -> dict:
+def run_demo(
+    out_dir: Path,
+    seed: int = 0,
+    echo: Callable[[str], None] = print,
+    folds: int = 5,
+    model: str = "text",
+    **text_options,
+) -> dict:
     """Run the demo ``model`` ("text" or "gmm") into ``out_dir``; returns its metrics.
     ``text_options`` go to :func:`run_text_demo` (shorter runs for tests)."""
     if model == "text":
@@ -85,7 +92,12 @@ def run_demo(out_dir: Path, seed: int = 0, echo: Callable[[str], None] = print, 
     real = test.images[:N_SHOW]
     scale = auto_scale(data.image_shape[1], target=40)
     picture = labelled_panels(
-        [("real digits (held out)", make_grid(real, 8)), ("uniform noise", make_grid(noise, 8)), (f"generated: {DEMO_MODEL}", make_grid(generated, 8))], scale
+        [
+            ("real digits (held out)", make_grid(real, 8)),
+            ("uniform noise", make_grid(noise, 8)),
+            (f"generated: {DEMO_MODEL}", make_grid(generated, 8)),
+        ],
+        scale,
     )
     picture_path = save_png(picture, out_dir / "demo.png")
     metrics = {
@@ -99,7 +111,9 @@ def run_demo(out_dir: Path, seed: int = 0, echo: Callable[[str], None] = print, 
         "seconds": round(time.perf_counter() - start, 2),
     }
     write_json(out_dir / "metrics.json", metrics)
-    echo(f"wrote {picture_path} (real | uniform noise | generated), {out_dir / 'metrics.json'} and the model in {model_dir}/")
+    echo(
+        f"wrote {picture_path} (real | uniform noise | generated), {out_dir / 'metrics.json'} and the model in {model_dir}/"
+    )
     echo(f"done in {metrics['seconds']:.1f} s")
     return metrics
 
@@ -130,8 +144,18 @@ def run_text_demo(
     echo("training text-to-image diffusion (quick preset; a progress bar shows the steps)")
     model_dir = out_dir / "model"
     # the held-out likelihood bound is not what the demo shows: skip its scoring
-    fit = fit_run("diffusion", "digits", model_dir, params={"max_steps": max_steps}, condition="text", seed=seed, split_seed=seed, n_samples=8,
-                  score_images=0, **_OWN_RUN)
+    fit = fit_run(
+        "diffusion",
+        "digits",
+        model_dir,
+        params={"max_steps": max_steps},
+        condition="text",
+        seed=seed,
+        split_seed=seed,
+        n_samples=8,
+        score_images=0,
+        **_OWN_RUN,
+    )
     model = fit.model
     fit_seconds = time.perf_counter() - start
 
@@ -152,7 +176,12 @@ def run_text_demo(
     real = test.images[: len(generated)]
     scale = auto_scale(data.image_shape[1], target=40)
     picture = labelled_panels(
-        [("real digits (held out)", make_grid(real, per_prompt)), ("uniform noise", make_grid(noise, per_prompt)), ("generated from the prompts below", make_grid(generated, per_prompt))], scale
+        [
+            ("real digits (held out)", make_grid(real, per_prompt)),
+            ("uniform noise", make_grid(noise, per_prompt)),
+            ("generated from the prompts below", make_grid(generated, per_prompt)),
+        ],
+        scale,
     )
     picture_path = save_png(picture, out_dir / "demo.png")
     (out_dir / "prompts.txt").write_text("".join(f"row {i + 1}: {p}\n" for i, p in enumerate(prompts)))
@@ -164,15 +193,23 @@ def run_text_demo(
         "evaluator": evaluator.describe(),
         "held_out_prompt_accuracy": accuracy,
         "held_out_prompt_accuracy_mean": float(np.mean(list(accuracy.values()))),
-        "held_out_captions": {k: quality[k] for k in ("fd", "precision", "recall", "conditional_accuracy", "copies", "copies_reference") if k in quality},
+        "held_out_captions": {
+            k: quality[k]
+            for k in ("fd", "precision", "recall", "conditional_accuracy", "copies", "copies_reference")
+            if k in quality
+        },
         "seconds": round(time.perf_counter() - start, 2),
     }
     write_json(out_dir / "metrics.json", metrics)
     for prompt in prompts:
         echo(f"  {accuracy[prompt]:6.1%} show the digit asked for: {prompt!r}")
     q = metrics["held_out_captions"]
-    echo(f"samples for the {n_eval} held-out captions: Fréchet distance {q['fd']:.2f} to the held-out images, "
-         f"{q.get('conditional_accuracy', float('nan')):.1%} show the caption's digit, {q['copies']:.1%} near-copies of training images")
-    echo(f"wrote {picture_path} (real | uniform noise | generated, one row per prompt in {out_dir / 'prompts.txt'}), {out_dir / 'metrics.json'} and the model in {model_dir}/")
+    echo(
+        f"samples for the {n_eval} held-out captions: Fréchet distance {q['fd']:.2f} to the held-out images, "
+        f"{q.get('conditional_accuracy', float('nan')):.1%} show the caption's digit, {q['copies']:.1%} near-copies of training images"
+    )
+    echo(
+        f"wrote {picture_path} (real | uniform noise | generated, one row per prompt in {out_dir / 'prompts.txt'}), {out_dir / 'metrics.json'} and the model in {model_dir}/"
+    )
     echo(f"done in {metrics['seconds']:.1f} s")
     return metrics

@@ -48,10 +48,14 @@ def _check_sets(x: torch.Tensor, y: torch.Tensor | None, name: str, min_rows: in
     if x.shape[0] < min_rows:
         raise GenlabError(f"{name}: needs at least {min_rows} samples, got {x.shape[0]}")
     if y is not None and (y.ndim != 2 or y.shape[1] != x.shape[1]):
-        raise GenlabError(f"{name}: both sample sets must be (n, d) with the same d, got {tuple(x.shape)} and {tuple(y.shape)}")
+        raise GenlabError(
+            f"{name}: both sample sets must be (n, d) with the same d, got {tuple(x.shape)} and {tuple(y.shape)}"
+        )
 
 
-def mmd_imq(x: torch.Tensor, y: torch.Tensor, *, scales: Sequence[float] = IMQ_SCALES, prior_variance: float = 1.0) -> torch.Tensor:
+def mmd_imq(
+    x: torch.Tensor, y: torch.Tensor, *, scales: Sequence[float] = IMQ_SCALES, prior_variance: float = 1.0
+) -> torch.Tensor:
     """Unbiased estimate of MMD²(P, Q) from x ~ P (n, d) and y ~ Q (m, d).
 
     Kernel: ``k(a, b) = Σ_s C_s / (C_s + ‖a - b‖²)`` with ``C_s = 2·d·σ²·s`` (σ² =
@@ -80,7 +84,9 @@ def mmd_imq(x: torch.Tensor, y: torch.Tensor, *, scales: Sequence[float] = IMQ_S
     return xx + yy - 2.0 * k_xy.mean()
 
 
-def random_directions(n: int, d: int, *, generator: torch.Generator | None = None, device=None, dtype=torch.float32) -> torch.Tensor:
+def random_directions(
+    n: int, d: int, *, generator: torch.Generator | None = None, device=None, dtype=torch.float32
+) -> torch.Tensor:
     """``n`` directions uniform on the unit sphere in R^d: (n, d)."""
     v = torch.randn((n, d), generator=generator, dtype=dtype, device="cpu" if generator is not None else device)
     v = v.to(device) if device is not None else v
@@ -105,11 +111,15 @@ def sliced_wasserstein(
     """
     _check_sets(x, y, "sliced_wasserstein", min_rows=1)
     if x.shape[0] != y.shape[0]:
-        raise GenlabError(f"sliced_wasserstein: both sets need the same number of samples, got {x.shape[0]} and {y.shape[0]}")
+        raise GenlabError(
+            f"sliced_wasserstein: both sets need the same number of samples, got {x.shape[0]} and {y.shape[0]}"
+        )
     if p < 1:
         raise GenlabError(f"sliced_wasserstein: p={p} must be >= 1")
     if directions is None:
-        directions = random_directions(int(n_projections), x.shape[1], generator=generator, device=x.device, dtype=x.dtype)
+        directions = random_directions(
+            int(n_projections), x.shape[1], generator=generator, device=x.device, dtype=x.dtype
+        )
     px = torch.sort(x @ directions.T, dim=0).values
     py = torch.sort(y @ directions.T, dim=0).values
     diff = (px - py).abs()

@@ -26,7 +26,9 @@ def to_numpy_uint8(images: torch.Tensor | np.ndarray) -> np.ndarray:
     return images
 
 
-def make_grid(images: torch.Tensor | np.ndarray, ncols: int | None = None, padding: int = 1, pad_value: int = 40) -> np.ndarray:
+def make_grid(
+    images: torch.Tensor | np.ndarray, ncols: int | None = None, padding: int = 1, pad_value: int = 40
+) -> np.ndarray:
     """Tile (N, C, H, W) uint8 images into one (H', W', C) uint8 array, row by row."""
     x = to_numpy_uint8(images)
     n, c, h, w = x.shape
@@ -61,14 +63,18 @@ def save_png(img: Image.Image, path: str | os.PathLike) -> Path:
     return atomic_write_bytes(path, buf.getvalue())
 
 
-def save_grid(images: torch.Tensor | np.ndarray, path: str | os.PathLike, ncols: int | None = None, scale: int | None = None) -> Path:
+def save_grid(
+    images: torch.Tensor | np.ndarray, path: str | os.PathLike, ncols: int | None = None, scale: int | None = None
+) -> Path:
     """Write a PNG grid of (N, C, H, W) uint8 images atomically."""
     x = to_numpy_uint8(images)
     scale = auto_scale(x.shape[2]) if scale is None else scale
     return save_png(array_to_pil(make_grid(x, ncols), scale), path)
 
 
-def labelled_panels(panels: Sequence[tuple[str, np.ndarray]], scale: int, gap: int = 12, title_height: int = 18) -> Image.Image:
+def labelled_panels(
+    panels: Sequence[tuple[str, np.ndarray]], scale: int, gap: int = 12, title_height: int = 18
+) -> Image.Image:
     """Place (title, grid HWC) panels side by side with a caption above each."""
     rendered = [array_to_pil(grid, scale).convert("RGB") for _, grid in panels]
     width = sum(im.width for im in rendered) + gap * (len(rendered) + 1)

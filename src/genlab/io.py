@@ -72,7 +72,9 @@ def write_json(path: str | os.PathLike, obj: Any) -> Path:
     clean = strict_json_value(obj, "", notes)
     if notes:
         if not isinstance(clean, dict):
-            raise GenlabError(f"{path}: cannot write {', '.join(notes.values())} at {', '.join(notes) or 'the top level'} as JSON")
+            raise GenlabError(
+                f"{path}: cannot write {', '.join(notes.values())} at {', '.join(notes) or 'the top level'} as JSON"
+            )
         clean[NON_FINITE_KEY] = {**clean.get(NON_FINITE_KEY, {}), **notes}
     return atomic_write_text(path, json.dumps(clean, indent=2, sort_keys=False, allow_nan=False) + "\n")
 
@@ -88,7 +90,12 @@ def strict_json_value(obj: Any, where: str = "", notes: dict[str, str] | None = 
             return None
         return value
     if isinstance(obj, dict):
-        return {str(k) if not isinstance(k, (str, int, float, bool)) and k is not None else k: strict_json_value(v, f"{where}.{k}" if where else str(k), notes) for k, v in obj.items()}
+        return {
+            str(k) if not isinstance(k, (str, int, float, bool)) and k is not None else k: strict_json_value(
+                v, f"{where}.{k}" if where else str(k), notes
+            )
+            for k, v in obj.items()
+        }
     if isinstance(obj, (list, tuple)):
         return [strict_json_value(v, f"{where}.{i}" if where else str(i), notes) for i, v in enumerate(obj)]
     if hasattr(obj, "tolist") and callable(obj.tolist):  # arrays and tensors
@@ -112,7 +119,9 @@ def read_json(path: str | os.PathLike) -> Any:
         raise GenlabError(f"{path}: nested too deeply to be a genlab file") from None
 
 
-def save_tensors(path: str | os.PathLike, tensors: dict[str, torch.Tensor], metadata: dict[str, str] | None = None) -> Path:
+def save_tensors(
+    path: str | os.PathLike, tensors: dict[str, torch.Tensor], metadata: dict[str, str] | None = None
+) -> Path:
     """Write tensors to a safetensors file atomically (contiguous CPU copies)."""
     flat = {k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}
     return atomic_write(path, lambda tmp: save_file(flat, tmp, metadata=metadata))

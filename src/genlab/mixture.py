@@ -57,7 +57,9 @@ def log_det_precision_cholesky(prec_chol: torch.Tensor, covariance_type: str, n_
     return n_dims * torch.log(p)
 
 
-def component_log_prob(X: torch.Tensor, means: torch.Tensor, prec_chol: torch.Tensor, covariance_type: str) -> torch.Tensor:
+def component_log_prob(
+    X: torch.Tensor, means: torch.Tensor, prec_chol: torch.Tensor, covariance_type: str
+) -> torch.Tensor:
     """log N(x_n; μ_k, Σ_k) for every row and component: (N, K), float64.
 
     X (N, D) and the parameters share one dtype/device (float32 or float64).
@@ -116,7 +118,9 @@ def estimate_parameters(
     return nk / n, means, cov
 
 
-def e_step(X: torch.Tensor, weights: torch.Tensor, means: torch.Tensor, prec_chol: torch.Tensor, covariance_type: str) -> tuple[float, torch.Tensor]:
+def e_step(
+    X: torch.Tensor, weights: torch.Tensor, means: torch.Tensor, prec_chol: torch.Tensor, covariance_type: str
+) -> tuple[float, torch.Tensor]:
     """EM E-step: (mean log-likelihood per row in nats, log responsibilities (N, K) float64)."""
     weighted = component_log_prob(X, means, prec_chol, covariance_type) + torch.log(weights.to(torch.float64))[None]
     log_norm = torch.logsumexp(weighted, dim=1)
@@ -124,7 +128,12 @@ def e_step(X: torch.Tensor, weights: torch.Tensor, means: torch.Tensor, prec_cho
 
 
 def sample_gaussian_mixture(
-    weights: torch.Tensor, means: torch.Tensor, covariances: torch.Tensor, covariance_type: str, n: int, generator: torch.Generator
+    weights: torch.Tensor,
+    means: torch.Tensor,
+    covariances: torch.Tensor,
+    covariance_type: str,
+    n: int,
+    generator: torch.Generator,
 ) -> torch.Tensor:
     """n draws from a Gaussian mixture, (n, D), in random order (not grouped by component)."""
     k, d = means.shape
@@ -146,7 +155,6 @@ def sample_gaussian_mixture(
         start += c
     perm = torch.randperm(n, generator=generator).to(means.device)
     return out[perm]
-
 
 
 def _sq_dist(X: torch.Tensor, C: torch.Tensor) -> torch.Tensor:

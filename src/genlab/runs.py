@@ -59,7 +59,9 @@ class RunInfo:
     def load(cls, run_dir: Path) -> "RunInfo":
         path = Path(run_dir) / RUN_FILE
         if not path.is_file():
-            raise GenlabError(f"{run_dir}: not a genlab run directory ({RUN_FILE} is missing); create one with 'genlab fit'")
+            raise GenlabError(
+                f"{run_dir}: not a genlab run directory ({RUN_FILE} is missing); create one with 'genlab fit'"
+            )
         raw = read_json(path)
         try:
             return cls(**{k: raw[k] for k in cls.__dataclass_fields__ if k in raw})
@@ -74,8 +76,14 @@ class RunInfo:
             found = data_fingerprint(data)
             expected = {k: (list(v) if isinstance(v, (list, tuple)) else v) for k, v in self.data_fingerprint.items()}
             if found != expected:
-                what = ", ".join(f"{k} {expected.get(k)} then, {found[k]} now" for k in ("count", "shape", "sha256") if found[k] != expected.get(k))
-                raise GenlabError(f"{self.data}: no longer the data this run was trained on ({what}); restore it, or pass --data to use other data")
+                what = ", ".join(
+                    f"{k} {expected.get(k)} then, {found[k]} now"
+                    for k in ("count", "shape", "sha256")
+                    if found[k] != expected.get(k)
+                )
+                raise GenlabError(
+                    f"{self.data}: no longer the data this run was trained on ({what}); restore it, or pass --data to use other data"
+                )
         return data
 
     def load_split(self) -> tuple[Dataset, Dataset]:
@@ -132,7 +140,9 @@ def staging_path(out_dir: Path) -> Path:
     return out_dir.parent / f".{out_dir.name}.genlab-new"
 
 
-def publish_run(out_dir: Path, write: Callable[[Path], None], *, keep_from: Path | None = None, carry_over: bool = False) -> Path:
+def publish_run(
+    out_dir: Path, write: Callable[[Path], None], *, keep_from: Path | None = None, carry_over: bool = False
+) -> Path:
     """Write a run folder whole and put it in place of ``out_dir`` atomically.
 
     ``write(folder)`` writes the run's files into the staging folder (:func:`staging_path`,

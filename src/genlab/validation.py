@@ -26,7 +26,9 @@ def check_images(X: Any, *, name: str = "X", expected_shape: tuple[int, ...] | N
     if isinstance(X, (list, tuple)):
         X = np.asarray(X)
     if isinstance(X, np.ndarray):
-        if X.dtype == object or not (np.issubdtype(X.dtype, np.integer) or np.issubdtype(X.dtype, np.floating) or X.dtype == bool):
+        if X.dtype == object or not (
+            np.issubdtype(X.dtype, np.integer) or np.issubdtype(X.dtype, np.floating) or X.dtype == bool
+        ):
             raise GenlabError(f"{name}: dtype {X.dtype} is not an image dtype; pass uint8 pixels (N, C, H, W)")
         X = torch.from_numpy(np.ascontiguousarray(X))
     if not isinstance(X, torch.Tensor):
@@ -49,7 +51,9 @@ def check_images(X: Any, *, name: str = "X", expected_shape: tuple[int, ...] | N
         X = X.to(torch.uint8)
     X = X.cpu()
     if expected_shape is not None and tuple(X.shape[1:]) != tuple(expected_shape):
-        raise GenlabError(f"{name}: images of shape {tuple(X.shape[1:])}, but the model was fitted on {tuple(expected_shape)}")
+        raise GenlabError(
+            f"{name}: images of shape {tuple(X.shape[1:])}, but the model was fitted on {tuple(expected_shape)}"
+        )
     return X.contiguous()
 
 
@@ -74,7 +78,9 @@ def class_values(class_names: Sequence[str]) -> list[int] | list[str]:
     return names
 
 
-def encode_labels(y: Any, n: int, *, name: str = "y", class_names: Sequence[str] | None = None) -> tuple[torch.Tensor, list[int] | list[str]]:
+def encode_labels(
+    y: Any, n: int, *, name: str = "y", class_names: Sequence[str] | None = None
+) -> tuple[torch.Tensor, list[int] | list[str]]:
     """Labels for ``fit``: (class indices 0..K-1 as int64 (n,), the K label values they stand for).
 
     ``y`` holds the user's label values, any integers (e.g. {0, 10**15}); they are re-indexed in
@@ -90,7 +96,9 @@ def encode_labels(y: Any, n: int, *, name: str = "y", class_names: Sequence[str]
     if class_names is not None:
         classes = class_values(class_names)
         if values.min() < 0 or values.max() >= len(classes):
-            raise GenlabError(f"{name}: label index {int(values.max() if values.max() >= len(classes) else values.min())} has no class name ({len(classes)} classes)")
+            raise GenlabError(
+                f"{name}: label index {int(values.max() if values.max() >= len(classes) else values.min())} has no class name ({len(classes)} classes)"
+            )
         return torch.from_numpy(values), classes
     uniques, codes = np.unique(values, return_inverse=True)
     return torch.from_numpy(codes.astype(np.int64).reshape(n)), [int(v) for v in uniques]
@@ -119,18 +127,24 @@ def _map_to_classes(y: Any, n: int, name: str, classes: Sequence[Any]) -> torch.
     if all(isinstance(c, str) for c in classes):  # named classes: integers are class indices
         bad = values[(values < 0) | (values >= k)]
         if bad.size:
-            raise GenlabError(f"{name}: label {int(bad[0])} is unknown; the model knows the classes {_shown(classes)} (or their indices 0..{k - 1})")
+            raise GenlabError(
+                f"{name}: label {int(bad[0])} is unknown; the model knows the classes {_shown(classes)} (or their indices 0..{k - 1})"
+            )
         return torch.from_numpy(values)
     known = np.asarray(classes, dtype=np.int64)
     order = np.argsort(known, kind="stable")
     pos = np.clip(np.searchsorted(known[order], values), 0, k - 1)
     found = known[order][pos] == values
     if not found.all():
-        raise GenlabError(f"{name}: label {int(values[~found][0])} is unknown; the model knows labels {_shown(classes)}")
+        raise GenlabError(
+            f"{name}: label {int(values[~found][0])} is unknown; the model knows labels {_shown(classes)}"
+        )
     return torch.from_numpy(order[pos].astype(np.int64))
 
 
-def check_labels(y: Any, n: int, *, name: str = "y", n_classes: int | None = None, classes: Sequence[Any] | None = None) -> torch.Tensor:
+def check_labels(
+    y: Any, n: int, *, name: str = "y", n_classes: int | None = None, classes: Sequence[Any] | None = None
+) -> torch.Tensor:
     """Labels (n,) as int64 class indices.
 
     With ``classes`` (a fitted model's ``classes_``: the label values or class names it was
@@ -166,7 +180,9 @@ def check_int(name: str, value: Any, *, minimum: int | None = None) -> int:
     return int(value)
 
 
-def check_float(name: str, value: Any, *, minimum: float | None = None, exclusive: bool = False, maximum: float | None = None) -> float:
+def check_float(
+    name: str, value: Any, *, minimum: float | None = None, exclusive: bool = False, maximum: float | None = None
+) -> float:
     if isinstance(value, bool) or not isinstance(value, numbers.Real) or not np.isfinite(value):
         raise GenlabError(f"{name}={value!r} must be a finite number")
     if minimum is not None and (value <= minimum if exclusive else value < minimum):

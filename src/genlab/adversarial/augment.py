@@ -36,7 +36,9 @@ def parse_policy(policy: str | Sequence[str] | None, channels: int) -> tuple[str
         return ()
     bad = [p for p in names if p not in POLICIES]
     if bad:
-        raise GenlabError(f"augment={policy!r}: unknown {', '.join(map(repr, bad))}; use a comma-separated subset of {', '.join(POLICIES)} or 'none'")
+        raise GenlabError(
+            f"augment={policy!r}: unknown {', '.join(map(repr, bad))}; use a comma-separated subset of {', '.join(POLICIES)} or 'none'"
+        )
     return tuple(p for p in dict.fromkeys(names) if p != "color" or channels == 3)
 
 

@@ -64,7 +64,12 @@ def _no_autocast(device: torch.device):
     return torch.autocast(device_type=device.type, enabled=False)
 
 
-def gradient_penalty(critic: Callable[[torch.Tensor], torch.Tensor], real: torch.Tensor, fake: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+def gradient_penalty(
+    critic: Callable[[torch.Tensor], torch.Tensor],
+    real: torch.Tensor,
+    fake: torch.Tensor,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
     """WGAN-GP penalty ``E[(‖∇_x̂ D(x̂)‖₂ - 1)²]`` at ``x̂ = ε x_real + (1 - ε) x_fake``,
     ``ε ~ U(0, 1)`` per image; float32, differentiable w.r.t. the critic's weights.
 

@@ -45,7 +45,9 @@ def nearest_mode(samples: Any, centres: Any, max_distance: float) -> np.ndarray:
     return idx.numpy()
 
 
-def collapse_report(assignments: Any, n_modes: int, *, min_share: float = 0.2, threshold: float = DEFAULT_ENTROPY_THRESHOLD) -> CollapseReport:
+def collapse_report(
+    assignments: Any, n_modes: int, *, min_share: float = 0.2, threshold: float = DEFAULT_ENTROPY_THRESHOLD
+) -> CollapseReport:
     """Summarise mode assignments (N,) in {-1, 0..n_modes-1} (-1 = no mode).
 
     A mode counts as covered when it holds at least ``min_share / n_modes`` of the

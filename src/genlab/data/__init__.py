@@ -5,4 +5,12 @@ from .dataset import Dataset
 from .download import cache_dir
 from .sources import list_datasets, load_dataset
 
-__all__ = ["Dataset", "load_dataset", "list_datasets", "cache_dir", "read_caption_file", "captions_for_files", "CaptionEntry"]
+__all__ = [
+    "Dataset",
+    "load_dataset",
+    "list_datasets",
+    "cache_dir",
+    "read_caption_file",
+    "captions_for_files",
+    "CaptionEntry",
+]

@@ -52,7 +52,9 @@ def _pick_column(fields: list[str], options: Sequence[str], path: Path, what: st
     for name in options:
         if name in lowered:
             return lowered[name]
-    raise GenlabError(f"{path}:1: no {what} column (found columns: {', '.join(repr(f) for f in fields) or 'none'}); expected one of {', '.join(options)}")
+    raise GenlabError(
+        f"{path}:1: no {what} column (found columns: {', '.join(repr(f) for f in fields) or 'none'}); expected one of {', '.join(options)}"
+    )
 
 
 def _read_csv(path: Path, delimiter: str) -> list[CaptionEntry]:
@@ -84,13 +86,19 @@ def _read_jsonl(path: Path) -> list[CaptionEntry]:
             except json.JSONDecodeError as exc:
                 raise GenlabError(f"{path}:{line_no}: not valid JSON ({exc.msg})") from None
             if not isinstance(record, dict):
-                raise GenlabError(f"{path}:{line_no}: expected a JSON object like {{\"image\": ..., \"caption\": ...}}, got {type(record).__name__}")
+                raise GenlabError(
+                    f'{path}:{line_no}: expected a JSON object like {{"image": ..., "caption": ...}}, got {type(record).__name__}'
+                )
             image_key = next((k for k in IMAGE_COLUMNS if k in record), None)
             caption_key = next((k for k in CAPTION_COLUMNS if k in record), None)
             if image_key is None:
-                raise GenlabError(f"{path}:{line_no}: no image key (found: {', '.join(record) or 'none'}); expected one of {', '.join(IMAGE_COLUMNS)}")
+                raise GenlabError(
+                    f"{path}:{line_no}: no image key (found: {', '.join(record) or 'none'}); expected one of {', '.join(IMAGE_COLUMNS)}"
+                )
             if caption_key is None:
-                raise GenlabError(f"{path}:{line_no}: no caption key (found: {', '.join(record) or 'none'}); expected one of {', '.join(CAPTION_COLUMNS)}")
+                raise GenlabError(
+                    f"{path}:{line_no}: no caption key (found: {', '.join(record) or 'none'}); expected one of {', '.join(CAPTION_COLUMNS)}"
+                )
             image, caption = record[image_key], record[caption_key]
             if not isinstance(image, str) or not isinstance(caption, str):
                 raise GenlabError(f"{path}:{line_no}: image and caption must be strings")
@@ -110,7 +118,9 @@ def read_caption_file(path: str | Path) -> list[CaptionEntry]:
         elif suffix in JSONL_SUFFIXES:
             entries = _read_jsonl(path)
         else:
-            raise GenlabError(f"caption file {path}: unknown format {suffix or '(no suffix)'}; use .csv (columns image,caption), .tsv or .jsonl")
+            raise GenlabError(
+                f"caption file {path}: unknown format {suffix or '(no suffix)'}; use .csv (columns image,caption), .tsv or .jsonl"
+            )
     except UnicodeDecodeError as exc:
         raise GenlabError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
     except csv.Error as exc:
@@ -178,9 +188,13 @@ def captions_for_files(caption_file: str | Path, root: str | Path, files: Sequen
             same_name = by_name.get(key.rsplit("/", 1)[-1], []) if "/" not in key else []
             if len(same_name) > 1:
                 shown = ", ".join(relative[i] for i in same_name[:_SHOW])
-                raise GenlabError(f"{path}:{e.line}: image name {e.image} is ambiguous ({shown}); give its path relative to {root}")
+                raise GenlabError(
+                    f"{path}:{e.line}: image name {e.image} is ambiguous ({shown}); give its path relative to {root}"
+                )
             if not same_name:
-                raise GenlabError(f"{path}:{e.line}: unknown image {e.image}: no such image in {root} (give its path relative to the folder, or its file name)")
+                raise GenlabError(
+                    f"{path}:{e.line}: unknown image {e.image}: no such image in {root} (give its path relative to the folder, or its file name)"
+                )
             index = same_name[0]
         previous = found.get(index)
         if previous is not None and previous.caption != e.caption:

@@ -121,7 +121,11 @@ class Dataset:
         if k > len(self):
             raise GenlabError(f"{self.name}: {len(self)} images are too few for {k} folds")
         strat = self._stratify()
-        if strat is not None and np.bincount(strat).max(initial=0) and np.bincount(strat)[np.bincount(strat) > 0].min() >= k:
+        if (
+            strat is not None
+            and np.bincount(strat).max(initial=0)
+            and np.bincount(strat)[np.bincount(strat) > 0].min() >= k
+        ):
             splitter = StratifiedKFold(n_splits=k, shuffle=True, random_state=seed)
             parts = splitter.split(np.zeros(len(self)), strat)
         else:

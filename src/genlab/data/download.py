@@ -65,7 +65,18 @@ IDX_SOURCES: dict[str, IdxSource] = {
             "t10k-images-idx3-ubyte.gz": "bef4ecab320f06d8554ea6380940ec79",
             "t10k-labels-idx1-ubyte.gz": "bb300cfdad3c16e7a12a480ee83cd310",
         },
-        class_names=["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"],
+        class_names=[
+            "T-shirt/top",
+            "Trouser",
+            "Pullover",
+            "Dress",
+            "Coat",
+            "Sandal",
+            "Shirt",
+            "Sneaker",
+            "Bag",
+            "Ankle boot",
+        ],
     ),
 }
 
@@ -99,7 +110,9 @@ def _download_one(url: str, target: Path, expected_md5: str) -> None:
                     bar.update(len(block))
         got = md5sum(Path(tmp))
         if got != expected_md5:
-            raise DownloadError(f"{url}: checksum mismatch (md5 {got}, expected {expected_md5}); the file was discarded")
+            raise DownloadError(
+                f"{url}: checksum mismatch (md5 {got}, expected {expected_md5}); the file was discarded"
+            )
         os.replace(tmp, target)
     finally:
         if os.path.exists(tmp):
@@ -174,5 +187,3 @@ def load_idx_dataset(name: str, split: str) -> tuple[np.ndarray, np.ndarray, lis
     if images.ndim != 3 or labels.ndim != 1 or len(images) != len(labels):
         raise GenlabError(f"{folder}: {images_file} and {labels_file} do not match ({images.shape} vs {labels.shape})")
     return images, labels, list(source.class_names)
-
-

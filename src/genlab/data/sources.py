@@ -41,7 +41,9 @@ def list_datasets() -> dict[str, str]:
     return dict(DATASET_HELP)
 
 
-def load_dataset(spec: str, *, size: int | tuple[int, int] | None = None, channels: str = "auto", captions: str | Path | None = None) -> Dataset:
+def load_dataset(
+    spec: str, *, size: int | tuple[int, int] | None = None, channels: str = "auto", captions: str | Path | None = None
+) -> Dataset:
     """Load a dataset from a spec string.
 
     Parameters
@@ -111,7 +113,12 @@ def _load_digits() -> Dataset:
     bunch = load_digits()
     # 0..16 ink counts -> 0..255, the same mapping as the shared digits.npz
     images = np.round(bunch.images * 255.0 / 16.0).astype(np.uint8)
-    return Dataset(torch.from_numpy(images)[:, None], torch.from_numpy(bunch.target.astype(np.int64)), [str(i) for i in range(10)], name="digits")
+    return Dataset(
+        torch.from_numpy(images)[:, None],
+        torch.from_numpy(bunch.target.astype(np.int64)),
+        [str(i) for i in range(10)],
+        name="digits",
+    )
 
 
 def _to_uint8(x: np.ndarray, where: str) -> np.ndarray:
@@ -124,13 +131,17 @@ def _to_uint8(x: np.ndarray, where: str) -> np.ndarray:
         bad = ~np.isfinite(x)
         if bad.any():
             first = np.argwhere(bad)[0]
-            raise GenlabError(f"{where}: {int(bad.sum())} NaN/inf pixel values (first at index {tuple(int(i) for i in first)})")
+            raise GenlabError(
+                f"{where}: {int(bad.sum())} NaN/inf pixel values (first at index {tuple(int(i) for i in first)})"
+            )
         lo, hi = float(x.min()), float(x.max())
         if lo >= 0.0 and hi <= 1.0:
             return np.round(x * 255.0).astype(np.uint8)
         if lo >= 0.0 and hi <= 255.0 and np.all(x == np.round(x)):
             return x.astype(np.uint8)
-        raise GenlabError(f"{where}: float pixels must lie in [0, 1] (or be whole numbers in 0..255); found range [{lo:g}, {hi:g}]")
+        raise GenlabError(
+            f"{where}: float pixels must lie in [0, 1] (or be whole numbers in 0..255); found range [{lo:g}, {hi:g}]"
+        )
     lo, hi = int(x.min()), int(x.max())
     if lo < 0 or hi > 255:
         raise GenlabError(f"{where}: integer pixels must lie in 0..255; found range [{lo}, {hi}]")
@@ -164,9 +175,13 @@ def _npz_header(archive: zipfile.ZipFile, name: str, path: Path) -> tuple[tuple[
             shape, _, dtype = read(fh, max_header_size=10_000)
             header_bytes = fh.tell() if hasattr(fh, "tell") else 0
     except Exception as exc:  # a damaged header: numpy raises ValueError, zipfile BadZipFile, ...
-        raise GenlabError(f"{path}: array {name!r} has no readable .npy header ({exc.__class__.__name__}: {exc})") from None
+        raise GenlabError(
+            f"{path}: array {name!r} has no readable .npy header ({exc.__class__.__name__}: {exc})"
+        ) from None
     if dtype.hasobject:
-        raise GenlabError(f"{path}: array {name!r} holds Python objects (dtype {dtype}), which would need pickle; genlab refuses them")
+        raise GenlabError(
+            f"{path}: array {name!r} holds Python objects (dtype {dtype}), which would need pickle; genlab refuses them"
+        )
     nbytes = int(np.prod(shape, dtype=np.float64)) * dtype.itemsize
     if header_bytes and nbytes + header_bytes != info.file_size:
         raise GenlabError(
@@ -174,7 +189,9 @@ def _npz_header(archive: zipfile.ZipFile, name: str, path: Path) -> tuple[tuple[
         )
     limit = memory_limit_bytes()
     if nbytes > limit:
-        raise GenlabError(f"{path}: array {name!r} of shape {shape} needs {_gb(nbytes)}, more than the {_gb(limit)} genlab allows a dataset (half this machine's memory)")
+        raise GenlabError(
+            f"{path}: array {name!r} of shape {shape} needs {_gb(nbytes)}, more than the {_gb(limit)} genlab allows a dataset (half this machine's memory)"
+        )
     return shape, dtype
 
 
@@ -184,12 +201,16 @@ def _load_npz(path: Path, spec: str) -> Dataset:
     with open(path, "rb") as fh:
         magic = fh.read(6)
     if magic == b"\x93NUMPY":
-        raise GenlabError(f"{path}: is a .npy file (one array); npz: needs an .npz archive with x (and optional y): numpy.savez(path, x=images, y=labels)")
+        raise GenlabError(
+            f"{path}: is a .npy file (one array); npz: needs an .npz archive with x (and optional y): numpy.savez(path, x=images, y=labels)"
+        )
     try:
         with zipfile.ZipFile(path) as zf:
             members = [n[: -len(".npy")] for n in zf.namelist() if n.endswith(".npy")]
             if "x" not in members:
-                raise GenlabError(f"{path}: missing array 'x' (found: {', '.join(members) or 'nothing'}); expected x (N,H,W) or (N,C,H,W) and optional y (N,)")
+                raise GenlabError(
+                    f"{path}: missing array 'x' (found: {', '.join(members) or 'nothing'}); expected x (N,H,W) or (N,C,H,W) and optional y (N,)"
+                )
             headers = {name: _npz_header(zf, name, path) for name in ("x", "y") if name in members}
     except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError) as exc:
         raise GenlabError(f"{path}: not a readable .npz file ({exc})") from None
@@ -208,7 +229,12 @@ def _load_npz(path: Path, spec: str) -> Dataset:
         try:
             x = archive["x"]
             y = archive["y"] if "y" in archive.files else None
-        except (ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:  # object arrays need pickle, which we refuse; truncated data
+        except (
+            ValueError,
+            OSError,
+            EOFError,
+            zipfile.BadZipFile,
+        ) as exc:  # object arrays need pickle, which we refuse; truncated data
             raise GenlabError(f"{path}: {exc}") from None
     if x.ndim == 3:
         x = x[:, None]
@@ -261,7 +287,9 @@ def _parse_size(size: int | tuple[int, int] | None) -> tuple[int, int] | None:
 def is_run_folder(path: Path) -> bool:
     """Whether ``path`` holds a genlab run or model (run.json, or config.json + model.safetensors)."""
     path = Path(path)
-    return (path / "run.json").is_file() or ((path / "config.json").is_file() and (path / "model.safetensors").is_file())
+    return (path / "run.json").is_file() or (
+        (path / "config.json").is_file() and (path / "model.safetensors").is_file()
+    )
 
 
 def _inside_run(path: Path, root: Path) -> bool:
@@ -284,14 +312,20 @@ def _load_folder(root: Path, spec: str, size, channels: str, captions: str | Pat
     subdirs = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".") and not is_run_folder(p))
     top_images = sorted(p for p in root.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
     if subdirs and top_images:
-        raise GenlabError(f"{root}: holds both images and sub-folders; use one sub-folder per class, or a flat folder of images")
+        raise GenlabError(
+            f"{root}: holds both images and sub-folders; use one sub-folder per class, or a flat folder of images"
+        )
     files: list[Path] = []
     labels: list[int] = []
     class_names = None
     if subdirs:
         class_names = []
         for cls in subdirs:
-            imgs = sorted(p for p in cls.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES and not _inside_run(p, root))
+            imgs = sorted(
+                p
+                for p in cls.rglob("*")
+                if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES and not _inside_run(p, root)
+            )
             if not imgs:
                 continue
             class_names.append(cls.name)
@@ -304,7 +338,9 @@ def _load_folder(root: Path, spec: str, size, channels: str, captions: str | Pat
     # captions are checked before any image is decoded, so a bad caption file fails fast
     caption_list = captions_for_files(captions, root, files) if captions is not None else None
     if target is not None:
-        _check_dataset_bytes(len(files) * 3 * target[0] * target[1], f"{root}: {len(files)} images resized to {target[0]}x{target[1]}")
+        _check_dataset_bytes(
+            len(files) * 3 * target[0] * target[1], f"{root}: {len(files)} images resized to {target[0]}x{target[1]}"
+        )
     pil_images: list[Image.Image] = []
     max_pixels = int(Image.MAX_IMAGE_PIXELS or MAX_IMAGE_PIXELS)
     total = 0
@@ -316,7 +352,9 @@ def _load_folder(root: Path, spec: str, size, channels: str, captions: str | Pat
                 with Image.open(f) as im:
                     w, h = im.size  # from the header: nothing is decoded yet
                     if w * h > max_pixels:
-                        raise GenlabError(f"{f}: {w}x{h} = {w * h:,} pixels, more than the {max_pixels:,} allowed (PIL's MAX_IMAGE_PIXELS; a decompression bomb?)")
+                        raise GenlabError(
+                            f"{f}: {w}x{h} = {w * h:,} pixels, more than the {max_pixels:,} allowed (PIL's MAX_IMAGE_PIXELS; a decompression bomb?)"
+                        )
                     total += w * h * 4  # decoded bytes, at most 4 per pixel (RGBA) before conversion
                     _check_dataset_bytes(total, f"{root}: the images up to {f.name}")
                     im.load()
@@ -337,7 +375,9 @@ def _load_folder(root: Path, spec: str, size, channels: str, captions: str | Pat
             sizes.setdefault(im.size, f)
             if len(sizes) > 1:
                 (s1, f1), (s2, f2) = list(sizes.items())[:2]
-                raise GenlabError(f"{root}: images have different sizes ({f1.name}: {s1[0]}x{s1[1]}, {f2.name}: {s2[0]}x{s2[1]}); pass --size to resize them")
+                raise GenlabError(
+                    f"{root}: images have different sizes ({f1.name}: {s1[0]}x{s1[1]}, {f2.name}: {s2[0]}x{s2[1]}); pass --size to resize them"
+                )
     arrays = []
     for im in pil_images:
         im = _convert(im, mode)
@@ -352,7 +392,9 @@ def _load_folder(root: Path, spec: str, size, channels: str, captions: str | Pat
 def _check_dataset_bytes(nbytes: int, what: str) -> None:
     limit = memory_limit_bytes()
     if nbytes > limit:
-        raise GenlabError(f"{what} need {_gb(nbytes)} of memory, more than the {_gb(limit)} genlab allows a dataset (half this machine's memory)")
+        raise GenlabError(
+            f"{what} need {_gb(nbytes)} of memory, more than the {_gb(limit)} genlab allows a dataset (half this machine's memory)"
+        )
 
 
 def _palette_is_gray(im: Image.Image) -> bool:
@@ -378,7 +420,10 @@ def resize_dataset(ds: Dataset, size) -> Dataset:
     target = _parse_size(size)
     if target is None or tuple(ds.images.shape[2:]) == target:
         return ds
-    _check_dataset_bytes(len(ds) * ds.images.shape[1] * target[0] * target[1], f"{ds.name}: {len(ds)} images resized to {target[0]}x{target[1]}")
+    _check_dataset_bytes(
+        len(ds) * ds.images.shape[1] * target[0] * target[1],
+        f"{ds.name}: {len(ds)} images resized to {target[0]}x{target[1]}",
+    )
     out = []
     for img in ds.images.numpy():
         mode = "L" if img.shape[0] == 1 else "RGB"
@@ -386,5 +431,3 @@ def resize_dataset(ds: Dataset, size) -> Dataset:
         a = np.asarray(pil.resize((target[1], target[0]), Image.LANCZOS), dtype=np.uint8)
         out.append(a[None] if a.ndim == 2 else a.transpose(2, 0, 1))
     return Dataset(torch.from_numpy(np.stack(out)), ds.labels, ds.class_names, name=ds.name, captions=ds.captions)
-
-

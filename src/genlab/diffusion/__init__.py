@@ -14,7 +14,15 @@ with :class:`genlab.nn.UNet`.
 """
 
 from .editing import inpaint, interpolate_via_inversion, sdedit
-from .gaussian import LOSS_WEIGHTINGS, PREDICTIONS, GaussianDiffusion, loss_weight, q_sample, to_prediction, training_target
+from .gaussian import (
+    LOSS_WEIGHTINGS,
+    PREDICTIONS,
+    GaussianDiffusion,
+    loss_weight,
+    q_sample,
+    to_prediction,
+    training_target,
+)
 from .samplers import (
     SAMPLERS,
     DDIMSampler,

@@ -27,7 +27,9 @@ from .samplers import DDIMSampler, Denoiser, Sampler, ddim_invert
 from .schedules import NoiseSchedule
 
 
-def sdedit(denoise: Denoiser, sampler: Sampler, x: torch.Tensor, strength: float, *, generator: torch.Generator | None = None) -> torch.Tensor:
+def sdedit(
+    denoise: Denoiser, sampler: Sampler, x: torch.Tensor, strength: float, *, generator: torch.Generator | None = None
+) -> torch.Tensor:
     """Image-to-image: ``x`` (B, C, H, W) in model space -> edited data, same shape.
 
     ``strength`` in (0, 1] is the time the image is noised to; the sampler's ``steps`` are
@@ -40,7 +42,14 @@ def sdedit(denoise: Denoiser, sampler: Sampler, x: torch.Tensor, strength: float
     return sampler.sample(denoise, z, t_start=strength, generator=generator)
 
 
-def inpaint(denoise: Denoiser, sampler: Sampler, x: torch.Tensor, regenerate: torch.Tensor, *, generator: torch.Generator | None = None) -> torch.Tensor:
+def inpaint(
+    denoise: Denoiser,
+    sampler: Sampler,
+    x: torch.Tensor,
+    regenerate: torch.Tensor,
+    *,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
     """Fill the region ``regenerate`` (bool, broadcastable to ``x``; True = draw anew) of
     ``x`` (B, C, H, W, model space); the rest of the result equals ``x`` exactly."""
     if regenerate.dtype != torch.bool:
@@ -57,7 +66,15 @@ def inpaint(denoise: Denoiser, sampler: Sampler, x: torch.Tensor, regenerate: to
     return keep * x + (1.0 - keep) * out
 
 
-def interpolate_via_inversion(invert_with: Denoiser, decode_with: Denoiser, schedule: NoiseSchedule, x_pair: torch.Tensor, n_images: int, *, steps: int = 50) -> torch.Tensor:
+def interpolate_via_inversion(
+    invert_with: Denoiser,
+    decode_with: Denoiser,
+    schedule: NoiseSchedule,
+    x_pair: torch.Tensor,
+    n_images: int,
+    *,
+    steps: int = 50,
+) -> torch.Tensor:
     """``n_images`` data points on the path between the two images ``x_pair`` (2, C, H, W,
     model space): DDIM-invert both with ``steps`` steps (``invert_with`` denoises batches of
     2), slerp the noises, decode with DDIM (``decode_with`` denoises batches of n_images).

@@ -177,7 +177,15 @@ class GaussianDiffusion(nn.Module):
         return (LOGSNR_MAX - logsnr) / (LOGSNR_MAX - LOGSNR_MIN)
 
     # ------------------------------------------------------------------ network
-    def network_output(self, z: torch.Tensor, logsnr: torch.Tensor, *, labels: torch.Tensor | None = None, drop: torch.Tensor | None = None, **conditioning: Any) -> torch.Tensor:
+    def network_output(
+        self,
+        z: torch.Tensor,
+        logsnr: torch.Tensor,
+        *,
+        labels: torch.Tensor | None = None,
+        drop: torch.Tensor | None = None,
+        **conditioning: Any,
+    ) -> torch.Tensor:
         """Raw network output for ``z`` at per-row ``logsnr`` (B,)."""
         kwargs = dict(conditioning)
         if self.n_classes is not None:
@@ -200,7 +208,9 @@ class GaussianDiffusion(nn.Module):
         conditioning = {"cond": batch["cond"]} if batch.get("cond") is not None else {}
         if (self.n_classes is not None and labels is not None) or conditioning:
             drop = torch.rand(b, device=x.device) < self.label_dropout
-        output = self.network_output(z, logsnr, labels=labels if self.n_classes is not None else None, drop=drop, **conditioning)
+        output = self.network_output(
+            z, logsnr, labels=labels if self.n_classes is not None else None, drop=drop, **conditioning
+        )
         target = training_target(x, noise, logsnr, self.prediction)
         per_row = (output - target).pow(2).flatten(1).mean(1)
         loss = (loss_weight(logsnr, self.prediction, self.loss_weighting, self.snr_gamma) * per_row).mean()
@@ -240,8 +250,13 @@ class GaussianDiffusion(nn.Module):
                 out = self.network_output(z, lam, labels=None)
             else:
                 drop = torch.cat([torch.zeros(b, dtype=torch.bool), torch.ones(b, dtype=torch.bool)]).to(z.device)
-                both = self.network_output(torch.cat([z, z]), torch.cat([lam, lam]), labels=None if labels is None else torch.cat([labels, labels]), drop=drop,
-                                           **{k: torch.cat([v, v]) for k, v in conditioning.items()})
+                both = self.network_output(
+                    torch.cat([z, z]),
+                    torch.cat([lam, lam]),
+                    labels=None if labels is None else torch.cat([labels, labels]),
+                    drop=drop,
+                    **{k: torch.cat([v, v]) for k, v in conditioning.items()},
+                )
                 cond, uncond = both[:b], both[b:]
                 out = classifier_free_guidance(uncond, cond, guidance)
             pred = to_prediction(out, z, lam, self.prediction)
@@ -251,7 +266,14 @@ class GaussianDiffusion(nn.Module):
 
     # ------------------------------------------------------------------ likelihood
     @torch.no_grad()
-    def negative_elbo(self, x: torch.Tensor, *, n_points: int, generator: torch.Generator | None = None, labels: torch.Tensor | None = None) -> torch.Tensor:
+    def negative_elbo(
+        self,
+        x: torch.Tensor,
+        *,
+        n_points: int,
+        generator: torch.Generator | None = None,
+        labels: torch.Tensor | None = None,
+    ) -> torch.Tensor:
         """Upper bound on -log p(x) in nats for data ``x`` (B, ...) in model space (see the
         module docstring); (B,) float64. ``labels=None`` scores with the unconditional model."""
         if int(n_points) < 1:
@@ -261,8 +283,13 @@ class GaussianDiffusion(nn.Module):
         b = x.shape[0]
         d = x[0].numel()
         flat = x.flatten(1).to(torch.float64)
-        a2_min, s2_min = torch.sigmoid(torch.tensor(lam_min, dtype=torch.float64)), torch.sigmoid(torch.tensor(-lam_min, dtype=torch.float64))
-        prior = 0.5 * (a2_min * flat.pow(2).sum(1) + d * (s2_min - 1.0 - F.logsigmoid(torch.tensor(-lam_min, dtype=torch.float64))))
+        a2_min, s2_min = (
+            torch.sigmoid(torch.tensor(lam_min, dtype=torch.float64)),
+            torch.sigmoid(torch.tensor(-lam_min, dtype=torch.float64)),
+        )
+        prior = 0.5 * (
+            a2_min * flat.pow(2).sum(1) + d * (s2_min - 1.0 - F.logsigmoid(torch.tensor(-lam_min, dtype=torch.float64)))
+        )
         recon = 0.5 * d * (math.log(2 * math.pi) + 1.0 - lam_max)
         total = torch.zeros(b, dtype=torch.float64, device=x.device)
         k = int(n_points)

@@ -128,7 +128,9 @@ class Sampler:
     def _reset(self) -> None:
         """Forget multistep history before a new chain."""
 
-    def _step(self, z: torch.Tensor, pred: Prediction, lam_t: float, lam_s: float, generator: torch.Generator | None) -> torch.Tensor:
+    def _step(
+        self, z: torch.Tensor, pred: Prediction, lam_t: float, lam_s: float, generator: torch.Generator | None
+    ) -> torch.Tensor:
         raise NotImplementedError
 
     def __repr__(self) -> str:
@@ -170,7 +172,9 @@ class DDIMSampler(Sampler):
     name = "ddim"
     default_steps = 50
 
-    def __init__(self, schedule: NoiseSchedule, steps: int | None = None, *, eta: float = 0.0, spacing: str | None = None) -> None:
+    def __init__(
+        self, schedule: NoiseSchedule, steps: int | None = None, *, eta: float = 0.0, spacing: str | None = None
+    ) -> None:
         super().__init__(schedule, steps, spacing=spacing)
         self.eta = check_float("eta", eta, minimum=0.0, maximum=1.0)
 
@@ -215,7 +219,14 @@ class DPMSolverPP2M(Sampler):
         return (s_s / s_t) * z - a_s * math.expm1(-h) * d
 
 
-def make_sampler(name: str, schedule: NoiseSchedule, steps: int | None = None, *, eta: float | None = None, spacing: str | None = None) -> Sampler:
+def make_sampler(
+    name: str,
+    schedule: NoiseSchedule,
+    steps: int | None = None,
+    *,
+    eta: float | None = None,
+    spacing: str | None = None,
+) -> Sampler:
     """A sampler by name ("ddpm", "ddim", "dpm++"); ``eta`` only applies to DDIM."""
     check_choice("sampler", name, SAMPLERS)
     if eta is not None and name != "ddim":
@@ -228,7 +239,9 @@ def make_sampler(name: str, schedule: NoiseSchedule, steps: int | None = None, *
 
 
 @torch.no_grad()
-def ddim_invert(denoise: Denoiser, x0: torch.Tensor, schedule: NoiseSchedule, steps: int = 50, *, t_end: float = 1.0) -> torch.Tensor:
+def ddim_invert(
+    denoise: Denoiser, x0: torch.Tensor, schedule: NoiseSchedule, steps: int = 50, *, t_end: float = 1.0
+) -> torch.Tensor:
     """Deterministic DDIM run backwards: clean data (B, ...) -> the latent at ``t_end`` that
     DDIM (eta = 0, same steps, time spacing) maps back to approximately ``x0``.
 

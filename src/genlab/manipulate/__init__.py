@@ -15,4 +15,12 @@ The functions take any fitted model with ``encode(X, y=None) -> (N, d)`` codes a
 from .attributes import apply_attribute, attribute_vector
 from .interpolation import INTERPOLATION_MODES, interpolate, interpolate_codes, pick_image, slerp
 
-__all__ = ["INTERPOLATION_MODES", "apply_attribute", "attribute_vector", "interpolate", "interpolate_codes", "pick_image", "slerp"]
+__all__ = [
+    "INTERPOLATION_MODES",
+    "apply_attribute",
+    "attribute_vector",
+    "interpolate",
+    "interpolate_codes",
+    "pick_image",
+    "slerp",
+]

@@ -12,7 +12,9 @@ from ..validation import check_float, check_images
 from .interpolation import _check_codec
 
 
-def attribute_vector(model: Any, images: Any, labels: Any, label_a: int, label_b: int, *, y: Any = None) -> torch.Tensor:
+def attribute_vector(
+    model: Any, images: Any, labels: Any, label_a: int, label_b: int, *, y: Any = None
+) -> torch.Tensor:
     """Mean code of the images labelled ``label_a`` minus the mean code of those labelled ``label_b``: (d,) float32.
 
     ``labels`` (N,) mark the attribute (e.g. 1 = smiling, 0 = not, or two digit classes).
@@ -43,7 +45,9 @@ def apply_attribute(model: Any, images: Any, vector: Any, strength: float = 1.0,
     _check_codec(model)
     images = check_images(images)
     strength = check_float("strength", strength)
-    v = torch.as_tensor(np.asarray(vector.detach().cpu() if isinstance(vector, torch.Tensor) else vector), dtype=torch.float32).reshape(-1)
+    v = torch.as_tensor(
+        np.asarray(vector.detach().cpu() if isinstance(vector, torch.Tensor) else vector), dtype=torch.float32
+    ).reshape(-1)
     codes = model.encode(images, y=y)
     if v.shape[0] != codes.shape[1]:
         raise GenlabError(f"vector: {v.shape[0]} entries, but the model's codes have {codes.shape[1]}")

@@ -49,13 +49,22 @@ def interpolate_codes(a: torch.Tensor, b: torch.Tensor, steps: int, mode: str = 
 
 
 def _one_image(x: Any, name: str) -> torch.Tensor:
-    images = check_images(x if (hasattr(x, "ndim") and x.ndim == 4) else np.asarray(x)[None] if not isinstance(x, torch.Tensor) else x[None], name=name)
+    images = check_images(
+        x
+        if (hasattr(x, "ndim") and x.ndim == 4)
+        else np.asarray(x)[None]
+        if not isinstance(x, torch.Tensor)
+        else x[None],
+        name=name,
+    )
     if images.shape[0] != 1:
         raise GenlabError(f"{name}: expected one image, got {images.shape[0]}")
     return images
 
 
-def interpolate(model: Any, a: Any, b: Any, steps: int = 10, mode: str = "linear", *, y_a: int | None = None, y_b: int | None = None) -> torch.Tensor:
+def interpolate(
+    model: Any, a: Any, b: Any, steps: int = 10, mode: str = "linear", *, y_a: int | None = None, y_b: int | None = None
+) -> torch.Tensor:
     """Decode ``steps`` codes between the codes of images ``a`` and ``b``: uint8 (steps, C, H, W).
 
     ``a``, ``b``: one uint8 image each ((C, H, W), (H, W) or (1, C, H, W)). ``mode``:
@@ -84,7 +93,9 @@ def interpolate(model: Any, a: Any, b: Any, steps: int = 10, mode: str = "linear
     return model.decode(codes, y=soft)
 
 
-def pick_image(images: Any, *, index: int | None = None, label: int | None = None, labels: Any = None) -> tuple[torch.Tensor, int | None]:
+def pick_image(
+    images: Any, *, index: int | None = None, label: int | None = None, labels: Any = None
+) -> tuple[torch.Tensor, int | None]:
     """One image (1, C, H, W) and its label: by ``index``, or the first image whose label is ``label``.
 
     ``images``: a Dataset or uint8 images; ``labels``: their labels (taken from a Dataset).

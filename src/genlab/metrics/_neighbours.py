@@ -35,7 +35,9 @@ MEMORY_BUDGET_BYTES = 1 << 28  # bounds every (rows x something) temporary: 256 
 EXTRA_CANDIDATES = 4  # float32 candidates refined in float64 beyond the k needed
 
 
-def as_features(x: Any, name: str, *, min_rows: int = 1, why: str = "", device: torch.device | None = None) -> torch.Tensor:
+def as_features(
+    x: Any, name: str, *, min_rows: int = 1, why: str = "", device: torch.device | None = None
+) -> torch.Tensor:
     """Validate a feature matrix and return it as a 2-D float tensor (N, F).
 
     Accepts a NumPy array or torch tensor (or nested lists). float64 stays float64;
@@ -46,7 +48,9 @@ def as_features(x: Any, name: str, *, min_rows: int = 1, why: str = "", device: 
         x = np.asarray(x)
     if isinstance(x, np.ndarray):
         if not (np.issubdtype(x.dtype, np.number) or x.dtype == bool) or np.iscomplexobj(x):
-            raise GenlabError(f"{name}: dtype {x.dtype} is not a real number type; pass features as a float array (N, F)")
+            raise GenlabError(
+                f"{name}: dtype {x.dtype} is not a real number type; pass features as a float array (N, F)"
+            )
         x = torch.from_numpy(np.ascontiguousarray(x))
     if not isinstance(x, torch.Tensor):
         raise GenlabError(f"{name}: expected a NumPy array or torch tensor of shape (N, F), got {type(x).__name__}")
@@ -54,7 +58,9 @@ def as_features(x: Any, name: str, *, min_rows: int = 1, why: str = "", device: 
     if x.is_complex():
         raise GenlabError(f"{name}: complex values are not features")
     if x.ndim != 2:
-        raise GenlabError(f"{name}: shape {tuple(x.shape)} is not (N, F); flatten images first, e.g. x.reshape(len(x), -1)")
+        raise GenlabError(
+            f"{name}: shape {tuple(x.shape)} is not (N, F); flatten images first, e.g. x.reshape(len(x), -1)"
+        )
     if x.shape[1] == 0:
         raise GenlabError(f"{name}: rows have no features (F = 0)")
     if x.shape[0] < min_rows:
@@ -72,7 +78,9 @@ def as_features(x: Any, name: str, *, min_rows: int = 1, why: str = "", device: 
 
 def check_same_width(a: torch.Tensor, b: torch.Tensor, name_a: str, name_b: str) -> None:
     if a.shape[1] != b.shape[1]:
-        raise GenlabError(f"{name_b}: {b.shape[1]} features per row, but {name_a} has {a.shape[1]}; both must come from the same feature extractor")
+        raise GenlabError(
+            f"{name_b}: {b.shape[1]} features per row, but {name_a} has {a.shape[1]}; both must come from the same feature extractor"
+        )
 
 
 def check_k(k: Any, *, minimum: int = 1) -> int:
@@ -92,7 +100,10 @@ def _matmul_rounds_inputs() -> bool:
     except RuntimeError:  # legacy and new precision APIs were mixed: assume the worst
         return True
     cuda_matmul = torch.backends.cuda.matmul
-    return bool(getattr(cuda_matmul, "allow_tf32", False)) or getattr(cuda_matmul, "fp32_precision", "none") not in ("none", "ieee")
+    return bool(getattr(cuda_matmul, "allow_tf32", False)) or getattr(cuda_matmul, "fp32_precision", "none") not in (
+        "none",
+        "ieee",
+    )
 
 
 def gemm_tolerance(n_features: int) -> float:
@@ -146,7 +157,9 @@ def prepare(*sets: torch.Tensor, names: tuple[str, ...] | None = None) -> list[R
         if not bool(torch.isfinite(sq_norm).all()):
             largest = max(range(len(sets)), key=lambda j: float(sets[j].abs().max()))  # the culprit
             name = names[largest] if names else "features"
-            raise GenlabError(f"{name}: values too large for float32 distance arithmetic (squared norms overflow); rescale the features")
+            raise GenlabError(
+                f"{name}: values too large for float32 distance arithmetic (squared norms overflow); rescale the features"
+            )
         out.append(Rows(exact=x, work=work, sq_norm=sq_norm))
     return out
 
@@ -187,17 +200,26 @@ def _row_groups(mask: torch.Tensor) -> list[tuple[int, int]]:
     """Split the rows of a boolean (rows, n) mask into ranges holding at most
     MAX_PAIRS_PER_GROUP true entries each (a single row may hold more); rows with no
     true entry still belong to a range, so every row is visited."""
-    ends = mask.view(torch.uint8).sum(1, dtype=torch.int32).cumsum(0, dtype=torch.int64)  # int32 sum: no widened copy of the mask
+    ends = (
+        mask.view(torch.uint8).sum(1, dtype=torch.int32).cumsum(0, dtype=torch.int64)
+    )  # int32 sum: no widened copy of the mask
     total = int(ends[-1]) if ends.numel() else 0
     if total <= MAX_PAIRS_PER_GROUP:
         return [(0, mask.shape[0])]
-    cuts = torch.searchsorted(ends, torch.arange(MAX_PAIRS_PER_GROUP, total, MAX_PAIRS_PER_GROUP, device=ends.device), right=True)
+    cuts = torch.searchsorted(
+        ends, torch.arange(MAX_PAIRS_PER_GROUP, total, MAX_PAIRS_PER_GROUP, device=ends.device), right=True
+    )
     bounds = sorted({0, mask.shape[0], *(int(c) for c in cuts.clamp(max=mask.shape[0]))})
     return [(a, b) for a, b in zip(bounds[:-1], bounds[1:]) if b > a]
 
 
 def _k_smallest_per_row(
-    cand_d2: torch.Tensor, cand: torch.Tensor, extra_rows: torch.Tensor | None, extra_d2: torch.Tensor | None, extra_idx: torch.Tensor | None, k: int
+    cand_d2: torch.Tensor,
+    cand: torch.Tensor,
+    extra_rows: torch.Tensor | None,
+    extra_d2: torch.Tensor | None,
+    extra_idx: torch.Tensor | None,
+    k: int,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """The k smallest exact distances per row among a row's candidates (rows, c) plus
     extra (row, distance, index) triples; returns ((rows, k) float64 ascending, (rows, k) int64)."""
@@ -248,7 +270,9 @@ def knn(query: Rows, ref: Rows, k: int, *, exclude_self: bool = False) -> tuple[
         if exclude_self:
             d2[row_ids - start, row_ids] = float("inf")
         cand = torch.topk(d2, n_cand, dim=1, largest=False, sorted=False).indices
-        cand_d2 = exact_sq_dist(query.exact, ref.exact, row_ids[:, None].expand(rows, n_cand).reshape(-1), cand.reshape(-1)).view(rows, n_cand)
+        cand_d2 = exact_sq_dist(
+            query.exact, ref.exact, row_ids[:, None].expand(rows, n_cand).reshape(-1), cand.reshape(-1)
+        ).view(rows, n_cand)
         if n_cand < available:
             # A non-candidate can only matter if its true distance could be <= the k-th
             # refined one: float32 distance <= k-th + rounding band.
@@ -297,7 +321,10 @@ def radius_matches(real: Rows, fake: Rows, real_r2: torch.Tensor, fake_r2: torch
     real_hi, real_lo = _float32_towards(real_r2 + real_band, 1.0), _float32_towards(real_r2 - real_band, -1.0)
     if fake_r2 is not None:
         fake_band = tol * (fake_norm + float(real_norm.max()))
-        fake_hi, fake_lo = _float32_towards(fake_r2 + fake_band, 1.0)[None], _float32_towards(fake_r2 - fake_band, -1.0)[None]
+        fake_hi, fake_lo = (
+            _float32_towards(fake_r2 + fake_band, 1.0)[None],
+            _float32_towards(fake_r2 - fake_band, -1.0)[None],
+        )
     fake_count = torch.zeros(m, dtype=torch.int64, device=device)
     real_covered = torch.zeros(n, dtype=torch.bool, device=device)
     real_in_fake = None if fake_r2 is None else torch.zeros(n, dtype=torch.bool, device=device)

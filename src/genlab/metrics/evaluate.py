@@ -27,7 +27,16 @@ from .pixels import pixel_metrics
 from .prdc import prdc
 
 #: metrics where higher is better (the rest: lower is better, or neither)
-HIGHER_IS_BETTER = {"precision", "recall", "density", "coverage", "class_entropy", "conditional_accuracy", "test_log_likelihood_nats", "sampling_images_per_s"}
+HIGHER_IS_BETTER = {
+    "precision",
+    "recall",
+    "density",
+    "coverage",
+    "class_entropy",
+    "conditional_accuracy",
+    "test_log_likelihood_nats",
+    "sampling_images_per_s",
+}
 #: metrics where lower is better
 LOWER_IS_BETTER = {"fd", "kid", "fid_inception", "copies", "test_bits_per_dim", "likelihood_gap_nats", "pixel_tv"}
 
@@ -47,7 +56,9 @@ class Evaluation:
     extras: dict = field(default_factory=dict)
 
 
-def feature_space_metrics(feats_real: torch.Tensor, feats_fake: torch.Tensor, *, k: int = 5, seed: int = 0, suffix: str = "") -> tuple[dict[str, float], dict[str, tuple[float, float]]]:
+def feature_space_metrics(
+    feats_real: torch.Tensor, feats_fake: torch.Tensor, *, k: int = 5, seed: int = 0, suffix: str = ""
+) -> tuple[dict[str, float], dict[str, tuple[float, float]]]:
     """FD, KID (± its spread over subsets), precision/recall/density/coverage of ``feats_fake``
     (M, F) against ``feats_real`` (N, F), and their bootstrap intervals; every key gets ``suffix``."""
     metrics: dict[str, float] = {"fd": frechet_distance(feats_real, feats_fake)}
@@ -63,7 +74,18 @@ def space_suffix(evaluator: Evaluator, primary: bool) -> str:
     return "" if primary else f"_{evaluator.space}"
 
 
-def sample_metrics(samples: torch.Tensor, train: Dataset, test: Dataset, evaluator: Evaluator | Sequence[Evaluator], *, k: int = 5, requested_labels: torch.Tensor | None = None, intrinsic_k: int = 20, inception_weights: str | Path | None = None, seed: int = 0) -> Evaluation:
+def sample_metrics(
+    samples: torch.Tensor,
+    train: Dataset,
+    test: Dataset,
+    evaluator: Evaluator | Sequence[Evaluator],
+    *,
+    k: int = 5,
+    requested_labels: torch.Tensor | None = None,
+    intrinsic_k: int = 20,
+    inception_weights: str | Path | None = None,
+    seed: int = 0,
+) -> Evaluation:
     """Metrics of ``samples`` (uint8 (N, C, H, W)) against held-out ``test`` and the ``train`` set.
 
     ``evaluator``: one evaluator or several (independent feature spaces, the first primary).
@@ -94,7 +116,9 @@ def sample_metrics(samples: torch.Tensor, train: Dataset, test: Dataset, evaluat
     metrics: dict[str, float] = {}
     intervals: dict[str, tuple[float, float]] = {}
     for i, ev in enumerate(evaluators):
-        m, ci = feature_space_metrics(ev.features(test.images), ev.features(samples), k=k, seed=seed, suffix=space_suffix(ev, i == 0))
+        m, ci = feature_space_metrics(
+            ev.features(test.images), ev.features(samples), k=k, seed=seed, suffix=space_suffix(ev, i == 0)
+        )
         metrics.update(m)
         intervals.update(ci)
     metrics.update(pixel_metrics(samples, test.images))
@@ -114,10 +138,29 @@ def sample_metrics(samples: torch.Tensor, train: Dataset, test: Dataset, evaluat
     x = unit_flat(samples)
     metrics["id_mle"] = mle_intrinsic_dimension(x, k=intrinsic_k)
     metrics["id_pca95"] = float(pca_dimension(x, variance=0.95))
-    return Evaluation(metrics=metrics, samples=samples, memorization=mem, extras={"ci": intervals, "n": {"samples": len(samples), "real": len(test)}, "spaces": [ev.space for ev in evaluators]})
+    return Evaluation(
+        metrics=metrics,
+        samples=samples,
+        memorization=mem,
+        extras={
+            "ci": intervals,
+            "n": {"samples": len(samples), "real": len(test)},
+            "spaces": [ev.space for ev in evaluators],
+        },
+    )
 
 
-def evaluate_model(model, train: Dataset, test: Dataset, evaluator: Evaluator | Sequence[Evaluator], *, n_samples: int = 1000, seed: int = 0, k: int = 5, inception_weights: str | Path | None = None) -> Evaluation:
+def evaluate_model(
+    model,
+    train: Dataset,
+    test: Dataset,
+    evaluator: Evaluator | Sequence[Evaluator],
+    *,
+    n_samples: int = 1000,
+    seed: int = 0,
+    k: int = 5,
+    inception_weights: str | Path | None = None,
+) -> Evaluation:
     """Sample ``n_samples`` images from a fitted model and compute every metric.
 
     Conditional models are asked for a balanced set of labels and also get
@@ -133,7 +176,9 @@ def evaluate_model(model, train: Dataset, test: Dataset, evaluator: Evaluator | 
     else:
         samples = model.sample(n_samples, seed=seed)
     sample_seconds = time.perf_counter() - start
-    evaluation = sample_metrics(samples, train, test, evaluator, k=k, requested_labels=requested, inception_weights=inception_weights, seed=seed)
+    evaluation = sample_metrics(
+        samples, train, test, evaluator, k=k, requested_labels=requested, inception_weights=inception_weights, seed=seed
+    )
     evaluation.metrics["sampling_images_per_s"] = n_samples / max(sample_seconds, 1e-9)
     if getattr(model, "likelihood", "none") != "none":
         ll = model.score_samples(test.images)
@@ -148,7 +193,16 @@ def evaluate_model(model, train: Dataset, test: Dataset, evaluator: Evaluator | 
     return evaluation
 
 
-def real_data_metrics(train: Dataset, test: Dataset, evaluator: Evaluator | Sequence[Evaluator], *, n_samples: int, seed: int, k: int = 5, inception_weights: str | Path | None = None) -> dict[str, float]:
+def real_data_metrics(
+    train: Dataset,
+    test: Dataset,
+    evaluator: Evaluator | Sequence[Evaluator],
+    *,
+    n_samples: int,
+    seed: int,
+    k: int = 5,
+    inception_weights: str | Path | None = None,
+) -> dict[str, float]:
     """The noise floor: a random subset of *real* training images scored like samples.
 
     Their Fréchet distance, precision, ... against the held-out images show how far two
@@ -164,7 +218,9 @@ def real_data_metrics(train: Dataset, test: Dataset, evaluator: Evaluator | Sequ
     return metrics
 
 
-def uniform_noise_intrinsic_dimension(image_shape: tuple[int, int, int], n: int = 1000, seed: int = 0, k: int = 20) -> dict[str, float]:
+def uniform_noise_intrinsic_dimension(
+    image_shape: tuple[int, int, int], n: int = 1000, seed: int = 0, k: int = 20
+) -> dict[str, float]:
     """Intrinsic dimension of uniform noise images: what "filling pixel space" looks like."""
     g = torch.Generator().manual_seed(seed)
     noise = torch.randint(0, 256, (n, *image_shape), generator=g, dtype=torch.uint8)
@@ -180,7 +236,9 @@ def summarize(values: list[float]) -> tuple[float, float]:
     return float(arr.mean()), float(arr.std(ddof=1)) if arr.size > 1 else 0.0
 
 
-def evaluation_lines(metrics: dict[str, float], real: dict[str, float], intervals: dict[str, tuple[float, float]] | None = None) -> list[str]:
+def evaluation_lines(
+    metrics: dict[str, float], real: dict[str, float], intervals: dict[str, tuple[float, float]] | None = None
+) -> list[str]:
     """The table ``genlab evaluate`` prints: every metric, its 95% bootstrap interval where
     there is one (``intervals``, from ``Evaluation.extras["ci"]``), and the same metric for
     real training images (the real-vs-real reference)."""

@@ -98,7 +98,13 @@ class MLPClassifier(nn.Module):
     def __init__(self, image_shape: tuple[int, int, int], n_classes: int, hidden: int = 256) -> None:
         super().__init__()
         d = int(np.prod(image_shape))
-        self.head = nn.Sequential(nn.Flatten(), nn.Linear(d, hidden), nn.ReLU(inplace=True), nn.Linear(hidden, FEATURE_DIM), nn.ReLU(inplace=True))
+        self.head = nn.Sequential(
+            nn.Flatten(),
+            nn.Linear(d, hidden),
+            nn.ReLU(inplace=True),
+            nn.Linear(hidden, FEATURE_DIM),
+            nn.ReLU(inplace=True),
+        )
         self.dropout = nn.Dropout(0.3)
         self.classifier = nn.Linear(FEATURE_DIM, n_classes)
 
@@ -125,7 +131,9 @@ def _random_shift(x: torch.Tensor, generator: torch.Generator, max_shift: int) -
     dy, dx = (int(v) for v in torch.randint(-max_shift, max_shift + 1, (2,), generator=generator))
     h, w = x.shape[-2:]
     out = torch.zeros_like(x)
-    out[..., max(dy, 0) : h + min(dy, 0), max(dx, 0) : w + min(dx, 0)] = x[..., max(-dy, 0) : h + min(-dy, 0), max(-dx, 0) : w + min(-dx, 0)]
+    out[..., max(dy, 0) : h + min(dy, 0), max(dx, 0) : w + min(dx, 0)] = x[
+        ..., max(-dy, 0) : h + min(-dy, 0), max(-dx, 0) : w + min(-dx, 0)
+    ]
     return out
 
 
@@ -148,7 +156,11 @@ class Evaluator:
     @property
     def below_floor(self) -> bool:
         """True when the held-out accuracy is known and below :func:`accuracy_floor`."""
-        return self.test_accuracy is not None and self.accuracy_floor is not None and self.test_accuracy < self.accuracy_floor
+        return (
+            self.test_accuracy is not None
+            and self.accuracy_floor is not None
+            and self.test_accuracy < self.accuracy_floor
+        )
 
     @torch.no_grad()
     def features(self, images: torch.Tensor, batch_size: int = 1024) -> torch.Tensor:
@@ -157,7 +169,10 @@ class Evaluator:
         if self.pca is not None:
             return self.pca.transform(images)
         self.network.eval()
-        out = [self.network.features(_to_unit(images[i : i + batch_size], self.device)).float().cpu() for i in range(0, len(images), batch_size)]
+        out = [
+            self.network.features(_to_unit(images[i : i + batch_size], self.device)).float().cpu()
+            for i in range(0, len(images), batch_size)
+        ]
         return torch.cat(out)
 
     @torch.no_grad()
@@ -168,12 +183,17 @@ class Evaluator:
             raise GenlabError("this dataset has no labels, so the evaluator cannot classify images")
         self.network.eval()
         n_classes = len(self.class_names) if self.class_names else None
-        out = [self.network(_to_unit(images[i : i + batch_size], self.device))[:, :n_classes].argmax(1).cpu() for i in range(0, len(images), batch_size)]
+        out = [
+            self.network(_to_unit(images[i : i + batch_size], self.device))[:, :n_classes].argmax(1).cpu()
+            for i in range(0, len(images), batch_size)
+        ]
         return torch.cat(out)
 
     def _check(self, images: torch.Tensor) -> None:
         if tuple(images.shape[1:]) != tuple(self.image_shape):
-            raise GenlabError(f"evaluator was trained on images of shape {self.image_shape}, got {tuple(images.shape[1:])}")
+            raise GenlabError(
+                f"evaluator was trained on images of shape {self.image_shape}, got {tuple(images.shape[1:])}"
+            )
 
     def describe(self) -> str:
         if self.kind == "pca":
@@ -309,7 +329,9 @@ def get_evaluator(
     key = evaluator_key(train, seed, space=space, epochs=epochs)
     dev = resolve_device(device)
     if train.labels is None or len(torch.unique(train.labels)) < 2:
-        return Evaluator(None, train.image_shape, None, None, "pca", key, pca=PCAFeatures.fit(train.images), device=dev, space="pca")
+        return Evaluator(
+            None, train.image_shape, None, None, "pca", key, pca=PCAFeatures.fit(train.images), device=dev, space="pca"
+        )
     folder = cache_dir() / "evaluators" / key
     n_classes = len(train.class_names or []) or int(train.labels.max()) + 1
     floor = accuracy_floor(n_classes) if min_accuracy is None else float(min_accuracy)
@@ -319,27 +341,78 @@ def get_evaluator(
         if meta.get("recipe") == recipe and (acc is None or acc >= floor):
             net = make_classifier(space, train.image_shape, n_classes + 1)
             net.load_state_dict(load_tensors(folder / "model.safetensors"))
-            return Evaluator(net.to(dev).eval(), train.image_shape, train.class_names, acc, "classifier", key, device=dev, train_seconds=meta.get("train_seconds", 0.0), space=space, accuracy_floor=floor)
-        _warn(echo, f"the cached {space} evaluator in {folder} does not match its recipe or its held-out accuracy {acc} is below {floor:.2f}: retraining it")
+            return Evaluator(
+                net.to(dev).eval(),
+                train.image_shape,
+                train.class_names,
+                acc,
+                "classifier",
+                key,
+                device=dev,
+                train_seconds=meta.get("train_seconds", 0.0),
+                space=space,
+                accuracy_floor=floor,
+            )
+        _warn(
+            echo,
+            f"the cached {space} evaluator in {folder} does not match its recipe or its held-out accuracy {acc} is below {floor:.2f}: retraining it",
+        )
         shutil.rmtree(folder, ignore_errors=True)
     start = time.perf_counter()
-    net = train_classifier(_training_subset(train, recipe), n_classes, seed=recipe["seed"], epochs=recipe["epochs"], device=dev, space=space)
+    net = train_classifier(
+        _training_subset(train, recipe),
+        n_classes,
+        seed=recipe["seed"],
+        epochs=recipe["epochs"],
+        device=dev,
+        space=space,
+    )
     seconds = time.perf_counter() - start
-    evaluator = Evaluator(net, train.image_shape, train.class_names, None, "classifier", key, device=dev, train_seconds=seconds, space=space, accuracy_floor=floor)
+    evaluator = Evaluator(
+        net,
+        train.image_shape,
+        train.class_names,
+        None,
+        "classifier",
+        key,
+        device=dev,
+        train_seconds=seconds,
+        space=space,
+        accuracy_floor=floor,
+    )
     if test is not None and test.labels is not None:
         evaluator.test_accuracy = float((evaluator.predict(test.images) == test.labels).float().mean())
     if echo is not None:
         acc = "n/a" if evaluator.test_accuracy is None else f"{100 * evaluator.test_accuracy:.2f}%"
-        echo(f"trained the {space} evaluator classifier on {len(train) if recipe['subset'] is None else recipe['subset']['n']} images in {seconds:.0f} s (held-out accuracy {acc})")
+        echo(
+            f"trained the {space} evaluator classifier on {len(train) if recipe['subset'] is None else recipe['subset']['n']} images in {seconds:.0f} s (held-out accuracy {acc})"
+        )
     if evaluator.below_floor:
-        _warn(echo, f"the {space} evaluator reached only {100 * evaluator.test_accuracy:.1f}% held-out accuracy (floor {100 * floor:.0f}% for {n_classes} classes): "
-                    "its FD, precision/recall, density/coverage and class metrics are not trustworthy; it is not cached (train it longer: more --evaluator-epochs)")
+        _warn(
+            echo,
+            f"the {space} evaluator reached only {100 * evaluator.test_accuracy:.1f}% held-out accuracy (floor {100 * floor:.0f}% for {n_classes} classes): "
+            "its FD, precision/recall, density/coverage and class metrics are not trustworthy; it is not cached (train it longer: more --evaluator-epochs)",
+        )
     elif cache:
-        _write_cache(folder, net, {"recipe": recipe, "test_accuracy": evaluator.test_accuracy, "n_train": len(train), "image_shape": list(train.image_shape), "class_names": train.class_names, "train_seconds": seconds, "architecture_version": ARCHITECTURE_VERSION})
+        _write_cache(
+            folder,
+            net,
+            {
+                "recipe": recipe,
+                "test_accuracy": evaluator.test_accuracy,
+                "n_train": len(train),
+                "image_shape": list(train.image_shape),
+                "class_names": train.class_names,
+                "train_seconds": seconds,
+                "architecture_version": ARCHITECTURE_VERSION,
+            },
+        )
     return evaluator
 
 
-def get_evaluators(train: Dataset, test: Dataset | None = None, *, spaces: tuple[str, ...] = SPACES, **kwargs) -> list[Evaluator]:
+def get_evaluators(
+    train: Dataset, test: Dataset | None = None, *, spaces: tuple[str, ...] = SPACES, **kwargs
+) -> list[Evaluator]:
     """One evaluator per feature space (the first is the primary one); unlabelled data: only PCA."""
     first = get_evaluator(train, test, space=spaces[0], **kwargs)
     if first.kind == "pca":
@@ -358,7 +431,17 @@ def default_epochs(n: int, batch_size: int) -> int:
     return max(4, min(60, math.ceil(2000 * batch_size / max(n, 1))))
 
 
-def train_classifier(train: Dataset, n_classes: int, *, seed: int = 0, epochs: int | None = None, batch_size: int = BATCH_SIZE, lr: float = LR, device: torch.device | None = None, space: str = "conv") -> nn.Module:
+def train_classifier(
+    train: Dataset,
+    n_classes: int,
+    *,
+    seed: int = 0,
+    epochs: int | None = None,
+    batch_size: int = BATCH_SIZE,
+    lr: float = LR,
+    device: torch.device | None = None,
+    space: str = "conv",
+) -> nn.Module:
     """Mini-batch Adam with a cosine learning-rate decay and small random shifts."""
     device = device or torch.device("cpu")
     g = torch.Generator().manual_seed(seed)

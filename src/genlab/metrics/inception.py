@@ -48,7 +48,11 @@ INSTALL_HINT = "pip install 'genlab[fid]'"
 def _torchvision_hint() -> str:
     # pinning torch makes pip pick the torchvision built for it instead of replacing torch
     pinned = f"pip install torchvision torch=={torch.__version__.split('+')[0]}"
-    return pinned + (" --index-url https://download.pytorch.org/whl/cpu" if "+cpu" in torch.__version__ else " (from the index your torch came from)")
+    return pinned + (
+        " --index-url https://download.pytorch.org/whl/cpu"
+        if "+cpu" in torch.__version__
+        else " (from the index your torch came from)"
+    )
 
 
 def _torch_fidelity():
@@ -58,7 +62,9 @@ def _torch_fidelity():
     except ModuleNotFoundError as err:
         missing = (err.name or "").split(".")[0]
         if missing == "torch_fidelity":
-            raise GenlabError(f"the standard FID needs torch-fidelity, which is not installed: {INSTALL_HINT}") from None
+            raise GenlabError(
+                f"the standard FID needs torch-fidelity, which is not installed: {INSTALL_HINT}"
+            ) from None
         hint = _torchvision_hint() if missing == "torchvision" else INSTALL_HINT
         raise GenlabError(f"torch-fidelity is installed but cannot import {missing or err}: {hint}") from None
     except Exception as err:  # noqa: BLE001 - a torchvision built for another torch raises RuntimeError on import
@@ -73,7 +79,9 @@ def _torch_fidelity():
 def _check_weights_file(weights_path: str | Path) -> Path:
     path = Path(weights_path).expanduser()
     if not path.exists():
-        raise GenlabError(f"inception weights {path}: no such file (genlab never downloads it; get {WEIGHTS_FILE_NAME} from {WEIGHTS_URL})")
+        raise GenlabError(
+            f"inception weights {path}: no such file (genlab never downloads it; get {WEIGHTS_FILE_NAME} from {WEIGHTS_URL})"
+        )
     if not path.is_file():
         raise GenlabError(f"inception weights {path}: not a file")
     return path
@@ -102,10 +110,20 @@ def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
         raise GenlabError(f"inception weights {path}: cannot be read (permission denied)") from None
     except Exception as err:  # noqa: BLE001 - torch/safetensors raise many types for a bad file
         if "Unsupported global" in str(err):
-            raise GenlabError(f"inception weights {path}: holds Python objects besides tensors; genlab only loads plain weights (torch.load with weights_only=True)") from None
-        raise GenlabError(f"inception weights {path}: unreadable, not a PyTorch or safetensors weights file ({type(err).__name__})") from None
-    if not isinstance(state, Mapping) or not state or not all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items()):
-        raise GenlabError(f"inception weights {path}: not Inception-v3 FID weights (expected a state dict of tensors, found {type(state).__name__})")
+            raise GenlabError(
+                f"inception weights {path}: holds Python objects besides tensors; genlab only loads plain weights (torch.load with weights_only=True)"
+            ) from None
+        raise GenlabError(
+            f"inception weights {path}: unreadable, not a PyTorch or safetensors weights file ({type(err).__name__})"
+        ) from None
+    if (
+        not isinstance(state, Mapping)
+        or not state
+        or not all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items())
+    ):
+        raise GenlabError(
+            f"inception weights {path}: not Inception-v3 FID weights (expected a state dict of tensors, found {type(state).__name__})"
+        )
     return dict(state)
 
 
@@ -150,7 +168,9 @@ def _as_rgb_uint8(images: Any, name: str, min_images: int = 1) -> torch.Tensor:
     return x
 
 
-def inception_features(images_uint8: Any, weights_path: str | Path, *, batch_size: int = 64, device: str | torch.device = "auto") -> torch.Tensor:
+def inception_features(
+    images_uint8: Any, weights_path: str | Path, *, batch_size: int = 64, device: str | torch.device = "auto"
+) -> torch.Tensor:
     """FID Inception-v3 pool features of ``images_uint8`` (N, C, H, W) uint8, C = 1 or 3.
 
     Grayscale is replicated to RGB, as torch-fidelity's image loader does (PIL ``convert("RGB")``);
@@ -181,7 +201,14 @@ def _reference_features(reference: torch.Tensor, weights_path: str | Path, batch
     path = _check_weights_file(weights_path)
     stat = path.stat()
     digest = hashlib.blake2b(reference.numpy().tobytes(), digest_size=16).hexdigest()
-    key = (str(path.resolve()), stat.st_mtime_ns, stat.st_size, str(resolve_device(device)), tuple(reference.shape), digest)
+    key = (
+        str(path.resolve()),
+        stat.st_mtime_ns,
+        stat.st_size,
+        str(resolve_device(device)),
+        tuple(reference.shape),
+        digest,
+    )
     if key not in _reference_cache:
         features = inception_features(reference, weights_path, batch_size=batch_size, device=device)
         _reference_cache.clear()
@@ -189,7 +216,14 @@ def _reference_features(reference: torch.Tensor, weights_path: str | Path, batch
     return _reference_cache[key]
 
 
-def inception_fid(samples_uint8: Any, reference_uint8: Any, weights_path: str | Path, *, batch_size: int = 64, device: str | torch.device = "auto") -> float:
+def inception_fid(
+    samples_uint8: Any,
+    reference_uint8: Any,
+    weights_path: str | Path,
+    *,
+    batch_size: int = 64,
+    device: str | torch.device = "auto",
+) -> float:
     """The standard FID between two image sets, with the FID Inception-v3 weights in ``weights_path``.
 
     Parameters

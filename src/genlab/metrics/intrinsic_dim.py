@@ -56,7 +56,9 @@ def _mle_on_rows(x: torch.Tensor, k: int) -> tuple[float, int]:
     distinct = torch.unique(x, dim=0)
     duplicates = x.shape[0] - distinct.shape[0]
     if distinct.shape[0] < k + 1:
-        raise GenlabError(f"X: {distinct.shape[0]} distinct rows, need at least k + 1 = {k + 1} for k={k} nearest neighbours")
+        raise GenlabError(
+            f"X: {distinct.shape[0]} distinct rows, need at least k + 1 = {k + 1} for k={k} nearest neighbours"
+        )
     (rows,) = prepare(distinct, names=("X",))
     d2, _ = knn(rows, rows, k, exclude_self=True)
     # Distinct rows are at distance > 0; the floor only guards against underflow of d².
@@ -68,7 +70,9 @@ def _mle_on_rows(x: torch.Tensor, k: int) -> tuple[float, int]:
     return (math.inf if mean_inverse == 0.0 else 1.0 / mean_inverse), duplicates
 
 
-def mle_intrinsic_dimension(X: Any, k: int = 20, *, max_samples: int = DEFAULT_MAX_SAMPLES, random_state: int = 0) -> float:
+def mle_intrinsic_dimension(
+    X: Any, k: int = 20, *, max_samples: int = DEFAULT_MAX_SAMPLES, random_state: int = 0
+) -> float:
     """Levina–Bickel MLE of intrinsic dimension with the MacKay–Ghahramani correction.
 
     Parameters
@@ -100,10 +104,19 @@ def _pca_on_rows(x: torch.Tensor, variance: float) -> int:
         return 0  # every row identical: no direction of variation
     explained = torch.cumsum(eigenvalues, 0) / total
     # Tolerance: exactly d-dimensional data reaches 1.0 at d only up to rounding.
-    return int(torch.searchsorted(explained, torch.tensor([variance - 1e-12], dtype=torch.float64, device=explained.device))) + 1
+    return (
+        int(
+            torch.searchsorted(
+                explained, torch.tensor([variance - 1e-12], dtype=torch.float64, device=explained.device)
+            )
+        )
+        + 1
+    )
 
 
-def pca_dimension(X: Any, variance: float = 0.95, *, max_samples: int = DEFAULT_MAX_SAMPLES, random_state: int = 0) -> int:
+def pca_dimension(
+    X: Any, variance: float = 0.95, *, max_samples: int = DEFAULT_MAX_SAMPLES, random_state: int = 0
+) -> int:
     """Number of principal components explaining at least ``variance`` of the total variance.
 
     Parameters

@@ -45,7 +45,9 @@ def polynomial_kernel(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return (a @ b.T / a.shape[1] + 1.0) ** 3
 
 
-def _mmd2_from_counts(kxx: torch.Tensor, kyy: torch.Tensor, kxy: torch.Tensor, wx: torch.Tensor, wy: torch.Tensor) -> torch.Tensor:
+def _mmd2_from_counts(
+    kxx: torch.Tensor, kyy: torch.Tensor, kxy: torch.Tensor, wx: torch.Tensor, wy: torch.Tensor
+) -> torch.Tensor:
     """Unbiased MMD² of multisets given by counts wx (B, N), wy (B, M) over the rows: (B,).
 
     Σ_{a≠b} k(x_{i_a}, x_{i_b}) over a multiset with counts w is ``wᵀKw − w·diag(K)``.
@@ -64,10 +66,14 @@ def mmd2_unbiased(real: Any, fake: Any) -> float:
     check_same_width(x, y, "real", "fake")
     ones_x = torch.ones((1, len(x)), dtype=torch.float64, device=x.device)
     ones_y = torch.ones((1, len(y)), dtype=torch.float64, device=x.device)
-    return float(_mmd2_from_counts(polynomial_kernel(x, x), polynomial_kernel(y, y), polynomial_kernel(x, y), ones_x, ones_y)[0])
+    return float(
+        _mmd2_from_counts(polynomial_kernel(x, x), polynomial_kernel(y, y), polynomial_kernel(x, y), ones_x, ones_y)[0]
+    )
 
 
-def kernel_distance(real: Any, fake: Any, *, n_subsets: int = 50, subset_size: int | None = None, seed: int = 0) -> dict[str, float]:
+def kernel_distance(
+    real: Any, fake: Any, *, n_subsets: int = 50, subset_size: int | None = None, seed: int = 0
+) -> dict[str, float]:
     """KID of ``fake`` (M, F) against ``real`` (N, F): ``{"kid", "kid_std"}``.
 
     The mean and standard deviation of :func:`mmd2_unbiased` over ``n_subsets`` random
@@ -80,7 +86,9 @@ def kernel_distance(real: Any, fake: Any, *, n_subsets: int = 50, subset_size: i
     check_same_width(x, y, "real", "fake")
     size = min(1000, len(x) // 2, len(y) // 2) if subset_size is None else int(subset_size)
     if not 2 <= size <= min(len(x), len(y)):
-        raise GenlabError(f"subset_size={subset_size}: must be between 2 and the smaller set's size {min(len(x), len(y))}")
+        raise GenlabError(
+            f"subset_size={subset_size}: must be between 2 and the smaller set's size {min(len(x), len(y))}"
+        )
     g = torch.Generator().manual_seed(seed)
     values = []
     for _ in range(int(n_subsets)):  # a handful of subset estimates, each vectorised
@@ -117,7 +125,17 @@ def _weighted_statistics(x: torch.Tensor, w: torch.Tensor) -> tuple[torch.Tensor
     return mean, (centred.T * w) @ centred / (n - 1)
 
 
-def bootstrap_intervals(real: Any, fake: Any, indicators: dict[str, np.ndarray], *, k: int, point: dict[str, float] | None = None, n_boot: int = N_BOOTSTRAP, level: float = LEVEL, seed: int = 0) -> dict[str, tuple[float, float]]:
+def bootstrap_intervals(
+    real: Any,
+    fake: Any,
+    indicators: dict[str, np.ndarray],
+    *,
+    k: int,
+    point: dict[str, float] | None = None,
+    n_boot: int = N_BOOTSTRAP,
+    level: float = LEVEL,
+    seed: int = 0,
+) -> dict[str, tuple[float, float]]:
     """Bootstrap intervals ``{metric: (low, high)}`` at ``level`` for fd, kid and the k-NN metrics.
 
     ``indicators`` are the per-point arrays that :func:`genlab.metrics.prdc.prdc` fills in

@@ -44,7 +44,9 @@ def _validated(real: Any, fake: Any, k: Any, *, fake_needs_radius: bool) -> tupl
     return k, real_t, fake_t
 
 
-def _compute(real: torch.Tensor, fake: torch.Tensor, k: int, with_recall: bool, indicators: dict | None = None) -> dict[str, float]:
+def _compute(
+    real: torch.Tensor, fake: torch.Tensor, k: int, with_recall: bool, indicators: dict | None = None
+) -> dict[str, float]:
     real_rows, fake_rows = prepare(real, fake, names=("real", "fake"))
     real_r2 = knn(real_rows, real_rows, k, exclude_self=True)[0][:, -1]
     fake_r2 = knn(fake_rows, fake_rows, k, exclude_self=True)[0][:, -1] if with_recall else None

@@ -64,7 +64,9 @@ class AutoencoderNetwork(nn.Module):
         self.n_classes = int(n_classes)
         common = dict(width=int(width), n_blocks=int(n_blocks), norm=norm, activation="relu", residual=True)
         self.encoder = ConvEncoder((c + self.n_classes, h, w), int(encoder_outputs), **common)
-        self.decoder = ConvDecoder(self.image_shape, self.latent_dim + self.n_classes, out_channels=int(decoder_channels), **common)
+        self.decoder = ConvDecoder(
+            self.image_shape, self.latent_dim + self.n_classes, out_channels=int(decoder_channels), **common
+        )
 
     def encode_raw(self, u: torch.Tensor, onehot: torch.Tensor | None = None) -> torch.Tensor:
         """u: (B, C, H, W) in [0, 1] -> encoder outputs (B, encoder_outputs)."""
@@ -133,19 +135,52 @@ class AutoencoderModel(NeuralGenerativeModel):
     #: hyper-parameters every autoencoder shares (families add theirs and the training ones)
     parameter_schema = {
         "latent_dim": Param("int", None, low=1, nullable=True, help="code size d (None = the preset's)"),
-        "width": Param("int", None, low=1, nullable=True, help="channels of the first conv level (None = the preset's)"),
-        "n_blocks": Param("int", None, low=0, nullable=True, help="residual blocks per resolution (None = the preset's)"),
+        "width": Param(
+            "int", None, low=1, nullable=True, help="channels of the first conv level (None = the preset's)"
+        ),
+        "n_blocks": Param(
+            "int", None, low=0, nullable=True, help="residual blocks per resolution (None = the preset's)"
+        ),
         "norm": Param("choice", "group", choices=NORMS, help="normalisation in the conv blocks"),
         "condition": Param("choice", "none", choices=conditionings, help="'label' = class-conditional (CVAE)"),
-        "latent_sampler": Param("choice", "gmm", choices=LATENT_SAMPLERS, help="where generated codes come from: the prior or a GMM fitted on the training codes"),
-        "latent_components": Param("int", None, low=1, nullable=True, help="components of the 'gmm' latent sampler (None = the preset's)"),
-        "latent_temperature": Param("float", None, low=0.0, low_inclusive=False, high=MAX_TEMPERATURE, nullable=True, help="spread of generated codes (None = the preset's)"),
+        "latent_sampler": Param(
+            "choice",
+            "gmm",
+            choices=LATENT_SAMPLERS,
+            help="where generated codes come from: the prior or a GMM fitted on the training codes",
+        ),
+        "latent_components": Param(
+            "int", None, low=1, nullable=True, help="components of the 'gmm' latent sampler (None = the preset's)"
+        ),
+        "latent_temperature": Param(
+            "float",
+            None,
+            low=0.0,
+            low_inclusive=False,
+            high=MAX_TEMPERATURE,
+            nullable=True,
+            help="spread of generated codes (None = the preset's)",
+        ),
     }
     #: per-call options of ``sample`` (and ``sample_codes``)
     sample_options: ClassVar[dict[str, Param]] = {
         **NeuralGenerativeModel.sample_options,
-        "sampler": Param("choice", None, choices=LATENT_SAMPLERS, nullable=True, help="latent sampler for this call: 'prior' = N(0, I), 'gmm' = the fitted mixture (None = the model's latent_sampler)"),
-        "temperature": Param("float", None, low=0.0, low_inclusive=False, high=MAX_TEMPERATURE, nullable=True, help="spread of the codes for this call (None = the model's latent_temperature)"),
+        "sampler": Param(
+            "choice",
+            None,
+            choices=LATENT_SAMPLERS,
+            nullable=True,
+            help="latent sampler for this call: 'prior' = N(0, I), 'gmm' = the fitted mixture (None = the model's latent_sampler)",
+        ),
+        "temperature": Param(
+            "float",
+            None,
+            low=0.0,
+            low_inclusive=False,
+            high=MAX_TEMPERATURE,
+            nullable=True,
+            help="spread of the codes for this call (None = the model's latent_temperature)",
+        ),
     }
 
     # ------------------------------------------------------------------ conditioning
@@ -196,7 +231,9 @@ class AutoencoderModel(NeuralGenerativeModel):
             raise GenlabError(f"{self.name}: condition='label' needs class labels; call fit(X, y)")
         if self.latent_sampler == "gmm" and self.latent_components is not None and self.latent_components > n_images:
             # checked before training: the sampler is fitted on one code per training image
-            raise GenlabError(f"latent_components={self.latent_components} is larger than the number of codes ({n_images} training images); use fewer components")
+            raise GenlabError(
+                f"latent_components={self.latent_components} is larger than the number of codes ({n_images} training images); use fewer components"
+            )
 
     # ------------------------------------------------------------------ fit
     def _fit(self, images: torch.Tensor, labels: torch.Tensor | None, **fit_args: Any) -> None:
@@ -208,7 +245,12 @@ class AutoencoderModel(NeuralGenerativeModel):
         super()._fit(images, labels, **fit_args)
         codes = self._encode_tensor(images, labels)
         if self.conditional:  # p(z | y): one sampler per class (see ClassConditionalSampler)
-            sampler = make_latent_sampler("per_class", base=self.latent_sampler, n_components=int(self._param("latent_components")), random_state=int(self.random_state or 0))
+            sampler = make_latent_sampler(
+                "per_class",
+                base=self.latent_sampler,
+                n_components=int(self._param("latent_components")),
+                random_state=int(self.random_state or 0),
+            )
         else:
             sampler = make_latent_sampler(self.latent_sampler, **self._sampler_params())
         self.latent_sampler_state_ = sampler.fit(codes, labels).get_state()
@@ -258,7 +300,12 @@ class AutoencoderModel(NeuralGenerativeModel):
         arr = y.detach().cpu().numpy() if isinstance(y, torch.Tensor) else np.asarray(y)
         if arr.ndim == 2 and np.issubdtype(arr.dtype, np.floating):
             k = int(self.n_classes_)
-            if arr.shape != (n, k) or not np.all(np.isfinite(arr)) or np.any(arr < 0) or not np.allclose(arr.sum(1), 1.0, atol=1e-4):
+            if (
+                arr.shape != (n, k)
+                or not np.all(np.isfinite(arr))
+                or np.any(arr < 0)
+                or not np.allclose(arr.sum(1), 1.0, atol=1e-4)
+            ):
                 raise GenlabError(f"y: soft labels must be ({n}, {k}) non-negative class weights summing to 1 per row")
             return torch.from_numpy(arr.astype(np.float32))
         return check_labels(arr, n, n_classes=int(self.n_classes_), classes=getattr(self, "classes_", None))
@@ -268,7 +315,9 @@ class AutoencoderModel(NeuralGenerativeModel):
         """Codes (B, d) of dequantised images u (B, C, H, W) on the network's device."""
         raise NotImplementedError
 
-    def _decode_unit(self, z: torch.Tensor, onehot: torch.Tensor | None, generator: torch.Generator | None = None) -> torch.Tensor:
+    def _decode_unit(
+        self, z: torch.Tensor, onehot: torch.Tensor | None, generator: torch.Generator | None = None
+    ) -> torch.Tensor:
         """Images in [0, 1] (B, C, H, W) decoded from codes z (B, d); with a ``generator``
         a family with a decoder likelihood draws pixels from it instead of its mean."""
         raise NotImplementedError
@@ -283,7 +332,9 @@ class AutoencoderModel(NeuralGenerativeModel):
                 out.append(self._encode_unit(u, self._onehot(lab, len(u), dev)).float())
         return torch.cat(out)
 
-    def _decode_tensor(self, z: torch.Tensor, labels: torch.Tensor | None, generator: torch.Generator | None = None) -> torch.Tensor:
+    def _decode_tensor(
+        self, z: torch.Tensor, labels: torch.Tensor | None, generator: torch.Generator | None = None
+    ) -> torch.Tensor:
         dev = self._network_device()
         out = []
         with torch.no_grad():
@@ -344,7 +395,15 @@ class AutoencoderModel(NeuralGenerativeModel):
         value = self._param("latent_temperature")
         return 1.0 if value is None else float(value)
 
-    def sample_codes(self, n: int, *, y: Any = None, seed: int | None = None, sampler: str | None = None, temperature: float | None = None) -> torch.Tensor:
+    def sample_codes(
+        self,
+        n: int,
+        *,
+        y: Any = None,
+        seed: int | None = None,
+        sampler: str | None = None,
+        temperature: float | None = None,
+    ) -> torch.Tensor:
         """``n`` codes (n, d) from the latent sampler (float32, CPU); conditional models
         draw from p(z | y) and need the labels ``y``; ``sampler`` and ``temperature`` as in
         :meth:`sample`."""
@@ -357,23 +416,44 @@ class AutoencoderModel(NeuralGenerativeModel):
             raise GenlabError("y: sample_codes needs integer labels, not soft labels")
         if not self.conditional and y is not None:
             raise GenlabError(f"{self.name} is not class-conditional; call it without y (labels)")
-        options = self._check_sample_options({k: v for k, v in {"sampler": sampler, "temperature": temperature}.items() if v is not None})
+        options = self._check_sample_options(
+            {k: v for k, v in {"sampler": sampler, "temperature": temperature}.items() if v is not None}
+        )
         return self._draw_codes(n, make_generator(seed), labels, **options).float().cpu()
 
     def _check_option_combination(self, options: dict[str, Any]) -> None:
         super()._check_option_combination(options)
         sampler = options.get("sampler")
         if sampler is not None and sampler != "prior" and sampler != self.latent_sampler:
-            raise GenlabError(f"sampler={sampler!r}: this model was fitted with latent_sampler={self.latent_sampler!r}; refit with latent_sampler={sampler!r}")
+            raise GenlabError(
+                f"sampler={sampler!r}: this model was fitted with latent_sampler={self.latent_sampler!r}; refit with latent_sampler={sampler!r}"
+            )
 
-    def _draw_codes(self, n: int, generator: torch.Generator, labels: torch.Tensor | None = None, *, sampler: str | None = None, temperature: float | None = None) -> torch.Tensor:
+    def _draw_codes(
+        self,
+        n: int,
+        generator: torch.Generator,
+        labels: torch.Tensor | None = None,
+        *,
+        sampler: str | None = None,
+        temperature: float | None = None,
+    ) -> torch.Tensor:
         t = self._temperature() if temperature is None else float(temperature)
         if sampler == "prior" or getattr(self, "latent_sampler_state_", None) is None:
             # the prior, also during training (sample grids) when the ex-post sampler does not exist yet
             return torch.randn((n, int(self._param("latent_dim"))), generator=generator) * t
         return self.latent_sampler_.sample(n, generator, labels=labels, temperature=t)
 
-    def _sample(self, n: int, labels: torch.Tensor | None, generator: torch.Generator, *, sampler: str | None = None, temperature: float | None = None, unconditional: bool = False) -> torch.Tensor:
+    def _sample(
+        self,
+        n: int,
+        labels: torch.Tensor | None,
+        generator: torch.Generator,
+        *,
+        sampler: str | None = None,
+        temperature: float | None = None,
+        unconditional: bool = False,
+    ) -> torch.Tensor:
         """Decode codes of the latent sampler. ``sampler``: "prior" or "gmm" overrides the
         model's ``latent_sampler`` for this call ("gmm" needs a model fitted with it);
         ``temperature`` overrides ``latent_temperature``. Conditional models always get
@@ -383,7 +463,9 @@ class AutoencoderModel(NeuralGenerativeModel):
         return self._decode_tensor(z.float(), labels, pixel_generator)
 
 
-def gaussian_log_density(z: torch.Tensor, mean: torch.Tensor | float = 0.0, log_var: torch.Tensor | float = 0.0) -> torch.Tensor:
+def gaussian_log_density(
+    z: torch.Tensor, mean: torch.Tensor | float = 0.0, log_var: torch.Tensor | float = 0.0
+) -> torch.Tensor:
     """log N(z; mean, diag(exp(log_var))) summed over the last dim, nats."""
     log_var_t = torch.as_tensor(log_var, dtype=z.dtype, device=z.device)
     return -0.5 * (((z - mean) ** 2) * torch.exp(-log_var_t) + log_var_t + math.log(2 * math.pi)).sum(-1)

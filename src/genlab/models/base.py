@@ -41,7 +41,9 @@ from .schema import Param, validate_values
 #: likelihood = score_samples/score/bits_per_dim; encode/decode/reconstruct = the latent codec;
 #: interpolate, invert, edit, inpaint = the methods of those names; attributes = latent attribute
 #: directions (encode + decode on labelled data)
-CAPABILITIES = frozenset({"likelihood", "encode", "decode", "reconstruct", "interpolate", "invert", "edit", "inpaint", "attributes"})
+CAPABILITIES = frozenset(
+    {"likelihood", "encode", "decode", "reconstruct", "interpolate", "invert", "edit", "inpaint", "attributes"}
+)
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
 
@@ -58,7 +60,11 @@ class GenerativeModel(BaseEstimator):
     #: per-call options of ``sample`` (name -> :class:`~genlab.models.schema.Param`); families
     #: extend these (``{**GenerativeModel.sample_options, ...}``)
     sample_options: ClassVar[dict[str, Param]] = {
-        "unconditional": Param("bool", False, help="conditional models: sample the unconditional (null) branch instead of drawing labels/prompts from the training data"),
+        "unconditional": Param(
+            "bool",
+            False,
+            help="conditional models: sample the unconditional (null) branch instead of drawing labels/prompts from the training data",
+        ),
     }
     #: whether a conditional model also learned an unconditional (null-label) branch
     has_null_branch: ClassVar[bool] = False
@@ -127,10 +133,14 @@ class GenerativeModel(BaseEstimator):
         labels = None
         if y is not None:
             if not self.conditional:
-                raise GenlabError(f"{self.name or type(self).__name__} is not class-conditional; sample without y (labels)")
+                raise GenlabError(
+                    f"{self.name or type(self).__name__} is not class-conditional; sample without y (labels)"
+                )
             if options.get("unconditional"):
                 raise GenlabError("give labels y or unconditional=True, not both")
-            labels = check_labels(y, n, n_classes=getattr(self, "n_classes_", None), classes=getattr(self, "classes_", None))
+            labels = check_labels(
+                y, n, n_classes=getattr(self, "n_classes_", None), classes=getattr(self, "classes_", None)
+            )
         elif self.conditional and not options.get("unconditional"):
             labels = self._default_labels(n, generator)
         out = self._sample(n, labels, generator, **options)
@@ -153,7 +163,9 @@ class GenerativeModel(BaseEstimator):
     def _check_sample_options(self, options: dict[str, Any]) -> dict[str, Any]:
         """Options checked against ``sample_options`` (unknown names, types, ranges), then
         :meth:`_check_option_combination` for what one option alone cannot say."""
-        checked = validate_values(options, type(self).sample_options, what=f"{self.name or type(self).__name__} sample options")
+        checked = validate_values(
+            options, type(self).sample_options, what=f"{self.name or type(self).__name__} sample options"
+        )
         self._check_option_combination(checked)
         return checked
 
@@ -220,10 +232,18 @@ class GenerativeModel(BaseEstimator):
                     fitted[key] = {"__module__": key}
                 else:
                     fitted[key] = _encode(value, f"fitted.{key}", tensors)
-        config = {"genlab_version": __version__, "model": self.name, "likelihood": self.likelihood, "params": params, "fitted": fitted}
+        config = {
+            "genlab_version": __version__,
+            "model": self.name,
+            "likelihood": self.likelihood,
+            "params": params,
+            "fitted": fitted,
+        }
         nan = sorted(k for k, t in tensors.items() if t.is_floating_point() and bool(torch.isnan(t).any()))
         if nan:  # load refuses such a folder, so never write one
-            raise GenlabError(f"cannot save {self.name or type(self).__name__} to {path}: tensor {nan[0]} holds NaN values ({len(nan)} tensor(s)); the model diverged — refit it")
+            raise GenlabError(
+                f"cannot save {self.name or type(self).__name__} to {path}: tensor {nan[0]} holds NaN values ({len(nan)} tensor(s)); the model diverged — refit it"
+            )
         path.mkdir(parents=True, exist_ok=True)
         # weights first: a config.json only ever points at weights that are complete
         save_tensors(path / WEIGHTS_FILE, tensors, metadata={"model": self.name})
@@ -276,7 +296,9 @@ class GenerativeModel(BaseEstimator):
         valid = set(model_cls().get_params(deep=False))
         unknown = sorted(set(params) - valid)
         if unknown:
-            raise GenlabError(f"{config_file}: unknown parameter(s) {', '.join(unknown)} for {config['model']}; valid: {', '.join(sorted(valid))}")
+            raise GenlabError(
+                f"{config_file}: unknown parameter(s) {', '.join(unknown)} for {config['model']}; valid: {', '.join(sorted(valid))}"
+            )
         model = model_cls(**params)
         try:
             model._check_params()
@@ -287,7 +309,7 @@ class GenerativeModel(BaseEstimator):
             _check_fitted_name(model_cls, key, config_file)
             if isinstance(value, dict) and "__module__" in value:
                 if value != {"__module__": key}:
-                    raise GenlabError(f"{config_file}: fitted.{key}: a network entry must be {{\"__module__\": \"{key}\"}}")
+                    raise GenlabError(f'{config_file}: fitted.{key}: a network entry must be {{"__module__": "{key}"}}')
                 modules.append(key)
                 continue
             try:
@@ -301,18 +323,26 @@ class GenerativeModel(BaseEstimator):
         unused = sorted(set(tensors) - used)
         if unused:
             shown = ", ".join(unused[:5]) + (" ..." if len(unused) > 5 else "")
-            raise GenlabError(f"{weights_file}: {len(unused)} tensor(s) that {CONFIG_FILE} does not refer to ({shown}); the two files are from different models")
+            raise GenlabError(
+                f"{weights_file}: {len(unused)} tensor(s) that {CONFIG_FILE} does not refer to ({shown}); the two files are from different models"
+            )
         # NaN is never learned state (inf can be: a log-SNR schedule's end points)
-        bad = sorted(k for k, t in tensors.items() if (t.is_floating_point() or t.is_complex()) and bool(torch.isnan(t).any()))
+        bad = sorted(
+            k for k, t in tensors.items() if (t.is_floating_point() or t.is_complex()) and bool(torch.isnan(t).any())
+        )
         if bad:
-            raise GenlabError(f"{weights_file}: tensor {bad[0]} holds NaN values ({len(bad)} tensor(s) affected); the model diverged or the file is damaged — retrain it")
+            raise GenlabError(
+                f"{weights_file}: tensor {bad[0]} holds NaN values ({len(bad)} tensor(s) affected); the model diverged or the file is damaged — retrain it"
+            )
         try:
             model._after_load()
             model._check_loaded()
         except GenlabError as exc:
             raise GenlabError(f"{config_file}: {exc}") from None
         except Exception as exc:  # hostile or damaged state the family cannot use: say so, no traceback
-            raise GenlabError(f"{config_file}: the saved state does not fit a {config['model']} model ({exc.__class__.__name__}: {exc})") from None
+            raise GenlabError(
+                f"{config_file}: the saved state does not fit a {config['model']} model ({exc.__class__.__name__}: {exc})"
+            ) from None
         return model
 
     # ------------------------------------------------------------------ subclass hooks
@@ -355,7 +385,11 @@ class GenerativeModel(BaseEstimator):
         schema = getattr(type(self), "parameter_schema", None)
         if schema:
             params = self.get_params(deep=False)
-            validate_values({k: v for k, v in params.items() if k in schema}, schema, what=f"{self.name or type(self).__name__} parameters")
+            validate_values(
+                {k: v for k, v in params.items() if k in schema},
+                schema,
+                what=f"{self.name or type(self).__name__} parameters",
+            )
 
     def _check_loaded(self) -> None:
         """Check the fitted state after ``load`` (shapes agree with ``image_shape_``, ...).
@@ -366,9 +400,13 @@ class GenerativeModel(BaseEstimator):
         """The fitted floating-point tensor ``name``, checked to have ``shape`` (for ``_check_loaded``)."""
         value = getattr(self, name, None)
         if not isinstance(value, torch.Tensor) or not value.is_floating_point():
-            raise GenlabError(f"fitted.{name}: expected a floating-point tensor, got {type(value).__name__ if value is not None else 'nothing'}")
+            raise GenlabError(
+                f"fitted.{name}: expected a floating-point tensor, got {type(value).__name__ if value is not None else 'nothing'}"
+            )
         if tuple(value.shape) != tuple(shape):
-            raise GenlabError(f"fitted.{name}: shape {tuple(value.shape)}, but a model of images {self.image_shape_} needs {tuple(shape)}")
+            raise GenlabError(
+                f"fitted.{name}: shape {tuple(value.shape)}, but a model of images {self.image_shape_} needs {tuple(shape)}"
+            )
         return value
 
     @property
@@ -381,11 +419,15 @@ class GenerativeModel(BaseEstimator):
 
     def _check_fitted(self) -> None:
         if not hasattr(self, "image_shape_"):
-            raise NotFittedError(f"This {type(self).__name__} is not fitted yet; call fit(X) first (or load a saved model)")
+            raise NotFittedError(
+                f"This {type(self).__name__} is not fitted yet; call fit(X) first (or load a saved model)"
+            )
 
     def _check_has_likelihood(self) -> None:
         if self.likelihood == "none":
-            raise GenlabError(f"{self.name or type(self).__name__} has no likelihood (neither exact nor a bound); compare it with sample metrics (genlab evaluate) instead")
+            raise GenlabError(
+                f"{self.name or type(self).__name__} has no likelihood (neither exact nor a bound); compare it with sample metrics (genlab evaluate) instead"
+            )
 
     def __sklearn_tags__(self):  # scikit-learn >= 1.6
         tags = super().__sklearn_tags__()
@@ -427,7 +469,9 @@ _MAX_IMAGE_VALUES = 1 << 26  # C*H*W of a loadable model: 64M values (a 4096x409
 CONFIG_KEYS = ("genlab_version", "model", "likelihood", "params", "fitted")
 
 
-def _decode(value: Any, tensors: dict[str, torch.Tensor], key: str = "value", used: set[str] | None = None, depth: int = 0) -> Any:
+def _decode(
+    value: Any, tensors: dict[str, torch.Tensor], key: str = "value", used: set[str] | None = None, depth: int = 0
+) -> Any:
     """Inverse of :func:`_encode`. Raises GenlabError naming ``key`` for anything that
     ``_encode`` cannot have written (unknown markers, missing tensors, excessive nesting).
     The names of the tensors it uses are added to ``used``."""
@@ -437,7 +481,7 @@ def _decode(value: Any, tensors: dict[str, torch.Tensor], key: str = "value", us
         return [_decode(v, tensors, f"{key}.{i}", used, depth + 1) for i, v in enumerate(value)]
     if not isinstance(value, dict):
         if isinstance(value, float) and not np.isfinite(value):
-            raise GenlabError(f"{key}: bare {value!r} (genlab writes non-finite numbers as {{\"__float__\": ...}})")
+            raise GenlabError(f'{key}: bare {value!r} (genlab writes non-finite numbers as {{"__float__": ...}})')
         return value
     markers = [m for m in _MARKERS if m in value]
     if not markers:
@@ -445,7 +489,9 @@ def _decode(value: Any, tensors: dict[str, torch.Tensor], key: str = "value", us
             raise GenlabError(f"{key}: unknown entry {next(k for k in value if k.startswith('__'))!r}")
         return {k: _decode(v, tensors, f"{key}.{k}", used, depth + 1) for k, v in value.items()}
     if len(value) != 1:
-        raise GenlabError(f"{key}: a {markers[0]!r} entry must have no other keys (found {', '.join(sorted(map(str, value)))})")
+        raise GenlabError(
+            f"{key}: a {markers[0]!r} entry must have no other keys (found {', '.join(sorted(map(str, value)))})"
+        )
     marker, inner = markers[0], value[markers[0]]
     if marker in ("__tensor__", "__ndarray__"):
         if not isinstance(inner, str):
@@ -480,15 +526,21 @@ def _check_config(config: Any, config_file: Path) -> None:
         raise GenlabError(f"{config_file}: not a genlab model config (expected an object with 'model' and 'params')")
     unknown = sorted(set(config) - set(CONFIG_KEYS))
     if unknown:
-        raise GenlabError(f"{config_file}: unknown key(s) {', '.join(map(repr, unknown))}; a model config holds {', '.join(CONFIG_KEYS)}")
+        raise GenlabError(
+            f"{config_file}: unknown key(s) {', '.join(map(repr, unknown))}; a model config holds {', '.join(CONFIG_KEYS)}"
+        )
     if not isinstance(config["model"], str):
-        raise GenlabError(f"{config_file}: 'model' must be a model name (a string), got {type(config['model']).__name__}")
+        raise GenlabError(
+            f"{config_file}: 'model' must be a model name (a string), got {type(config['model']).__name__}"
+        )
     for name in ("genlab_version", "likelihood"):
         if name in config and not isinstance(config[name], str):
             raise GenlabError(f"{config_file}: {name!r} must be a string, got {type(config[name]).__name__}")
     for name in ("params", "fitted"):
         if not isinstance(config.get(name, {}), dict):
-            raise GenlabError(f"{config_file}: {name!r} must be an object (name -> value), got {type(config[name]).__name__}")
+            raise GenlabError(
+                f"{config_file}: {name!r} must be an object (name -> value), got {type(config[name]).__name__}"
+            )
     config.setdefault("fitted", {})
 
 
@@ -496,9 +548,13 @@ def _check_fitted_name(model_cls: type, key: str, config_file: Path) -> None:
     """Fitted state is public attributes ending in ``_`` that the class does not define
     itself, so a config can neither replace a method or property nor set private state."""
     if not (isinstance(key, str) and key.isidentifier() and key.endswith("_") and not key.startswith("_")):
-        raise GenlabError(f"{config_file}: fitted.{key}: not a fitted attribute name (those are public names ending in '_', like 'means_')")
+        raise GenlabError(
+            f"{config_file}: fitted.{key}: not a fitted attribute name (those are public names ending in '_', like 'means_')"
+        )
     if hasattr(model_cls, key):
-        raise GenlabError(f"{config_file}: fitted.{key}: names an attribute of {model_cls.__name__} itself, not fitted state")
+        raise GenlabError(
+            f"{config_file}: fitted.{key}: names an attribute of {model_cls.__name__} itself, not fitted state"
+        )
 
 
 def _check_image_shape(shape: Any, config_file: Path) -> None:
@@ -509,22 +565,29 @@ def _check_image_shape(shape: Any, config_file: Path) -> None:
         and int(np.prod(shape, dtype=np.float64)) <= _MAX_IMAGE_VALUES
     )
     if not ok:
-        raise GenlabError(f"{config_file}: fitted.image_shape_ = {shape!r} is not an image shape (C, H, W) of positive integers with C*H*W <= {_MAX_IMAGE_VALUES}")
+        raise GenlabError(
+            f"{config_file}: fitted.image_shape_ = {shape!r} is not an image shape (C, H, W) of positive integers with C*H*W <= {_MAX_IMAGE_VALUES}"
+        )
 
 
-def _load_modules(model: GenerativeModel, keys: list[str], tensors: dict[str, torch.Tensor], config_file: Path, weights_file: Path) -> set[str]:
+def _load_modules(
+    model: GenerativeModel, keys: list[str], tensors: dict[str, torch.Tensor], config_file: Path, weights_file: Path
+) -> set[str]:
     """Build the networks named in ``keys`` and load their weights; returns the tensor names used.
 
     The networks are first built on the meta device (no memory), so a config whose state
     asks for a huge network, or weights of another shape, dtype or family, are refused
     before anything is allocated."""
+
     def build() -> None:
         try:
             model._build_modules()
         except GenlabError as exc:
             raise GenlabError(f"{config_file}: {exc}") from None
         except Exception as exc:
-            raise GenlabError(f"{config_file}: cannot rebuild the {model.name} network from this state ({exc.__class__.__name__}: {exc})") from None
+            raise GenlabError(
+                f"{config_file}: cannot rebuild the {model.name} network from this state ({exc.__class__.__name__}: {exc})"
+            ) from None
 
     with torch.device("meta"):
         build()
@@ -532,11 +595,15 @@ def _load_modules(model: GenerativeModel, keys: list[str], tensors: dict[str, to
     for key in keys:
         module = getattr(model, key, None)
         if not isinstance(module, torch.nn.Module):
-            raise GenlabError(f"{config_file}: fitted.{key} is marked as a network, but {model.name} builds no network of that name")
+            raise GenlabError(
+                f"{config_file}: fitted.{key} is marked as a network, but {model.name} builds no network of that name"
+            )
         expected.update({f"{key}.{name}": t for name, t in module.state_dict().items()})
     missing = sorted(set(expected) - set(tensors))
     if missing:
-        raise GenlabError(f"{weights_file}: {len(missing)} weight(s) of the {model.name} network missing (first: {missing[0]}); the file is from another model or family")
+        raise GenlabError(
+            f"{weights_file}: {len(missing)} weight(s) of the {model.name} network missing (first: {missing[0]}); the file is from another model or family"
+        )
     for name, want in expected.items():
         have = tensors[name]
         if tuple(have.shape) != tuple(want.shape) or have.dtype != want.dtype:
@@ -547,11 +614,13 @@ def _load_modules(model: GenerativeModel, keys: list[str], tensors: dict[str, to
     prefixes = tuple(f"{key}." for key in keys)
     extra = sorted(k for k in tensors if k.startswith(prefixes) and k not in expected)
     if extra:
-        raise GenlabError(f"{weights_file}: {len(extra)} weight(s) the {model.name} network does not have (first: {extra[0]}); the file is from another model or family")
+        raise GenlabError(
+            f"{weights_file}: {len(extra)} weight(s) the {model.name} network does not have (first: {extra[0]}); the file is from another model or family"
+        )
     build()
     for key in keys:
         prefix = f"{key}."
-        getattr(model, key).load_state_dict({k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)})
+        getattr(model, key).load_state_dict({k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)})
     return set(expected)
 
 
@@ -561,7 +630,7 @@ def _describe(t: torch.Tensor) -> str:
 
 def describe(model: GenerativeModel) -> str:
     """One line: name, likelihood kind and hyper-parameters."""
-    params = ", ".join(f"{k}={v!r}" for k, v in model.get_params(deep=False).items() if not isinstance(v, (np.ndarray, torch.Tensor)))
+    params = ", ".join(
+        f"{k}={v!r}" for k, v in model.get_params(deep=False).items() if not isinstance(v, (np.ndarray, torch.Tensor))
+    )
     return f"{model.name}({params}) [likelihood: {model.likelihood}]"
-
-

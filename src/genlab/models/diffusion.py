@@ -110,11 +110,39 @@ class Diffusion(NeuralGenerativeModel):
     #: per-call options of ``sample`` (None = the model's default for that call)
     sample_options: ClassVar[dict[str, Param]] = {
         **NeuralGenerativeModel.sample_options,
-        "sampler": Param("choice", None, choices=SAMPLERS, nullable=True, help="sampler for this call (None = the model's sampler)"),
-        "steps": Param("int", None, low=1, high=MAX_STEPS, nullable=True, help="network calls (None = the model's steps, else the sampler's default)"),
-        "guidance": Param("float", None, low=0.0, high=MAX_GUIDANCE, nullable=True, help="classifier-free guidance scale: 0 = unconditional, 1 = conditional, > 1 = guided"),
-        "eta": Param("float", None, low=0.0, high=1.0, nullable=True, help="DDIM stochasticity (0 = deterministic, 1 = ancestral); sampler='ddim' only"),
-        "prompt": Param("text", None, nullable=True, help="condition='text': one prompt for all images or one per image (None = prompts drawn from the training captions)"),
+        "sampler": Param(
+            "choice", None, choices=SAMPLERS, nullable=True, help="sampler for this call (None = the model's sampler)"
+        ),
+        "steps": Param(
+            "int",
+            None,
+            low=1,
+            high=MAX_STEPS,
+            nullable=True,
+            help="network calls (None = the model's steps, else the sampler's default)",
+        ),
+        "guidance": Param(
+            "float",
+            None,
+            low=0.0,
+            high=MAX_GUIDANCE,
+            nullable=True,
+            help="classifier-free guidance scale: 0 = unconditional, 1 = conditional, > 1 = guided",
+        ),
+        "eta": Param(
+            "float",
+            None,
+            low=0.0,
+            high=1.0,
+            nullable=True,
+            help="DDIM stochasticity (0 = deterministic, 1 = ancestral); sampler='ddim' only",
+        ),
+        "prompt": Param(
+            "text",
+            None,
+            nullable=True,
+            help="condition='text': one prompt for all images or one per image (None = prompts drawn from the training captions)",
+        ),
     }
     #: label/caption dropout during training teaches the unconditional model guidance needs
     has_null_branch = True
@@ -122,22 +150,52 @@ class Diffusion(NeuralGenerativeModel):
     inversion_method = "DDIM inversion"
     conditionings = ("none", "label", "text")
     parameter_schema = {
-        "condition": Param("choice", "none", choices=conditionings, help="'label' = class-conditional, 'text' = captions; both with classifier-free guidance"),
-        "text_encoder": Param("str", DEFAULT_TEXT_ENCODER, help="condition='text': sentence-transformers model (name or local folder), never downloaded"),
-        "width": Param("int", None, low=1, nullable=True, help="channels of the first U-Net level (None = the preset's)"),
-        "channel_mults": Param("int_list", None, low=1, nullable=True, help="channel multiplier per U-Net level (None = the preset's)"),
-        "n_res_blocks": Param("int", None, low=1, nullable=True, help="residual blocks per level (None = the preset's)"),
-        "patch_size": Param("int", None, low=1, nullable=True, help="space-to-depth factor of the input (None = the preset's)"),
-        "attention_size": Param("int", 8, low=0, help="self-attention at levels whose larger side is at most this many pixels"),
+        "condition": Param(
+            "choice",
+            "none",
+            choices=conditionings,
+            help="'label' = class-conditional, 'text' = captions; both with classifier-free guidance",
+        ),
+        "text_encoder": Param(
+            "str",
+            DEFAULT_TEXT_ENCODER,
+            help="condition='text': sentence-transformers model (name or local folder), never downloaded",
+        ),
+        "width": Param(
+            "int", None, low=1, nullable=True, help="channels of the first U-Net level (None = the preset's)"
+        ),
+        "channel_mults": Param(
+            "int_list", None, low=1, nullable=True, help="channel multiplier per U-Net level (None = the preset's)"
+        ),
+        "n_res_blocks": Param(
+            "int", None, low=1, nullable=True, help="residual blocks per level (None = the preset's)"
+        ),
+        "patch_size": Param(
+            "int", None, low=1, nullable=True, help="space-to-depth factor of the input (None = the preset's)"
+        ),
+        "attention_size": Param(
+            "int", 8, low=0, help="self-attention at levels whose larger side is at most this many pixels"
+        ),
         "dropout": Param("float", 0.0, low=0.0, high=1.0, help="dropout in the residual blocks"),
         "schedule": Param("choice", "cosine", choices=SCHEDULES, help="noise schedule"),
         "prediction": Param("choice", "v", choices=PREDICTIONS, help="what the network predicts"),
         "loss_weighting": Param("choice", "min_snr", choices=LOSS_WEIGHTINGS, help="per-level weight of the MSE"),
         "snr_gamma": Param("float", 5.0, low=0.0, low_inclusive=False, help="gamma of Min-SNR weighting"),
-        "label_dropout": Param("float", 0.1, low=0.0, high=1.0, help="share of labels/captions replaced by the null label in training"),
+        "label_dropout": Param(
+            "float", 0.1, low=0.0, high=1.0, help="share of labels/captions replaced by the null label in training"
+        ),
         "sampler": Param("choice", "dpm++", choices=SAMPLERS, help="default sampler"),
-        "steps": Param("int", None, low=1, high=MAX_STEPS, nullable=True, help="default sampling steps (None = the sampler's)"),
-        "guidance": Param("float", None, low=0.0, high=MAX_GUIDANCE, nullable=True, help=f"default guidance scale (None = {DEFAULT_GUIDANCE})"),
+        "steps": Param(
+            "int", None, low=1, high=MAX_STEPS, nullable=True, help="default sampling steps (None = the sampler's)"
+        ),
+        "guidance": Param(
+            "float",
+            None,
+            low=0.0,
+            high=MAX_GUIDANCE,
+            nullable=True,
+            help=f"default guidance scale (None = {DEFAULT_GUIDANCE})",
+        ),
         "eta": Param("float", 0.0, low=0.0, high=1.0, help="default DDIM stochasticity"),
         "clip_denoised": Param("bool", True, help="clamp the predicted clean image at every step"),
         "elbo_points": Param("int", 32, low=1, help="noise levels per image in the likelihood bound"),
@@ -239,7 +297,9 @@ class Diffusion(NeuralGenerativeModel):
         super()._check_params()  # the schema: types, ranges, choices
         self._sampling_options(None, None, None, None)  # the sampling defaults must also work together
 
-    def _sampling_options(self, sampler: str | None, steps: int | None, guidance: float | None, eta: float | None) -> dict[str, Any]:
+    def _sampling_options(
+        self, sampler: str | None, steps: int | None, guidance: float | None, eta: float | None
+    ) -> dict[str, Any]:
         """Resolve and check sampling options against the model's defaults."""
         declared = type(self).sample_options
         name = check_choice("sampler", self.sampler if sampler is None else sampler, SAMPLERS)
@@ -251,7 +311,12 @@ class Diffusion(NeuralGenerativeModel):
         if eta is not None and name != "ddim":
             raise GenlabError(f"eta={eta} only applies to sampler='ddim' (not {name!r})")
         eta = declared["eta"].validate("eta", self.eta if eta is None else eta)
-        return {"sampler": name, "steps": steps, "guidance": DEFAULT_GUIDANCE if guidance is None else float(guidance), "eta": eta if name == "ddim" else None}
+        return {
+            "sampler": name,
+            "steps": steps,
+            "guidance": DEFAULT_GUIDANCE if guidance is None else float(guidance),
+            "eta": eta if name == "ddim" else None,
+        }
 
     # ------------------------------------------------------------------ fit
     def fit(self, X: Any, y: Any = None, *, resume: bool = False) -> "Diffusion":
@@ -267,7 +332,14 @@ class Diffusion(NeuralGenerativeModel):
         n = len(X) if hasattr(X, "__len__") else None
         return self._fit_checked(X, None, resume=bool(resume), captions=_check_captions(y, n))
 
-    def _fit(self, images: torch.Tensor, labels: torch.Tensor | None, *, resume: bool = False, captions: list[str] | None = None) -> None:
+    def _fit(
+        self,
+        images: torch.Tensor,
+        labels: torch.Tensor | None,
+        *,
+        resume: bool = False,
+        captions: list[str] | None = None,
+    ) -> None:
         if self.conditional and labels is None:
             raise GenlabError("condition='label' needs class labels: fit(X, y)")
         extra = None
@@ -308,7 +380,9 @@ class Diffusion(NeuralGenerativeModel):
         unet = UNet(
             self.image_shape_,
             width=int(self._param("width")),
-            channel_mults=None if self._param("channel_mults") is None else tuple(int(m) for m in self._param("channel_mults")),
+            channel_mults=None
+            if self._param("channel_mults") is None
+            else tuple(int(m) for m in self._param("channel_mults")),
             n_res_blocks=int(self._param("n_res_blocks")),
             attention_size=int(self.attention_size),
             dropout=float(self.dropout),
@@ -352,8 +426,12 @@ class Diffusion(NeuralGenerativeModel):
         if options.get("guidance") is not None and not (self.conditional or self.text_conditional):
             raise GenlabError("guidance needs a conditional model (condition='label' or 'text')")
         if options.get("prompt") is not None and not self.text_conditional:
-            raise GenlabError(f"prompt: this model is not text-conditional (condition={self.condition!r}); refit with condition='text'")
-        self._sampling_options(options.get("sampler"), options.get("steps"), options.get("guidance"), options.get("eta"))
+            raise GenlabError(
+                f"prompt: this model is not text-conditional (condition={self.condition!r}); refit with condition='text'"
+            )
+        self._sampling_options(
+            options.get("sampler"), options.get("steps"), options.get("guidance"), options.get("eta")
+        )
 
     def _sample(
         self,
@@ -384,7 +462,12 @@ class Diffusion(NeuralGenerativeModel):
                 stop = min(n, start + self._batch_for_sampling())
                 chunk_labels = labels[start:stop].to(device) if labels is not None else None
                 conditioning = {"cond": cond[start:stop].to(device)} if cond is not None else None
-                denoise = net.denoiser_fn(labels=chunk_labels, guidance=opts["guidance"], clip=bool(self.clip_denoised), conditioning=conditioning)
+                denoise = net.denoiser_fn(
+                    labels=chunk_labels,
+                    guidance=opts["guidance"],
+                    clip=bool(self.clip_denoised),
+                    conditioning=conditioning,
+                )
                 x = smp.sample(denoise, noise[start:stop].to(device), generator=generator)
                 out.append(net.data_to_unit(x).cpu())
         return torch.cat(out)
@@ -394,7 +477,10 @@ class Diffusion(NeuralGenerativeModel):
         sample of training captions; None (the null branch) for models saved without one."""
         pool = getattr(self, "caption_pool_", None)
         if not pool:
-            warnings.warn("this text-conditional model was saved without training captions; sampling the unconditional model (give prompt=...)", stacklevel=4)
+            warnings.warn(
+                "this text-conditional model was saved without training captions; sampling the unconditional model (give prompt=...)",
+                stacklevel=4,
+            )
             return None
         index = torch.randint(len(pool), (n,), generator=generator)
         used, inverse = torch.unique(index, return_inverse=True)  # each distinct caption is embedded once
@@ -426,7 +512,13 @@ class Diffusion(NeuralGenerativeModel):
 
         images, opts, labels, cond = self._editing_inputs(X, y, prompt, guidance, sampler, steps)
         generator = make_generator(seed)
-        return self._edit_in_chunks(images, labels, cond, opts, lambda denoise, smp, x, rows: sdedit(denoise, smp, x, strength, generator=generator))
+        return self._edit_in_chunks(
+            images,
+            labels,
+            cond,
+            opts,
+            lambda denoise, smp, x, rows: sdedit(denoise, smp, x, strength, generator=generator),
+        )
 
     def inpaint(
         self,
@@ -449,11 +541,18 @@ class Diffusion(NeuralGenerativeModel):
         regenerate = _check_mask(mask, images.shape)
         generator = make_generator(seed)
         return self._edit_in_chunks(
-            images, labels, cond, opts,
-            lambda denoise, smp, x, rows: inpaint(denoise, smp, x, regenerate[rows] if regenerate.shape[0] > 1 else regenerate, generator=generator),
+            images,
+            labels,
+            cond,
+            opts,
+            lambda denoise, smp, x, rows: inpaint(
+                denoise, smp, x, regenerate[rows] if regenerate.shape[0] > 1 else regenerate, generator=generator
+            ),
         )
 
-    def invert(self, X: Any, *, y: Any = None, prompt: str | Sequence[str] | None = None, steps: int = 50) -> torch.Tensor:
+    def invert(
+        self, X: Any, *, y: Any = None, prompt: str | Sequence[str] | None = None, steps: int = 50
+    ) -> torch.Tensor:
         """DDIM inversion: the noise (N, C, H, W), float32, that deterministic DDIM with
         ``steps`` steps (and the same ``y`` / ``prompt``, no guidance) maps back to ``X``."""
         from ..diffusion.samplers import ddim_invert
@@ -468,7 +567,9 @@ class Diffusion(NeuralGenerativeModel):
             out.append(ddim_invert(self._denoiser(labels, cond, rows, 1.0), x, net.schedule, int(steps)).float().cpu())
         return torch.cat(out)
 
-    def interpolate(self, a: Any, b: Any, n_images: int = 10, *, y: Any = None, prompt: str | None = None, steps: int = 50) -> torch.Tensor:
+    def interpolate(
+        self, a: Any, b: Any, n_images: int = 10, *, y: Any = None, prompt: str | None = None, steps: int = 50
+    ) -> torch.Tensor:
         """Images between two real images ``a`` and ``b`` (uint8 (C, H, W) or (1, C, H, W)):
         both are DDIM-inverted to noise, the noises are interpolated on the sphere and decoded
         with DDIM (``steps`` steps each way). ``y`` / ``prompt`` (one for the whole path)
@@ -476,11 +577,18 @@ class Diffusion(NeuralGenerativeModel):
         its ends are DDIM's reconstructions of ``a`` and ``b``."""
         from ..diffusion.editing import interpolate_via_inversion
 
-        pair = torch.cat([check_images(v if getattr(v, "ndim", 0) == 4 else v[None], expected_shape=self.image_shape_) for v in (a, b)])
+        pair = torch.cat(
+            [
+                check_images(v if getattr(v, "ndim", 0) == 4 else v[None], expected_shape=self.image_shape_)
+                for v in (a, b)
+            ]
+        )
         if len(pair) != 2:
             raise GenlabError("a, b: give one image each")
         n_images = check_int("n_images", n_images, minimum=2)
-        _, _, pair_labels, pair_cond = self._editing_inputs(pair, _repeat(y, 2), _repeat(prompt, 2), None, "ddim", steps)
+        _, _, pair_labels, pair_cond = self._editing_inputs(
+            pair, _repeat(y, 2), _repeat(prompt, 2), None, "ddim", steps
+        )
         path_labels, path_cond = self._condition_for(n_images, _repeat(y, n_images), _repeat(prompt, n_images))
         net: GaussianDiffusion = self.network_
         dev = self._network_device()
@@ -488,14 +596,19 @@ class Diffusion(NeuralGenerativeModel):
             out = interpolate_via_inversion(
                 self._denoiser(pair_labels, pair_cond, slice(None), 1.0),
                 self._denoiser(path_labels, path_cond, slice(None), 1.0),
-                net.schedule, _cell_centres(pair).to(dev), n_images, steps=int(steps),
+                net.schedule,
+                _cell_centres(pair).to(dev),
+                n_images,
+                steps=int(steps),
             )
         return quantize(net.data_to_unit(out)).cpu()
 
     def _prompt_embeddings(self, n: int, y: Any, prompt: Any) -> torch.Tensor | None:
         """Text embeddings (n, text_dim) of ``prompt`` (or, for text models, of ``y``); None without prompts."""
         if prompt is not None and not self.text_conditional:
-            raise GenlabError(f"prompt: this model is not text-conditional (condition={self.condition!r}); refit with condition='text'")
+            raise GenlabError(
+                f"prompt: this model is not text-conditional (condition={self.condition!r}); refit with condition='text'"
+            )
         if self.text_conditional and y is not None:
             prompt = self._prompts_from_y(y, prompt)
         return None if prompt is None else self.encode_prompts(prompt, check_int("n", n, minimum=1))
@@ -506,7 +619,9 @@ class Diffusion(NeuralGenerativeModel):
         if prompt is not None:
             raise GenlabError("give the prompts as prompt= or as y=, not both")
         if not (isinstance(y, str) or (isinstance(y, (list, tuple)) and all(isinstance(t, str) for t in y))):
-            raise GenlabError("y: this model is text-conditional; give prompts (text), not class labels: sample(n, prompt='a thick seven')")
+            raise GenlabError(
+                "y: this model is text-conditional; give prompts (text), not class labels: sample(n, prompt='a thick seven')"
+            )
         return y
 
     def _condition_for(self, n: int, y: Any, prompt: Any) -> tuple[torch.Tensor | None, torch.Tensor | None]:
@@ -516,11 +631,17 @@ class Diffusion(NeuralGenerativeModel):
             return None, cond
         if y is not None:
             if not self.conditional:
-                raise GenlabError(f"y: this model is not class-conditional (condition={self.condition!r}); edit without labels")
-            return check_labels(y, n, n_classes=getattr(self, "n_classes_", None), classes=getattr(self, "classes_", None)), None
+                raise GenlabError(
+                    f"y: this model is not class-conditional (condition={self.condition!r}); edit without labels"
+                )
+            return check_labels(
+                y, n, n_classes=getattr(self, "n_classes_", None), classes=getattr(self, "classes_", None)
+            ), None
         return None, None
 
-    def _editing_inputs(self, X: Any, y: Any, prompt: Any, guidance: float | None, sampler: str | None, steps: int | None):
+    def _editing_inputs(
+        self, X: Any, y: Any, prompt: Any, guidance: float | None, sampler: str | None, steps: int | None
+    ):
         """(images, sampling options, labels, text embeddings), all checked."""
         self._check_fitted()
         images = check_images(X, expected_shape=self.image_shape_)
@@ -548,7 +669,9 @@ class Diffusion(NeuralGenerativeModel):
             for start in range(0, len(images), self._batch_for_sampling()):
                 rows = slice(start, start + self._batch_for_sampling())
                 x = _cell_centres(images[rows]).to(dev)
-                out.append(net.data_to_unit(edit_fn(self._denoiser(labels, cond, rows, opts["guidance"]), smp, x, rows)).cpu())
+                out.append(
+                    net.data_to_unit(edit_fn(self._denoiser(labels, cond, rows, opts["guidance"]), smp, x, rows)).cpu()
+                )
         return quantize(torch.cat(out))
 
     # ------------------------------------------------------------------ likelihood
@@ -576,14 +699,18 @@ def _caption_pool(captions: list[str], seed: int | None) -> list[str]:
     prompts of ``sample(n)`` without a prompt, saved in config.json."""
     if len(captions) <= CAPTION_POOL_SIZE:
         return list(captions)
-    keep = np.sort(np.random.default_rng(0 if seed is None else int(seed)).choice(len(captions), CAPTION_POOL_SIZE, replace=False))
+    keep = np.sort(
+        np.random.default_rng(0 if seed is None else int(seed)).choice(len(captions), CAPTION_POOL_SIZE, replace=False)
+    )
     return [captions[int(i)] for i in keep]
 
 
 def _check_captions(captions: Any, n: int | None, *, what: str = "caption") -> list[str]:
     """One non-empty string per image: a clear error for missing, short or non-text captions."""
     if captions is None:
-        raise GenlabError(f"condition='text' needs one {what} per image: fit(X, captions) (load digit data with captions='auto')")
+        raise GenlabError(
+            f"condition='text' needs one {what} per image: fit(X, captions) (load digit data with captions='auto')"
+        )
     if isinstance(captions, str):
         raise GenlabError(f"{what}s: expected one string per image, got a single string")
     try:
@@ -636,7 +763,9 @@ def _check_mask(mask: Any, shape: torch.Size) -> torch.Tensor:
         arr = arr[None, None]
     ok = arr.ndim == 4 and arr.shape[0] in (1, n) and arr.shape[1] in (1, c) and arr.shape[2:] == (h, w)
     if not ok:
-        raise GenlabError(f"mask: shape {arr.shape} does not fit images of shape {tuple(shape)}; use (H, W) or (1 or N, 1 or C, H, W)")
+        raise GenlabError(
+            f"mask: shape {arr.shape} does not fit images of shape {tuple(shape)}; use (H, W) or (1 or N, 1 or C, H, W)"
+        )
     if not arr.any():
         raise GenlabError("mask: selects no pixel; mark the region to regenerate with True/1")
     return torch.from_numpy(np.ascontiguousarray(arr))

@@ -35,7 +35,6 @@ flag is a buffer saved in checkpoints and model files, so resuming never initial
 from __future__ import annotations
 
 import copy
-import math
 from typing import Any, ClassVar
 
 import numpy as np
@@ -85,7 +84,11 @@ class VariationalDequantizer(nn.Module):
             a = mean + torch.exp(log_scale) * noise
             e = torch.sigmoid(a)
             # density of a, then of e = sigmoid(a): divide by sigmoid'(a) = sigmoid(a) sigmoid(-a)
-            log_q = standard_normal_log_prob(noise) - log_scale.flatten(1).sum(1) - (F.logsigmoid(a) + F.logsigmoid(-a)).flatten(1).sum(1)
+            log_q = (
+                standard_normal_log_prob(noise)
+                - log_scale.flatten(1).sum(1)
+                - (F.logsigmoid(a) + F.logsigmoid(-a)).flatten(1).sum(1)
+            )
         return e, log_q
 
 
@@ -93,12 +96,21 @@ class FlowNetwork(nn.Module):
     """The flow plus (optionally) the variational dequantiser; ``forward(batch)`` returns
     the negative log-likelihood (bound) in nats per dimension."""
 
-    def __init__(self, image_shape: tuple[int, int, int], *, dequantization: str = "uniform", deq_width: int = 32, **flow_kwargs: Any) -> None:
+    def __init__(
+        self,
+        image_shape: tuple[int, int, int],
+        *,
+        dequantization: str = "uniform",
+        deq_width: int = 32,
+        **flow_kwargs: Any,
+    ) -> None:
         super().__init__()
         self.image_shape = tuple(int(s) for s in image_shape)
         self.flow = MultiscaleFlow(self.image_shape, **flow_kwargs)
         self.n_classes = self.flow.n_classes
-        self.dequantizer = VariationalDequantizer(self.image_shape[0], deq_width, 1) if dequantization == "variational" else None
+        self.dequantizer = (
+            VariationalDequantizer(self.image_shape[0], deq_width, 1) if dequantization == "variational" else None
+        )
 
     @property
     def n_dims(self) -> int:
@@ -118,16 +130,25 @@ class FlowNetwork(nn.Module):
         """log p(u) (B,) nats for unit-cube values u (B, C, H, W)."""
         return self.flow.log_prob(u - 0.5, onehot)
 
-    def dequantize_batch(self, images: torch.Tensor, generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    def dequantize_batch(
+        self, images: torch.Tensor, generator: torch.Generator | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """(u, log q(e | x)) for uint8 images; uniform noise has log q = 0."""
         if self.dequantizer is None:
             u = dequantize(images, generator)
             return u, u.new_zeros(u.shape[0])
-        noise = torch.randn(images.shape, generator=generator, dtype=torch.float32, device="cpu" if generator is not None else images.device).to(images.device)
+        noise = torch.randn(
+            images.shape,
+            generator=generator,
+            dtype=torch.float32,
+            device="cpu" if generator is not None else images.device,
+        ).to(images.device)
         e, log_q = self.dequantizer.sample(images, noise)
         return (images.float() + e) / 256.0, log_q
 
-    def bound(self, images: torch.Tensor, onehot: torch.Tensor | None, generator: torch.Generator | None = None) -> torch.Tensor:
+    def bound(
+        self, images: torch.Tensor, onehot: torch.Tensor | None, generator: torch.Generator | None = None
+    ) -> torch.Tensor:
         """log p(u) - log q(e | x) (B,) nats: exact log p(u) under uniform dequantisation."""
         u, log_q = self.dequantize_batch(images, generator)
         return self.log_prob_unit(u, onehot) - log_q
@@ -206,26 +227,67 @@ class Flow(NeuralGenerativeModel):
     """
 
     likelihood = _LikelihoodKind()  # type: ignore[assignment]
-    capabilities: ClassVar[frozenset[str]] = frozenset({"likelihood", "encode", "decode", "reconstruct", "interpolate", "attributes"})
+    capabilities: ClassVar[frozenset[str]] = frozenset(
+        {"likelihood", "encode", "decode", "reconstruct", "interpolate", "attributes"}
+    )
     conditionings: ClassVar[tuple[str, ...]] = CONDITIONS
     parameter_schema: ClassVar[dict[str, Param]] = {
-        "coupling": Param("choice", "spline", choices=COUPLINGS, help="coupling transform: affine (bounded log-scales) or rational-quadratic spline"),
-        "mask": Param("choice", "channel", choices=MASKS, help="channel (Glow steps) or checkerboard couplings first (RealNVP)"),
-        "n_levels": Param("int", None, low=1, nullable=True, help="squeeze/split levels (None = as many as the size allows, at most 3)"),
+        "coupling": Param(
+            "choice",
+            "spline",
+            choices=COUPLINGS,
+            help="coupling transform: affine (bounded log-scales) or rational-quadratic spline",
+        ),
+        "mask": Param(
+            "choice", "channel", choices=MASKS, help="channel (Glow steps) or checkerboard couplings first (RealNVP)"
+        ),
+        "n_levels": Param(
+            "int",
+            None,
+            low=1,
+            nullable=True,
+            help="squeeze/split levels (None = as many as the size allows, at most 3)",
+        ),
         "depth": Param("int", None, low=0, nullable=True, help="flow steps per level (None = the preset's)"),
-        "width": Param("int", None, low=1, nullable=True, help="channels of the coupling networks (None = the preset's)"),
-        "n_blocks": Param("int", None, low=0, nullable=True, help="residual blocks per coupling network (None = the preset's)"),
+        "width": Param(
+            "int", None, low=1, nullable=True, help="channels of the coupling networks (None = the preset's)"
+        ),
+        "n_blocks": Param(
+            "int", None, low=0, nullable=True, help="residual blocks per coupling network (None = the preset's)"
+        ),
         "n_bins": Param("int", 8, low=2, help="spline bins"),
         "tail_bound": Param("float", 4.0, low=0.0, low_inclusive=False, help="spline interval [-B, B]"),
-        "dequantization": Param("choice", "uniform", choices=DEQUANTIZATIONS, help="uniform (exact likelihood) or variational (learned; a bound)"),
-        "dequantization_samples": Param("int", 1, low=1, help="draws of q(e|x) averaged per image when scoring a variational model"),
+        "dequantization": Param(
+            "choice",
+            "uniform",
+            choices=DEQUANTIZATIONS,
+            help="uniform (exact likelihood) or variational (learned; a bound)",
+        ),
+        "dequantization_samples": Param(
+            "int", 1, low=1, help="draws of q(e|x) averaged per image when scoring a variational model"
+        ),
         "condition": Param("choice", "none", choices=CONDITIONS, help="'label' = class-conditional priors"),
-        "temperature": Param("float", 1.0, low=0.0, low_inclusive=False, high=MAX_TEMPERATURE, help="default sampling temperature T (1 = the fitted density)"),
+        "temperature": Param(
+            "float",
+            1.0,
+            low=0.0,
+            low_inclusive=False,
+            high=MAX_TEMPERATURE,
+            help="default sampling temperature T (1 = the fitted density)",
+        ),
         **training_schema(grad_clip=50.0),
     }
     sample_options: ClassVar[dict[str, Param]] = {
         **NeuralGenerativeModel.sample_options,
-        "temperature": Param("float", None, low=0.0, low_inclusive=False, high=MAX_TEMPERATURE, nullable=True, help="eps ~ N(0, T² I) for this call (None = the model's temperature; 1 = the fitted density)"),
+        "temperature": Param(
+            "float",
+            None,
+            low=0.0,
+            low_inclusive=False,
+            high=MAX_TEMPERATURE,
+            nullable=True,
+            help="eps ~ N(0, T² I) for this call (None = the model's temperature; 1 = the fitted density)",
+        ),
     }
 
     def __init__(
@@ -286,7 +348,7 @@ class Flow(NeuralGenerativeModel):
 
     # ------------------------------------------------------------------ presets
     def _preset_values(self, preset: str, image_shape: tuple[int, ...], n_images: int) -> dict[str, Any]:
-        """"quick" (CPU): 4 steps per level, 48-channel coupling nets with one residual
+        """ "quick" (CPU): 4 steps per level, 48-channel coupling nets with one residual
         block, lr 1e-3, about 3,000 steps on images up to 16x16 and 2,000 above.
         "full" (GPU): 8 steps per level, 256 channels, two blocks, lr 5e-4, 100,000 steps.
         Both: as many levels as H and W allow, at most 3."""
@@ -327,9 +389,13 @@ class Flow(NeuralGenerativeModel):
         _, h, w = self.image_shape_
         levels = self.n_levels if self.n_levels is not None else 1  # the preset picks what the size allows
         if self.n_levels is None and (h % 2 or w % 2):
-            raise GenlabError(f"flow: the image size {h}x{w} must be even (each level squeezes 2x2 blocks); pad or crop the images")
+            raise GenlabError(
+                f"flow: the image size {h}x{w} must be even (each level squeezes 2x2 blocks); pad or crop the images"
+            )
         if h % (2**levels) or w % (2**levels):
-            raise GenlabError(f"n_levels={levels}: the image size {h}x{w} must be divisible by 2^{levels} = {2**levels}; use fewer levels")
+            raise GenlabError(
+                f"n_levels={levels}: the image size {h}x{w} must be divisible by 2^{levels} = {2**levels}; use fewer levels"
+            )
         if self.conditional:
             self.class_counts_ = torch.bincount(labels, minlength=int(labels.max()) + 1).to(torch.float64)
         super()._fit(images, labels, **fit_args)
@@ -397,13 +463,25 @@ class Flow(NeuralGenerativeModel):
         return self._scores(images, labels).numpy()
 
     # ------------------------------------------------------------------ sampling
-    def _sample(self, n: int, labels: torch.Tensor | None, generator: torch.Generator, *, temperature: float | None = None, unconditional: bool | None = None) -> torch.Tensor:
+    def _sample(
+        self,
+        n: int,
+        labels: torch.Tensor | None,
+        generator: torch.Generator,
+        *,
+        temperature: float | None = None,
+        unconditional: bool | None = None,
+    ) -> torch.Tensor:
         """Unit-cube images (n, C, H, W) float32 (clamped to [0, 1]); ``temperature`` T draws
         eps ~ N(0, T² I) (None = the model's). Conditional models without labels draw them
         from the training class frequencies."""
         t = float(self.temperature if temperature is None else temperature)
         if self.conditional and labels is None:
-            counts = self.class_counts_ if hasattr(self, "class_counts_") else torch.ones(int(self.n_classes_), dtype=torch.float64)
+            counts = (
+                self.class_counts_
+                if hasattr(self, "class_counts_")
+                else torch.ones(int(self.n_classes_), dtype=torch.float64)
+            )
             labels = torch.multinomial(counts.double().cpu(), n, replacement=True, generator=generator)
         eps = torch.randn((n, self.network_.n_dims), generator=generator) * t
         return self._decode_tensor(eps, labels, exact=False).clamp(0, 1)

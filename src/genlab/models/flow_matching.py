@@ -61,7 +61,9 @@ class FlowMatchingNetwork(nn.Module):
         self.n_classes = n_classes
         self.label_dropout = float(label_dropout)
 
-    def velocity(self, x: torch.Tensor, t: torch.Tensor, labels: torch.Tensor | None = None, drop: torch.Tensor | None = None) -> torch.Tensor:
+    def velocity(
+        self, x: torch.Tensor, t: torch.Tensor, labels: torch.Tensor | None = None, drop: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """v (B, C, H, W) at per-row times t (B,) in [0, 1] (0 = noise, 1 = data)."""
         kwargs: dict[str, Any] = {}
         if self.n_classes is not None:
@@ -150,26 +152,60 @@ class FlowMatching(NeuralGenerativeModel):
     conditionings: ClassVar[tuple[str, ...]] = CONDITIONS
     has_null_branch = True
     parameter_schema: ClassVar[dict[str, Param]] = {
-        "condition": Param("choice", "none", choices=CONDITIONS, help="'label' = class-conditional with classifier-free guidance"),
+        "condition": Param(
+            "choice", "none", choices=CONDITIONS, help="'label' = class-conditional with classifier-free guidance"
+        ),
         "width": Param("int", None, low=1, nullable=True, help="U-Net base channels (None = the preset's)"),
-        "channel_mults": Param("int_list", None, low=1, nullable=True, help="channel multiplier per U-Net level (None = the preset's)"),
-        "n_res_blocks": Param("int", None, low=1, nullable=True, help="residual blocks per level (None = the preset's)"),
+        "channel_mults": Param(
+            "int_list", None, low=1, nullable=True, help="channel multiplier per U-Net level (None = the preset's)"
+        ),
+        "n_res_blocks": Param(
+            "int", None, low=1, nullable=True, help="residual blocks per level (None = the preset's)"
+        ),
         "patch_size": Param("int", None, low=1, nullable=True, help="patchify factor (None = the preset's)"),
         "attention_size": Param("int", 8, low=0, help="self-attention at resolutions up to this size (0 = none)"),
         "dropout": Param("float", 0.0, low=0.0, high=1.0, help="dropout in the residual blocks"),
-        "label_dropout": Param("float", 0.1, low=0.0, high=1.0, help="share of labels dropped in training (the unconditional branch guidance needs)"),
+        "label_dropout": Param(
+            "float",
+            0.1,
+            low=0.0,
+            high=1.0,
+            help="share of labels dropped in training (the unconditional branch guidance needs)",
+        ),
         "sampler": Param("choice", "heun", choices=ODE_SAMPLERS, help="ODE solver"),
         "steps": Param("int", 20, low=1, high=MAX_STEPS, help="solver steps"),
-        "guidance": Param("float", None, low=0.0, high=50.0, nullable=True, help="classifier-free guidance (None = 1.5 for label models)"),
+        "guidance": Param(
+            "float",
+            None,
+            low=0.0,
+            high=50.0,
+            nullable=True,
+            help="classifier-free guidance (None = 1.5 for label models)",
+        ),
         "likelihood_steps": Param("int", 20, low=1, high=MAX_STEPS, help="ODE steps of the likelihood estimate"),
         "likelihood_probes": Param("int", 4, low=1, help="Hutchinson probe vectors per image"),
         **training_schema(grad_clip=1.0),
     }
     sample_options: ClassVar[dict[str, Param]] = {
         **NeuralGenerativeModel.sample_options,
-        "sampler": Param("choice", None, choices=ODE_SAMPLERS, nullable=True, help="ODE solver for this call (None = the model's sampler)"),
-        "steps": Param("int", None, low=1, high=MAX_STEPS, nullable=True, help="solver steps (None = the model's steps)"),
-        "guidance": Param("float", None, low=0.0, high=50.0, nullable=True, help="classifier-free guidance: 0 = unconditional, 1 = conditional, > 1 = guided"),
+        "sampler": Param(
+            "choice",
+            None,
+            choices=ODE_SAMPLERS,
+            nullable=True,
+            help="ODE solver for this call (None = the model's sampler)",
+        ),
+        "steps": Param(
+            "int", None, low=1, high=MAX_STEPS, nullable=True, help="solver steps (None = the model's steps)"
+        ),
+        "guidance": Param(
+            "float",
+            None,
+            low=0.0,
+            high=50.0,
+            nullable=True,
+            help="classifier-free guidance: 0 = unconditional, 1 = conditional, > 1 = guided",
+        ),
     }
 
     def __init__(
@@ -236,10 +272,24 @@ class FlowMatching(NeuralGenerativeModel):
         _, h, w = image_shape
         if preset == "quick":
             target = 4_000 if min(h, w) >= 16 else 3_000
-            values.update(width=32, n_res_blocks=1, patch_size=2 if min(h, w) >= 16 else 1, lr=2e-3, warmup_steps=200, ema_decay=0.999)
+            values.update(
+                width=32,
+                n_res_blocks=1,
+                patch_size=2 if min(h, w) >= 16 else 1,
+                lr=2e-3,
+                warmup_steps=200,
+                ema_decay=0.999,
+            )
         else:
             target = 100_000
-            values.update(width=64, n_res_blocks=2, patch_size=1 if max(h, w) <= 64 else 2, lr=2e-4, warmup_steps=1_000, ema_decay=0.9999)
+            values.update(
+                width=64,
+                n_res_blocks=2,
+                patch_size=1 if max(h, w) <= 64 else 2,
+                lr=2e-4,
+                warmup_steps=1_000,
+                ema_decay=0.9999,
+            )
         values["epochs"] = self._epochs_for_steps(target, n_images)
         return values
 
@@ -284,11 +334,23 @@ class FlowMatching(NeuralGenerativeModel):
         if options.get("guidance") is not None and not self.conditional:
             raise GenlabError("guidance needs a class-conditional model (condition='label')")
 
-    def _sample(self, n: int, labels: torch.Tensor | None, generator: torch.Generator, *, sampler: str | None = None, steps: int | None = None, guidance: float | None = None, unconditional: bool | None = None) -> torch.Tensor:
+    def _sample(
+        self,
+        n: int,
+        labels: torch.Tensor | None,
+        generator: torch.Generator,
+        *,
+        sampler: str | None = None,
+        steps: int | None = None,
+        guidance: float | None = None,
+        unconditional: bool | None = None,
+    ) -> torch.Tensor:
         # unconditional=True arrives with labels None: the null-label branch is used below
         method = sampler or self.sampler
         n_steps = int(steps or self.steps)
-        g = float(guidance if guidance is not None else (self.guidance if self.guidance is not None else DEFAULT_GUIDANCE))
+        g = float(
+            guidance if guidance is not None else (self.guidance if self.guidance is not None else DEFAULT_GUIDANCE)
+        )
         net: FlowMatchingNetwork = self.network_
         dev = self._network_device()
         noise = torch.randn((n, *self.image_shape_), generator=generator, dtype=torch.float32)
@@ -299,7 +361,9 @@ class FlowMatching(NeuralGenerativeModel):
             with torch.no_grad():
                 for start in range(0, n, SAMPLE_BATCH):
                     lab = labels[start : start + SAMPLE_BATCH].to(dev) if labels is not None else None
-                    x = integrate(net.guided_velocity(lab, g), noise[start : start + SAMPLE_BATCH].to(dev), n_steps, method)
+                    x = integrate(
+                        net.guided_velocity(lab, g), noise[start : start + SAMPLE_BATCH].to(dev), n_steps, method
+                    )
                     out.append(((x + 1.0) / 2.0).clamp(0, 1).cpu())
         finally:
             net.train(was)
@@ -309,7 +373,9 @@ class FlowMatching(NeuralGenerativeModel):
     def _log_likelihood(self, images: torch.Tensor) -> torch.Tensor:
         return torch.from_numpy(self._estimates(images)[0])
 
-    def log_likelihood_estimate(self, X: Any, *, probes: int | None = None, steps: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    def log_likelihood_estimate(
+        self, X: Any, *, probes: int | None = None, steps: int | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
         """(estimate, standard error) of log p(u) per image, nats, float64 (N,) each.
 
         The mean over ``probes`` (default ``likelihood_probes``) Hutchinson probe vectors of the
@@ -321,7 +387,9 @@ class FlowMatching(NeuralGenerativeModel):
         images = check_images(X, expected_shape=self.image_shape_)
         return self._estimates(images, probes, steps)
 
-    def _estimates(self, images: torch.Tensor, probes: int | None = None, steps: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    def _estimates(
+        self, images: torch.Tensor, probes: int | None = None, steps: int | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
         k = check_int("probes", int(probes or self.likelihood_probes), minimum=1)
         n_steps = check_int("steps", int(steps or self.likelihood_steps), minimum=1)
         net: FlowMatchingNetwork = self.network_

@@ -36,7 +36,15 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..adversarial import LOSSES, diff_augment, discriminator_loss, generator_loss, gradient_penalty, parse_policy, r1_penalty
+from ..adversarial import (
+    LOSSES,
+    diff_augment,
+    discriminator_loss,
+    generator_loss,
+    gradient_penalty,
+    parse_policy,
+    r1_penalty,
+)
 from ..device import make_generator
 from ..errors import GenlabError
 from ..likelihood import dequantize, quantize
@@ -46,12 +54,17 @@ from ..training.callbacks import Callback
 from .neural import NeuralGenerativeModel, training_schema
 from .registry import register
 from .schema import Param
-from .validation import check_choice, check_float, check_images, check_int, check_labels, check_n_samples
+from .validation import check_choice, check_float, check_images, check_int, check_labels
 
-from .schema import Param
 
 SAMPLE_OPTIONS: dict[str, Param] = {
-    "truncation": Param(kind="float", default=None, low=0.0, nullable=True, help="truncation ψ >= 0: latents restricted to [-ψ, ψ] per coordinate (0 = the mean latent); None = none"),
+    "truncation": Param(
+        kind="float",
+        default=None,
+        low=0.0,
+        nullable=True,
+        help="truncation ψ >= 0: latents restricted to [-ψ, ψ] per coordinate (0 = the mean latent); None = none",
+    ),
 }
 
 CONDITIONS = ("none", "label")
@@ -120,13 +133,26 @@ class GANNetwork(nn.Module):
         self.image_shape = tuple(int(s) for s in image_shape)
         self.latent_dim, self.n_classes = int(latent_dim), int(n_classes)
         self.generator, self.discriminator = make_gan_networks(
-            architecture, image_shape, latent_dim, g_width=g_width, d_width=d_width, n_classes=n_classes,
-            d_spectral_norm=spectral_norm in ("d", "both"), g_spectral_norm=spectral_norm == "both",
+            architecture,
+            image_shape,
+            latent_dim,
+            g_width=g_width,
+            d_width=d_width,
+            n_classes=n_classes,
+            d_spectral_norm=spectral_norm in ("d", "both"),
+            g_spectral_norm=spectral_norm == "both",
         )
         self.loss_kind, self.augment = loss, tuple(augment)
-        self.gp_weight, self.r1_gamma, self.r1_every, self.n_critic = float(gp_weight), float(r1_gamma), int(r1_every), int(n_critic)
+        self.gp_weight, self.r1_gamma, self.r1_every, self.n_critic = (
+            float(gp_weight),
+            float(r1_gamma),
+            int(r1_every),
+            int(n_critic),
+        )
         self.lrs, self.betas = {"generator": float(g_lr), "discriminator": float(d_lr)}, tuple(betas)
-        self.grad_clip_per_optimizer = {k: float(v) for k, v in grad_clip.items() if v is not None}  # absent = config.grad_clip
+        self.grad_clip_per_optimizer = {
+            k: float(v) for k, v in grad_clip.items() if v is not None
+        }  # absent = config.grad_clip
         self.selection = selection
         self.probe: "HealthProbe | None" = None  # set by the model before training (not saved)
 
@@ -134,8 +160,20 @@ class GANNetwork(nn.Module):
     def optimizer_groups(self) -> dict[str, list[dict[str, Any]]]:
         """Discriminator first: the trainer steps it ``n_critic`` times per generator step."""
         return {
-            "discriminator": [{"params": [p for p in self.discriminator.parameters() if p.requires_grad], "lr": self.lrs["discriminator"], "betas": self.betas}],
-            "generator": [{"params": [p for p in self.generator.parameters() if p.requires_grad], "lr": self.lrs["generator"], "betas": self.betas}],
+            "discriminator": [
+                {
+                    "params": [p for p in self.discriminator.parameters() if p.requires_grad],
+                    "lr": self.lrs["discriminator"],
+                    "betas": self.betas,
+                }
+            ],
+            "generator": [
+                {
+                    "params": [p for p in self.generator.parameters() if p.requires_grad],
+                    "lr": self.lrs["generator"],
+                    "betas": self.betas,
+                }
+            ],
         }
 
     def ema_module(self) -> nn.Module:
@@ -222,18 +260,30 @@ class GANTrainer(Trainer):
         for i in range(net.n_critic):
             b = batch if i == 0 else self.draw_batch()
             with self.autocast():
-                d_loss, d_logs = self.model(b, phase="discriminator", r1=(i == 0 and net.r1_gamma > 0 and step % net.r1_every == 0))
+                d_loss, d_logs = self.model(
+                    b, phase="discriminator", r1=(i == 0 and net.r1_gamma > 0 and step % net.r1_every == 0)
+                )
             d_norm = self.optimize(d_loss, "discriminator")
         with self.autocast():
             g_loss, g_logs = self.model(batch, phase="generator")
         g_norm = self.optimize(g_loss, "generator")
         return g_loss.detach(), {**d_logs, **g_logs, "d_grad_norm": d_norm.detach(), "g_grad_norm": g_norm.detach()}
 
+
 class HealthProbe:
     """FD (and class entropy) of a fixed batch of generations against the training images
     in the evaluator's feature space; results cached per training step."""
 
-    def __init__(self, evaluator: Any, reference: torch.Tensor, n_samples: int, latent_dim: int, n_classes: int, class_weights: torch.Tensor | None, every: int = 1) -> None:
+    def __init__(
+        self,
+        evaluator: Any,
+        reference: torch.Tensor,
+        n_samples: int,
+        latent_dim: int,
+        n_classes: int,
+        class_weights: torch.Tensor | None,
+        every: int = 1,
+    ) -> None:
         from ..metrics.frechet import gaussian_statistics
 
         self.evaluator = evaluator
@@ -278,7 +328,10 @@ class HealthProbe:
             mu, sigma = gaussian_statistics(feats)
             result = {"fd": float(frechet_distance_from_statistics(mu, sigma, *self.ref_stats))}
         if self.n_classes >= 2:
-            result["class_entropy"] = class_entropy(class_histogram(self.evaluator.predict(images).clamp(max=self.n_classes - 1), self.n_classes), normalized=True)
+            result["class_entropy"] = class_entropy(
+                class_histogram(self.evaluator.predict(images).clamp(max=self.n_classes - 1), self.n_classes),
+                normalized=True,
+            )
         self._cache = (step, result)
         return result
 
@@ -358,29 +411,73 @@ class GAN(NeuralGenerativeModel):
     likelihood = "none"
     trainer_class: ClassVar[type[Trainer]] = GANTrainer
     # no "edit": GAN has no edit() method (attribute edits go through encode/decode: "attributes")
-    capabilities: ClassVar[frozenset[str]] = frozenset({"encode", "decode", "reconstruct", "interpolate", "invert", "attributes"})
+    capabilities: ClassVar[frozenset[str]] = frozenset(
+        {"encode", "decode", "reconstruct", "interpolate", "invert", "attributes"}
+    )
     inversion_method = "latent optimisation"
     conditionings: ClassVar[tuple[str, ...]] = ("none", "label")
     sample_options: ClassVar[dict[str, Any]] = {**NeuralGenerativeModel.sample_options, **SAMPLE_OPTIONS}
     parameter_schema: ClassVar[dict[str, Any]] = {
         "latent_dim": Param("int", None, low=1, nullable=True, help="size of the latent z (None = the preset's)"),
-        "architecture": Param("choice", None, choices=ARCHITECTURES, nullable=True, help="network pair (None = the preset's)"),
+        "architecture": Param(
+            "choice", None, choices=ARCHITECTURES, nullable=True, help="network pair (None = the preset's)"
+        ),
         "g_width": Param("int", None, low=1, nullable=True, help="generator width (None = the preset's)"),
         "d_width": Param("int", None, low=1, nullable=True, help="discriminator width (None = the preset's)"),
         "loss": Param("choice", "ns", choices=LOSSES, help="adversarial loss"),
         "condition": Param("choice", "none", choices=conditionings, help="'label' = class-conditional"),
-        "n_critic": Param("int", None, low=1, nullable=True, help="discriminator steps per generator step (None = the preset's)"),
-        "d_lr": Param("float", None, low=0.0, low_inclusive=False, nullable=True, help="discriminator learning rate (None = lr's)"),
-        "beta1": Param("float", None, low=0.0, high=1.0, high_inclusive=False, nullable=True, help="Adam beta1 (None = the preset's)"),
-        "beta2": Param("float", None, low=0.0, high=1.0, high_inclusive=False, nullable=True, help="Adam beta2 (None = the preset's)"),
-        "spectral_norm": Param("choice", "d", choices=SPECTRAL_NORM, help="spectral normalisation: none, discriminator, both"),
+        "n_critic": Param(
+            "int", None, low=1, nullable=True, help="discriminator steps per generator step (None = the preset's)"
+        ),
+        "d_lr": Param(
+            "float", None, low=0.0, low_inclusive=False, nullable=True, help="discriminator learning rate (None = lr's)"
+        ),
+        "beta1": Param(
+            "float",
+            None,
+            low=0.0,
+            high=1.0,
+            high_inclusive=False,
+            nullable=True,
+            help="Adam beta1 (None = the preset's)",
+        ),
+        "beta2": Param(
+            "float",
+            None,
+            low=0.0,
+            high=1.0,
+            high_inclusive=False,
+            nullable=True,
+            help="Adam beta2 (None = the preset's)",
+        ),
+        "spectral_norm": Param(
+            "choice", "d", choices=SPECTRAL_NORM, help="spectral normalisation: none, discriminator, both"
+        ),
         "gp_weight": Param("float", 10.0, low=0.0, help="gradient-penalty weight (WGAN-GP)"),
         "r1_gamma": Param("float", 0.0, low=0.0, help="R1 penalty weight (0 = off)"),
         "r1_every": Param("int", 16, low=1, help="lazy R1: every this many discriminator steps"),
-        "augment": Param("text", None, nullable=True, help="DiffAugment policy, e.g. 'translation,cutout' (None = none)"),
-        "g_grad_clip": Param("float", None, low=0.0, low_inclusive=False, nullable=True, help="generator gradient clip (None = grad_clip)"),
-        "d_grad_clip": Param("float", None, low=0.0, low_inclusive=False, nullable=True, help="discriminator gradient clip (None = grad_clip)"),
-        "selection": Param("choice", "metric", choices=SELECTIONS, help="weights kept: best probe FD ('metric') or the last"),
+        "augment": Param(
+            "text", None, nullable=True, help="DiffAugment policy, e.g. 'translation,cutout' (None = none)"
+        ),
+        "g_grad_clip": Param(
+            "float",
+            None,
+            low=0.0,
+            low_inclusive=False,
+            nullable=True,
+            help="generator gradient clip (None = grad_clip)",
+        ),
+        "d_grad_clip": Param(
+            "float",
+            None,
+            low=0.0,
+            low_inclusive=False,
+            nullable=True,
+            help="discriminator gradient clip (None = grad_clip)",
+        ),
+        "selection": Param(
+            "choice", "metric", choices=SELECTIONS, help="weights kept: best probe FD ('metric') or the last"
+        ),
         "probe_samples": Param("int", 1000, low=2, help="images of the FD probe"),
         "probe_every": Param("int", 500, low=1, help="steps between probe measurements"),
         **training_schema(lr_schedule="constant", ema_decay=0.999, val_fraction=0.0),
@@ -460,7 +557,7 @@ class GAN(NeuralGenerativeModel):
 
     # ------------------------------------------------------------------ presets
     def _preset_values(self, preset: str, image_shape: tuple[int, ...], n_images: int) -> dict[str, Any]:
-        """"quick" (CPU): DCGAN, width 32 (G) and 32 (D), z 64, lr 2e-4 for both, betas
+        """ "quick" (CPU): DCGAN, width 32 (G) and 32 (D), z 64, lr 2e-4 for both, betas
         (0.5, 0.999), about 3,000 generator steps at 28x28 (more for smaller images).
         "full" (GPU): SNGAN-style ResNet, width 128, z 128, TTUR lrs 1e-4 (G) / 4e-4 (D),
         betas (0.0, 0.999), 100,000 steps. WGAN-GP: 5 critic steps, beta2 0.9."""
@@ -472,7 +569,9 @@ class GAN(NeuralGenerativeModel):
             values.update(architecture="dcgan", g_width=32, d_width=32, latent_dim=64, lr=2e-4, d_lr=2e-4, beta1=0.5)
             steps = 8_000 if pixels <= 16 * 16 else int(min(3_000, max(500, 3_000 * 28 * 28 / pixels)))
         else:
-            values.update(architecture="resnet", g_width=128, d_width=128, latent_dim=128, lr=1e-4, d_lr=4e-4, beta1=0.0)
+            values.update(
+                architecture="resnet", g_width=128, d_width=128, latent_dim=128, lr=1e-4, d_lr=4e-4, beta1=0.0
+            )
             steps = 100_000
         values["n_critic"] = 5 if wgan else 1
         values["beta2"] = 0.9 if wgan else 0.999
@@ -512,7 +611,9 @@ class GAN(NeuralGenerativeModel):
     @staticmethod
     def _check_image_size(shape: tuple[int, ...]) -> None:
         if min(shape[1:]) < 4:
-            raise GenlabError(f"X: images of shape {tuple(shape)} are too small for the GAN networks; they need at least 4x4 pixels")
+            raise GenlabError(
+                f"X: images of shape {tuple(shape)} are too small for the GAN networks; they need at least 4x4 pixels"
+            )
 
     # ------------------------------------------------------------------ fit
     def fit(self, X: Any, y: Any = None, *, resume: bool = False) -> "GAN":
@@ -534,7 +635,10 @@ class GAN(NeuralGenerativeModel):
         self._check_image_size(tuple(images.shape[1:]))
         if self.conditional:
             self.class_counts_ = torch.bincount(labels, minlength=int(labels.max()) + 1).to(torch.int64)
-        self._fit_images, self._fit_labels = images, (labels if labels is not None else getattr(self, "_probe_labels", None))
+        self._fit_images, self._fit_labels = (
+            images,
+            (labels if labels is not None else getattr(self, "_probe_labels", None)),
+        )
         try:
             super()._fit(images, labels, **fit_args)
         finally:
@@ -573,7 +677,15 @@ class GAN(NeuralGenerativeModel):
         n_ref = min(len(images), max(int(self.probe_samples), 2_000))
         idx = torch.randperm(len(images), generator=make_generator(PROBE_SEED))[:n_ref]
         weights = self.class_counts_.double() if self.conditional else None
-        return HealthProbe(evaluator, images[idx], int(self.probe_samples), int(self._param("latent_dim")), self.network_.n_classes, weights, every=int(self.probe_every))
+        return HealthProbe(
+            evaluator,
+            images[idx],
+            int(self.probe_samples),
+            int(self._param("latent_dim")),
+            self.network_.n_classes,
+            weights,
+            every=int(self.probe_every),
+        )
 
     def _training_callbacks(self, config):
         # the probe (an evaluator trained on the fit's images) is attached here, after the
@@ -598,7 +710,14 @@ class GAN(NeuralGenerativeModel):
         self._check_fitted()
         return int(self._param("latent_dim"))
 
-    def _sample(self, n: int, labels: torch.Tensor | None, generator: torch.Generator, truncation: float | None = None, unconditional: bool | None = None) -> torch.Tensor:
+    def _sample(
+        self,
+        n: int,
+        labels: torch.Tensor | None,
+        generator: torch.Generator,
+        truncation: float | None = None,
+        unconditional: bool | None = None,
+    ) -> torch.Tensor:
         """``truncation`` ψ >= 0: latents from N(0, I) restricted to [-ψ, ψ] per coordinate
         (fidelity up, diversity down; 0 = the mean latent for every image); None = none."""
         z = truncated_normal((n, self.latent_dim_), truncation, generator)
@@ -627,7 +746,12 @@ class GAN(NeuralGenerativeModel):
         arr = y.detach().cpu().numpy() if isinstance(y, torch.Tensor) else np.asarray(y)
         if arr.ndim == 2 and np.issubdtype(arr.dtype, np.floating):
             k = int(self.n_classes_)
-            if arr.shape != (n, k) or not np.all(np.isfinite(arr)) or np.any(arr < 0) or not np.allclose(arr.sum(1), 1.0, atol=1e-4):
+            if (
+                arr.shape != (n, k)
+                or not np.all(np.isfinite(arr))
+                or np.any(arr < 0)
+                or not np.allclose(arr.sum(1), 1.0, atol=1e-4)
+            ):
                 raise GenlabError(f"y: soft labels must be ({n}, {k}) non-negative class weights summing to 1 per row")
             return torch.from_numpy(arr.astype(np.float32))
         return check_labels(arr, n, n_classes=int(self.n_classes_))
@@ -704,7 +828,9 @@ class GAN(NeuralGenerativeModel):
         if evaluator is not None:
             network = getattr(evaluator, "network", None)
             if network is None:
-                raise GenlabError("evaluator: inversion needs a classifier evaluator (the PCA fallback has no differentiable features)")
+                raise GenlabError(
+                    "evaluator: inversion needs a classifier evaluator (the PCA fallback has no differentiable features)"
+                )
             network = network.to(self._network_device()).eval()
             return lambda u, labels: network.features(u)
         D = self.network_.discriminator
@@ -742,7 +868,17 @@ class GAN(NeuralGenerativeModel):
         labels = self._user_labels(y, len(images))
         return quantize(self._decode_tensor(self.invert(images, labels), labels))
 
-    def interpolate(self, a: Any, b: Any, n_images: int = 10, *, y: Any = None, prompt: str | None = None, steps: int = 300, mode: str = "slerp") -> torch.Tensor:
+    def interpolate(
+        self,
+        a: Any,
+        b: Any,
+        n_images: int = 10,
+        *,
+        y: Any = None,
+        prompt: str | None = None,
+        steps: int = 300,
+        mode: str = "slerp",
+    ) -> torch.Tensor:
         """``n_images`` generations (uint8) along the slerp (or line) between the inverted
         latents of images ``a`` and ``b`` (one each); ``steps``: inversion steps.
         Conditional models take one label ``y`` for both ends."""
@@ -750,7 +886,12 @@ class GAN(NeuralGenerativeModel):
 
         if prompt is not None:
             raise GenlabError("gan is not text-conditional; interpolate without a prompt")
-        pair = torch.cat([check_images(a, name="a", expected_shape=self.image_shape_), check_images(b, name="b", expected_shape=self.image_shape_)])
+        pair = torch.cat(
+            [
+                check_images(a, name="a", expected_shape=self.image_shape_),
+                check_images(b, name="b", expected_shape=self.image_shape_),
+            ]
+        )
         if len(pair) != 2:
             raise GenlabError("a, b: give one image each")
         yy = None if y is None else ([int(y), int(y)] if np.ndim(y) == 0 else y)

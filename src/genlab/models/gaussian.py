@@ -26,10 +26,18 @@ MAX_REG_COVAR = 1e3
 
 #: the parameters the classical (non-neural) models share
 COMMON_SCHEMA = {
-    "dtype": Param("choice", "float32", choices=("float32", "float64"), help="working precision (factorisations always run in float64)"),
+    "dtype": Param(
+        "choice",
+        "float32",
+        choices=("float32", "float64"),
+        help="working precision (factorisations always run in float64)",
+    ),
     "device": Param("str", "auto", help="auto, cpu, cuda, ..."),
-    "random_state": Param("int", 0, low=0, nullable=True, help="seed of the dequantisation noise (and of initialisation/folds)"),
+    "random_state": Param(
+        "int", 0, low=0, nullable=True, help="seed of the dequantisation noise (and of initialisation/folds)"
+    ),
 }
+
 
 def torch_dtype(name: str) -> torch.dtype:
     return {"float32": torch.float32, "float64": torch.float64}[check_choice("dtype", name, ("float32", "float64"))]
@@ -55,11 +63,20 @@ class Gaussian(GenerativeModel):
     likelihood = "exact"
     parameter_schema = {
         "covariance_type": Param("choice", "full", choices=("full", "diag"), help="full or diagonal covariance"),
-        "reg_covar": Param("float", 1e-6, low=0.0, high=MAX_REG_COVAR, help="added to the covariance diagonal (pixels in [0, 1])"),
+        "reg_covar": Param(
+            "float", 1e-6, low=0.0, high=MAX_REG_COVAR, help="added to the covariance diagonal (pixels in [0, 1])"
+        ),
         **COMMON_SCHEMA,
     }
 
-    def __init__(self, covariance_type: str = "full", reg_covar: float = 1e-6, dtype: str = "float32", device: str = "auto", random_state: int | None = 0) -> None:
+    def __init__(
+        self,
+        covariance_type: str = "full",
+        reg_covar: float = 1e-6,
+        dtype: str = "float32",
+        device: str = "auto",
+        random_state: int | None = 0,
+    ) -> None:
         self.covariance_type = covariance_type
         self.reg_covar = reg_covar
         self.dtype = dtype
@@ -102,6 +119,8 @@ class Gaussian(GenerativeModel):
         self._expect_tensor("precision_cholesky_", cov)
 
 
-def _flat_unit(images: torch.Tensor, dtype: torch.dtype, device: torch.device, generator: torch.Generator | None) -> torch.Tensor:
+def _flat_unit(
+    images: torch.Tensor, dtype: torch.dtype, device: torch.device, generator: torch.Generator | None
+) -> torch.Tensor:
     """uint8 (N, C, H, W) -> dequantised (N, D) on ``device``."""
     return dequantize(images, generator, dtype=dtype).reshape(images.shape[0], -1).to(device)

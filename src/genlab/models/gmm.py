@@ -74,7 +74,9 @@ class GaussianMixture(GenerativeModel):
     parameter_schema = {
         "n_components": Param("int", 10, low=1, help="mixture components K"),
         "covariance_type": Param("choice", "full", choices=COVARIANCE_TYPES, help="covariance of each component"),
-        "reg_covar": Param("float", 1e-6, low=0.0, high=MAX_REG_COVAR, help="added to every covariance diagonal (pixels in [0, 1])"),
+        "reg_covar": Param(
+            "float", 1e-6, low=0.0, high=MAX_REG_COVAR, help="added to every covariance diagonal (pixels in [0, 1])"
+        ),
         "max_iter": Param("int", 100, low=1, help="EM iterations per initialisation"),
         "tol": Param("float", 1e-3, low=0.0, help="convergence threshold (nats per image)"),
         "n_init": Param("int", 1, low=1, help="initialisations; the best is kept"),
@@ -117,7 +119,13 @@ class GaussianMixture(GenerativeModel):
 
     # ------------------------------------------------------------------ fit
     def _fit(self, images: torch.Tensor, labels: torch.Tensor | None) -> None:
-        k, reg, max_iter, tol, n_init = int(self.n_components), float(self.reg_covar), int(self.max_iter), float(self.tol), int(self.n_init)
+        k, reg, max_iter, tol, n_init = (
+            int(self.n_components),
+            float(self.reg_covar),
+            int(self.max_iter),
+            float(self.tol),
+            int(self.n_init),
+        )
         dt = torch_dtype(self.dtype)
         if k > images.shape[0]:
             raise GenlabError(f"n_components={k} is larger than the number of images ({images.shape[0]})")
@@ -143,7 +151,9 @@ class GaussianMixture(GenerativeModel):
         lower_bound, (weights, means, cov, prec_chol), converged, n_iter = best
         if not converged:
             warnings.warn(
-                f"gmm: EM did not converge in max_iter={max_iter} iterations (tol={tol}); raise max_iter or tol", ConvergenceWarning, stacklevel=3
+                f"gmm: EM did not converge in max_iter={max_iter} iterations (tol={tol}); raise max_iter or tol",
+                ConvergenceWarning,
+                stacklevel=3,
             )
         self.weights_, self.means_, self.covariances_, self.precisions_cholesky_ = weights, means, cov, prec_chol
         self.converged_, self.n_iter_, self.lower_bound_ = bool(converged), int(n_iter), float(lower_bound)
@@ -195,7 +205,10 @@ class GaussianMixture(GenerativeModel):
     # ------------------------------------------------------------------ use
     def _weighted_log_prob(self, images: torch.Tensor, generator) -> torch.Tensor:
         X = _flat_unit(images, self.means_.dtype, self.means_.device, generator)
-        return component_log_prob(X, self.means_, self.precisions_cholesky_, self.covariance_type) + torch.log(self.weights_.to(torch.float64))[None]
+        return (
+            component_log_prob(X, self.means_, self.precisions_cholesky_, self.covariance_type)
+            + torch.log(self.weights_.to(torch.float64))[None]
+        )
 
     def _log_likelihood(self, images):
         return torch.logsumexp(self._weighted_log_prob(images, score_generator()), dim=1)

@@ -31,7 +31,6 @@ from ..validation import check_float, check_int
 from .base import GenerativeModel
 from .gaussian import COMMON_SCHEMA, MEMORY_BUDGET_BYTES, _flat_unit, torch_dtype
 from .registry import register
-from ..validation import check_float, check_int
 from .schema import Param
 
 BANDWIDTH_RULES = ("scott", "silverman", "cv")
@@ -48,7 +47,9 @@ def check_bandwidth(name: str, value) -> float:
     h = check_float(name, value, minimum=0.0, exclusive=True)
     lo, hi = BANDWIDTH_RANGE
     if not lo <= h <= hi:
-        raise GenlabError(f"{name}={value!r} is outside {lo:g}..{hi:g}: pixels are scaled to [0, 1], so a kernel width outside this range gives no meaningful density")
+        raise GenlabError(
+            f"{name}={value!r} is outside {lo:g}..{hi:g}: pixels are scaled to [0, 1], so a kernel width outside this range gives no meaningful density"
+        )
     return h
 
 
@@ -89,7 +90,9 @@ def _sq_dist_chunks(Q: torch.Tensor, T: torch.Tensor, exact_neighbours: int = EX
         yield start, far, near
 
 
-def _log_kernel_sum(far_d2: torch.Tensor, near_d2: torch.Tensor, bandwidth: float, n_train: int, n_dims: int) -> torch.Tensor:
+def _log_kernel_sum(
+    far_d2: torch.Tensor, near_d2: torch.Tensor, bandwidth: float, n_train: int, n_dims: int
+) -> torch.Tensor:
     """log((1/n) Σ N(x; xᵢ, h²I)) per row, float64.
 
     Log-sum-exp shifted by the largest (nearest) term: near terms in float64, far terms
@@ -102,7 +105,12 @@ def _log_kernel_sum(far_d2: torch.Tensor, near_d2: torch.Tensor, bandwidth: floa
     near_sum = (near - top[:, None]).exp_().sum(1)
     shift = near_d2.min(dim=1).values.to(far_d2.dtype)
     far_sum = (far_d2 - shift[:, None]).mul_(scale).clamp_(min=-80.0).exp_().sum(1).to(torch.float64)
-    return top + torch.log(near_sum + far_sum) - math.log(n_train) - 0.5 * n_dims * math.log(2 * math.pi * bandwidth * bandwidth)
+    return (
+        top
+        + torch.log(near_sum + far_sum)
+        - math.log(n_train)
+        - 0.5 * n_dims * math.log(2 * math.pi * bandwidth * bandwidth)
+    )
 
 
 def kde_log_density(Q: torch.Tensor, T: torch.Tensor, bandwidth: float | list[float]) -> torch.Tensor:
@@ -147,13 +155,30 @@ class KernelDensity(GenerativeModel):
 
     likelihood = "exact"
     parameter_schema = {
-        "bandwidth": Param("float", "cv", choices=BANDWIDTH_RULES, low=0.0, low_inclusive=False, help="kernel standard deviation (pixels in [0, 1]) or how to choose it"),
-        "bandwidth_grid": Param("array", None, nullable=True, help="candidates for 'cv' (None = 31 log-spaced values, then a refinement)"),
+        "bandwidth": Param(
+            "float",
+            "cv",
+            choices=BANDWIDTH_RULES,
+            low=0.0,
+            low_inclusive=False,
+            help="kernel standard deviation (pixels in [0, 1]) or how to choose it",
+        ),
+        "bandwidth_grid": Param(
+            "array", None, nullable=True, help="candidates for 'cv' (None = 31 log-spaced values, then a refinement)"
+        ),
         "cv": Param("int", 5, low=2, help="folds for 'cv'"),
         **COMMON_SCHEMA,
     }
 
-    def __init__(self, bandwidth: float | str = "cv", bandwidth_grid=None, cv: int = 5, dtype: str = "float32", device: str = "auto", random_state: int | None = 0) -> None:
+    def __init__(
+        self,
+        bandwidth: float | str = "cv",
+        bandwidth_grid=None,
+        cv: int = 5,
+        dtype: str = "float32",
+        device: str = "auto",
+        random_state: int | None = 0,
+    ) -> None:
         self.bandwidth = bandwidth
         self.bandwidth_grid = bandwidth_grid
         self.cv = cv
@@ -165,7 +190,9 @@ class KernelDensity(GenerativeModel):
         super()._check_params()
         if isinstance(self.bandwidth, str):
             if self.bandwidth not in BANDWIDTH_RULES:
-                raise GenlabError(f"bandwidth={self.bandwidth!r}: use a positive number or one of {', '.join(BANDWIDTH_RULES)}")
+                raise GenlabError(
+                    f"bandwidth={self.bandwidth!r}: use a positive number or one of {', '.join(BANDWIDTH_RULES)}"
+                )
         else:
             check_bandwidth("bandwidth", self.bandwidth)
         if self.bandwidth_grid is not None:
@@ -189,7 +216,9 @@ class KernelDensity(GenerativeModel):
             else:
                 self.bandwidth_ = rule_of_thumb_bandwidth(X, self.bandwidth)
                 if not BANDWIDTH_RANGE[0] <= self.bandwidth_ <= BANDWIDTH_RANGE[1]:
-                    raise GenlabError(f"bandwidth={self.bandwidth!r}: the rule gives {self.bandwidth_:g}, outside {BANDWIDTH_RANGE[0]:g}..{BANDWIDTH_RANGE[1]:g} (the images barely vary); give a bandwidth")
+                    raise GenlabError(
+                        f"bandwidth={self.bandwidth!r}: the rule gives {self.bandwidth_:g}, outside {BANDWIDTH_RANGE[0]:g}..{BANDWIDTH_RANGE[1]:g} (the images barely vary); give a bandwidth"
+                    )
         else:
             self.bandwidth_ = check_bandwidth("bandwidth", self.bandwidth)
 
@@ -200,7 +229,12 @@ class KernelDensity(GenerativeModel):
             raise GenlabError(f"cv={k} folds need at least {k} images, got {n}")
         fixed_grid = self.bandwidth_grid is not None
         grid = np.asarray(self.bandwidth_grid if fixed_grid else DEFAULT_GRID, dtype=np.float64).ravel()
-        if grid.size == 0 or not np.all(np.isfinite(grid)) or np.any(grid < BANDWIDTH_RANGE[0]) or np.any(grid > BANDWIDTH_RANGE[1]):
+        if (
+            grid.size == 0
+            or not np.all(np.isfinite(grid))
+            or np.any(grid < BANDWIDTH_RANGE[0])
+            or np.any(grid > BANDWIDTH_RANGE[1])
+        ):
             raise GenlabError(f"bandwidth_grid must hold bandwidths in {BANDWIDTH_RANGE[0]:g}..{BANDWIDTH_RANGE[1]:g}")
         folds = list(KFold(n_splits=k, shuffle=True, random_state=seed).split(np.zeros(n)))
         idx = [(torch.as_tensor(tr, device=X.device), torch.as_tensor(te, device=X.device)) for tr, te in folds]

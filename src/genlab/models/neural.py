@@ -75,37 +75,77 @@ TRAINING_PARAMS: tuple[str, ...] = ("preset",) + tuple(f.name for f in model_tra
 PRESETS = ("auto", "quick", "full")
 #: types, ranges and defaults of the training parameters (the names come from TrainingConfig)
 TRAINING_SCHEMA: dict[str, Param] = {
-    "preset": Param("choice", "auto", choices=PRESETS, help="size of network and training: quick (CPU minutes), full (GPU), auto = full on CUDA"),
+    "preset": Param(
+        "choice",
+        "auto",
+        choices=PRESETS,
+        help="size of network and training: quick (CPU minutes), full (GPU), auto = full on CUDA",
+    ),
     "epochs": Param("int", None, low=1, nullable=True, help="passes over the training split (None = the preset's)"),
     "max_steps": Param("int", None, low=1, nullable=True, help="optimiser steps (None = the preset's)"),
     "batch_size": Param("int", 64, low=1, help="global mini-batch size"),
     "optimizer": Param("choice", "adam", choices=("adam", "adamw", "sgd"), help="optimiser (SGD with momentum 0.9)"),
-    "lr": Param("float", None, low=0.0, low_inclusive=False, nullable=True, help="peak learning rate (None = the preset's)"),
+    "lr": Param(
+        "float", None, low=0.0, low_inclusive=False, nullable=True, help="peak learning rate (None = the preset's)"
+    ),
     "weight_decay": Param("float", 0.0, low=0.0, help="weight decay"),
     "warmup_steps": Param("int", None, low=0, nullable=True, help="linear warm-up steps (None = the preset's)"),
-    "lr_schedule": Param("choice", "cosine", choices=("cosine", "constant"), help="after warm-up: cosine decay to 0, or constant"),
-    "grad_clip": Param("float", None, low=0.0, low_inclusive=False, nullable=True, help="clip the global gradient norm (None = no clipping)"),
-    "ema_decay": Param("float", None, low=0.0, high=1.0, low_inclusive=False, high_inclusive=False, nullable=True, help="EMA of the weights for sampling (None = the preset's or none)"),
-    "val_fraction": Param("float", 0.1, low=0.0, high=1.0, high_inclusive=False, help="share held out for the validation loss (0 = off)"),
-    "patience": Param("int", None, low=1, nullable=True, help="early stopping after this many epochs without improvement (None = off)"),
+    "lr_schedule": Param(
+        "choice", "cosine", choices=("cosine", "constant"), help="after warm-up: cosine decay to 0, or constant"
+    ),
+    "grad_clip": Param(
+        "float",
+        None,
+        low=0.0,
+        low_inclusive=False,
+        nullable=True,
+        help="clip the global gradient norm (None = no clipping)",
+    ),
+    "ema_decay": Param(
+        "float",
+        None,
+        low=0.0,
+        high=1.0,
+        low_inclusive=False,
+        high_inclusive=False,
+        nullable=True,
+        help="EMA of the weights for sampling (None = the preset's or none)",
+    ),
+    "val_fraction": Param(
+        "float", 0.1, low=0.0, high=1.0, high_inclusive=False, help="share held out for the validation loss (0 = off)"
+    ),
+    "patience": Param(
+        "int", None, low=1, nullable=True, help="early stopping after this many epochs without improvement (None = off)"
+    ),
     "device": Param("str", "auto", help="auto, cpu, cuda, cuda:1, mps"),
     "precision": Param("choice", "auto", choices=("auto", "fp32", "bf16"), help="bf16 autocast (auto = on CUDA)"),
     "compile": Param("bool", False, help="torch.compile the network"),
     "num_workers": Param("int", 0, low=0, help="batches prepared ahead in a background thread"),
-    "random_state": Param("int", 0, low=0, nullable=True, help="seed of initialisation, data order, split and noise (None = fresh entropy)"),
+    "random_state": Param(
+        "int",
+        0,
+        low=0,
+        nullable=True,
+        help="seed of initialisation, data order, split and noise (None = fresh entropy)",
+    ),
     "checkpoint_dir": Param("path", None, nullable=True, help="folder for checkpoints, metrics.csv and sample grids"),
     "checkpoint_every": Param("int", None, low=1, nullable=True, help="also checkpoint every this many steps"),
     "sample_every": Param("int", None, low=1, nullable=True, help="write a sample grid every this many epochs"),
 }
 if set(TRAINING_SCHEMA) != set(TRAINING_PARAMS):  # pragma: no cover - caught at import by every test
-    raise RuntimeError(f"TRAINING_SCHEMA and TrainingConfig's model fields differ: {sorted(set(TRAINING_SCHEMA) ^ set(TRAINING_PARAMS))}")
+    raise RuntimeError(
+        f"TRAINING_SCHEMA and TrainingConfig's model fields differ: {sorted(set(TRAINING_SCHEMA) ^ set(TRAINING_PARAMS))}"
+    )
 #: training parameters whose None means "take the preset's value"
 PRESET_CONTROLLED: tuple[str, ...] = ("epochs", "max_steps", "lr", "warmup_steps")
 
 
 def training_schema(**defaults: Any) -> dict[str, Param]:
     """:data:`TRAINING_SCHEMA` with a family's own defaults (e.g. ``grad_clip=1.0``)."""
-    return {name: dataclasses.replace(p, default=defaults[name]) if name in defaults else p for name, p in TRAINING_SCHEMA.items()}
+    return {
+        name: dataclasses.replace(p, default=defaults[name]) if name in defaults else p
+        for name, p in TRAINING_SCHEMA.items()
+    }
 
 
 class NeuralGenerativeModel(GenerativeModel):
@@ -167,7 +207,14 @@ class NeuralGenerativeModel(GenerativeModel):
         """
         return self._fit_checked(X, y, resume=bool(resume))
 
-    def _fit(self, images: torch.Tensor, labels: torch.Tensor | None, *, resume: bool = False, extra_data: Mapping[str, Any] | None = None) -> None:
+    def _fit(
+        self,
+        images: torch.Tensor,
+        labels: torch.Tensor | None,
+        *,
+        resume: bool = False,
+        extra_data: Mapping[str, Any] | None = None,
+    ) -> None:
         """Train. ``resume``: continue from the last checkpoint; ``extra_data``: further
         per-image training fields (e.g. caption embeddings ``{"cond": (N, D)}``) added to
         the batches next to those of :meth:`_training_data`."""
@@ -181,19 +228,27 @@ class NeuralGenerativeModel(GenerativeModel):
         config = self._training_config()
         self.training_config_ = config.to_dict()
         device = resolve_device(config.device)
-        fork = [device.index if device.index is not None else torch.cuda.current_device()] if device.type == "cuda" else []
+        fork = (
+            [device.index if device.index is not None else torch.cuda.current_device()] if device.type == "cuda" else []
+        )
         self._check_network_fits(device)
         with torch.random.fork_rng(devices=fork):  # seeds the initialisation without touching the caller's RNG
             torch.manual_seed(config.random_state)
             self._build_modules()
         if not isinstance(getattr(self, "network_", None), nn.Module):
             raise TypeError(f"{type(self).__name__}._build_modules must set self.network_ to a torch.nn.Module")
-        trainer = self.trainer_class(config, self._training_callbacks(config), description=f"fitting {self.name or type(self).__name__}")
+        trainer = self.trainer_class(
+            config, self._training_callbacks(config), description=f"fitting {self.name or type(self).__name__}"
+        )
         data = self._training_data(images, labels)
         data.update(extra_data or {})
         result = trainer.fit(self.network_, data, resume=resume)
         self.network_.eval()
-        diverged = [name for name, p in self.network_.state_dict().items() if p.is_floating_point() and not bool(torch.isfinite(p).all())]
+        diverged = [
+            name
+            for name, p in self.network_.state_dict().items()
+            if p.is_floating_point() and not bool(torch.isfinite(p).all())
+        ]
         if diverged:  # a NaN network samples black images and scores nan: say so now, not later
             raise GenlabError(
                 f"{self.name or type(self).__name__}: training diverged — {len(diverged)} weight tensor(s) hold NaN/inf (first: {diverged[0]}); "
@@ -232,8 +287,18 @@ class NeuralGenerativeModel(GenerativeModel):
         "quick": about 2,000 steps at lr 1e-3; "full": about 100,000 steps at lr 2e-4.
         """
         if preset == "quick":
-            return {"epochs": self._epochs_for_steps(2_000, n_images), "max_steps": None, "lr": 1e-3, "warmup_steps": 100}
-        return {"epochs": self._epochs_for_steps(100_000, n_images), "max_steps": None, "lr": 2e-4, "warmup_steps": 1_000}
+            return {
+                "epochs": self._epochs_for_steps(2_000, n_images),
+                "max_steps": None,
+                "lr": 1e-3,
+                "warmup_steps": 100,
+            }
+        return {
+            "epochs": self._epochs_for_steps(100_000, n_images),
+            "max_steps": None,
+            "lr": 2e-4,
+            "warmup_steps": 1_000,
+        }
 
     def _training_data(self, images: torch.Tensor, labels: torch.Tensor | None) -> dict[str, Any]:
         """The fields of each training batch: ``"images"`` (uint8) and ``"labels"`` (when given)."""
@@ -297,7 +362,9 @@ class NeuralGenerativeModel(GenerativeModel):
 
     def _check_loaded(self) -> None:
         if not isinstance(getattr(self, "network_", None), nn.Module):
-            raise GenlabError("fitted.network_: missing; a neural model's config must name its network ({\"__module__\": \"network_\"})")
+            raise GenlabError(
+                'fitted.network_: missing; a neural model\'s config must name its network ({"__module__": "network_"})'
+            )
 
     # ------------------------------------------------------------------ resolution
     def _resolve_preset(self) -> str:
@@ -375,14 +442,22 @@ def _complete_signature(init: Any) -> None:
     if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in own):
         return
     names = {p.name for p in own}
-    positional = [p for p in own if p.kind is not inspect.Parameter.VAR_KEYWORD and p.kind is not inspect.Parameter.KEYWORD_ONLY]
+    positional = [
+        p for p in own if p.kind is not inspect.Parameter.VAR_KEYWORD and p.kind is not inspect.Parameter.KEYWORD_ONLY
+    ]
     keyword = [p for p in own if p.kind is inspect.Parameter.KEYWORD_ONLY]
     added = [p for p in _training_parameters() if p.name not in names]
     init.__signature__ = sig.replace(parameters=positional + keyword + added)
 
 
 def _training_params_doc() -> str:
-    lines = ["", "    Training parameters", "    -------------------", "    preset : {\"auto\", \"quick\", \"full\"}", f"        {PRESET_HELP}"]
+    lines = [
+        "",
+        "    Training parameters",
+        "    -------------------",
+        '    preset : {"auto", "quick", "full"}',
+        f"        {PRESET_HELP}",
+    ]
     for p in _training_parameters()[1:]:
         f = TrainingConfig.__dataclass_fields__[p.name]
         lines += [f"    {p.name} : {p.annotation} = {p.default!r}", f"        {f.metadata['help']}"]

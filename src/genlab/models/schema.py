@@ -95,7 +95,11 @@ class Param:
             return [self._in_range(name, _as_int(name, v, "a list of integers")) for v in value]
         if self.kind == "text":
             items = [value] if isinstance(value, str) else value
-            if isinstance(items, (list, tuple)) and len(items) > 0 and all(isinstance(t, str) and t.strip() for t in items):
+            if (
+                isinstance(items, (list, tuple))
+                and len(items) > 0
+                and all(isinstance(t, str) and t.strip() for t in items)
+            ):
                 return value if isinstance(value, str) else list(value)
             raise GenlabError(f"{name}={value!r} must be a non-empty text or a list of non-empty texts")
         # "array"
@@ -135,12 +139,23 @@ class Param:
         elif self.kind == "int_list":
             text = "a non-empty list of integers" + self._range_text()
         else:
-            text = {"bool": "True or False", "str": "a non-empty string", "path": "a folder path", "text": "a text or a list of texts", "array": "an array of numbers"}[self.kind]
+            text = {
+                "bool": "True or False",
+                "str": "a non-empty string",
+                "path": "a folder path",
+                "text": "a text or a list of texts",
+                "array": "an array of numbers",
+            }[self.kind]
         return text + (" or None" if self.nullable else "")
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-able description (for ``genlab models --json`` and UI forms)."""
-        out: dict[str, Any] = {"kind": self.kind, "default": _jsonable(self.default), "nullable": self.nullable, "help": self.help}
+        out: dict[str, Any] = {
+            "kind": self.kind,
+            "default": _jsonable(self.default),
+            "nullable": self.nullable,
+            "help": self.help,
+        }
         if self.choices is not None:
             out["choices"] = [_jsonable(c) for c in self.choices]
         if self.low is not None:
@@ -168,11 +183,17 @@ def _as_int(name: str, value: Any, expected: str) -> int:
 
 def _as_float(name: str, value: Any, expected: str) -> float:
     try:  # float() of a huge int overflows: that is "not finite" too
-        finite = not isinstance(value, (bool, np.bool_)) and isinstance(value, numbers.Real) and math.isfinite(float(value))
+        finite = (
+            not isinstance(value, (bool, np.bool_)) and isinstance(value, numbers.Real) and math.isfinite(float(value))
+        )
     except OverflowError:
         finite = False
     if not finite:
-        shown = repr(value) if not isinstance(value, int) or abs(value) < 10**20 else f"{str(value)[:12]}... ({len(str(abs(value)))} digits)"
+        shown = (
+            repr(value)
+            if not isinstance(value, int) or abs(value) < 10**20
+            else f"{str(value)[:12]}... ({len(str(abs(value)))} digits)"
+        )
         raise GenlabError(f"{name}={shown} must be a finite number; expected {expected}")
     return float(value)
 

@@ -27,7 +27,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch import nn
 
 from ..device import make_generator
 from ..errors import GenlabError
@@ -70,7 +69,11 @@ class VAENetwork(AutoencoderNetwork):
         rec = self.lik.log_prob(u, self.decode_raw(z, onehot).float())  # (B,) nats
         kl = 0.5 * (mean.pow(2) + log_var.exp() - 1.0 - log_var).sum(1)
         loss = (self.beta * kl - rec).mean() / u[0].numel()  # nats per dimension
-        return loss, {"elbo_nats": (rec - kl).mean().detach(), "kl_nats": kl.mean().detach(), "rec_nats": rec.mean().detach()}
+        return loss, {
+            "elbo_nats": (rec - kl).mean().detach(),
+            "kl_nats": kl.mean().detach(),
+            "rec_nats": rec.mean().detach(),
+        }
 
 
 @register("vae")
@@ -171,7 +174,13 @@ class VAE(AutoencoderModel):
 
     # ------------------------------------------------------------------ fit
     def _build_modules(self) -> None:
-        self.network_ = VAENetwork(self.image_shape_, int(self._param("latent_dim")), self.decoder_likelihood, float(self.beta), **self._network_kwargs())
+        self.network_ = VAENetwork(
+            self.image_shape_,
+            int(self._param("latent_dim")),
+            self.decoder_likelihood,
+            float(self.beta),
+            **self._network_kwargs(),
+        )
 
     # ------------------------------------------------------------------ codec
     def _encode_unit(self, u, onehot):
@@ -184,7 +193,9 @@ class VAE(AutoencoderModel):
         return self.network_.lik.mean(params)
 
     # ------------------------------------------------------------------ likelihood bounds
-    def _log_weights(self, u: torch.Tensor, onehot: torch.Tensor | None, k: int, generator: torch.Generator) -> torch.Tensor:
+    def _log_weights(
+        self, u: torch.Tensor, onehot: torch.Tensor | None, k: int, generator: torch.Generator
+    ) -> torch.Tensor:
         """log w_i = log p(u|z_i) + log p(z_i) - log q(z_i|u) for k draws per image: (k, B) float64."""
         net = self.network_
         dev = self._network_device()

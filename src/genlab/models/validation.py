@@ -13,4 +13,14 @@ from ..validation import (
     encode_labels,
 )
 
-__all__ = ["as_integer_array", "check_choice", "check_float", "check_images", "check_int", "check_labels", "check_n_samples", "class_values", "encode_labels"]
+__all__ = [
+    "as_integer_array",
+    "check_choice",
+    "check_float",
+    "check_images",
+    "check_int",
+    "check_labels",
+    "check_n_samples",
+    "class_values",
+    "encode_labels",
+]

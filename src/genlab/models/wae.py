@@ -47,7 +47,9 @@ DEFAULT_LATENT_TEMPERATURES = {"mmd": 0.6, "sliced": 0.5, "cw": 0.6}
 class WAENetwork(AutoencoderNetwork):
     """Deterministic encoder/decoder; ``forward(batch)`` returns reconstruction + λ·divergence."""
 
-    def __init__(self, image_shape, latent_dim, divergence: str, reg_weight: float, n_projections: int, **kwargs) -> None:
+    def __init__(
+        self, image_shape, latent_dim, divergence: str, reg_weight: float, n_projections: int, **kwargs
+    ) -> None:
         super().__init__(image_shape, latent_dim, int(latent_dim), int(image_shape[0]), **kwargs)
         self.divergence = divergence
         self.reg_weight = float(reg_weight)
@@ -100,7 +102,9 @@ class WAE(AutoencoderModel):
     capabilities = AutoencoderModel.capabilities - {"likelihood"}
     parameter_schema = {
         **AutoencoderModel.parameter_schema,
-        "divergence": Param("choice", "mmd", choices=DIVERGENCES, help="latent penalty: MMD, sliced Wasserstein or Cramér–Wold"),
+        "divergence": Param(
+            "choice", "mmd", choices=DIVERGENCES, help="latent penalty: MMD, sliced Wasserstein or Cramér–Wold"
+        ),
         "reg_weight": Param("float", None, low=0.0, nullable=True, help="λ (None = the divergence's default)"),
         "n_projections": Param("int", 50, low=1, help="random directions per batch for 'sliced'"),
         **training_schema(),
@@ -157,7 +161,9 @@ class WAE(AutoencoderModel):
 
     def _check_family_params(self) -> None:
         if isinstance(self.batch_size, int) and self.batch_size < 2:
-            raise GenlabError(f"batch_size={self.batch_size} must be >= 2: the latent divergence compares a batch of codes with the prior")
+            raise GenlabError(
+                f"batch_size={self.batch_size} must be >= 2: the latent divergence compares a batch of codes with the prior"
+            )
 
     @property
     def default_latent_temperature(self) -> float:  # type: ignore[override]
@@ -167,7 +173,14 @@ class WAE(AutoencoderModel):
         return float(self.reg_weight) if self.reg_weight is not None else DEFAULT_REG_WEIGHTS[self.divergence]
 
     def _build_modules(self) -> None:
-        self.network_ = WAENetwork(self.image_shape_, int(self._param("latent_dim")), self.divergence, self._reg_weight(), int(self.n_projections), **self._network_kwargs())
+        self.network_ = WAENetwork(
+            self.image_shape_,
+            int(self._param("latent_dim")),
+            self.divergence,
+            self._reg_weight(),
+            int(self.n_projections),
+            **self._network_kwargs(),
+        )
 
     def _encode_unit(self, u, onehot):
         return self.network_.encode_raw(u, onehot)

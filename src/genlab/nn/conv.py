@@ -102,12 +102,22 @@ def _down(c_in: int, c_out: int, stride: tuple[int, int], norm: str, activation:
     )
 
 
-def _up(c_in: int, c_out: int, stride: tuple[int, int], target: tuple[int, int], source: tuple[int, int], norm: str, activation: str) -> nn.Sequential:
+def _up(
+    c_in: int,
+    c_out: int,
+    stride: tuple[int, int],
+    target: tuple[int, int],
+    source: tuple[int, int],
+    norm: str,
+    activation: str,
+) -> nn.Sequential:
     kernel = tuple(4 if s == 2 else 3 for s in stride)
     # a stride-2, kernel-4, padding-1 transposed conv gives 2n; output_padding adds the odd pixel back
     output_padding = tuple(t - 2 * n if s == 2 else 0 for t, n, s in zip(target, source, stride))
     return nn.Sequential(
-        nn.ConvTranspose2d(c_in, c_out, kernel, stride=stride, padding=1, output_padding=output_padding, bias=norm == "none"),
+        nn.ConvTranspose2d(
+            c_in, c_out, kernel, stride=stride, padding=1, output_padding=output_padding, bias=norm == "none"
+        ),
         make_norm2d(norm, c_out),
         make_activation(activation),
     )
@@ -151,12 +161,20 @@ class ConvEncoder(nn.Module):
         super().__init__()
         self.plan = conv_plan(image_shape, width, max_final_size=max_final_size, max_multiplier=max_multiplier)
         ch = self.plan.channels
-        self.stem = nn.Sequential(nn.Conv2d(self.plan.image_shape[0], ch[0], 3, padding=1, bias=norm == "none"), make_norm2d(norm, ch[0]), make_activation(activation))
+        self.stem = nn.Sequential(
+            nn.Conv2d(self.plan.image_shape[0], ch[0], 3, padding=1, bias=norm == "none"),
+            make_norm2d(norm, ch[0]),
+            make_activation(activation),
+        )
         levels = []
         for i, stride in enumerate(self.plan.strides):
             blocks = [ConvBlock(ch[i], norm=norm, activation=activation, residual=residual) for _ in range(n_blocks)]
             levels.append(nn.Sequential(*blocks, _down(ch[i], ch[i + 1], stride, norm, activation)))
-        levels.append(nn.Sequential(*[ConvBlock(ch[-1], norm=norm, activation=activation, residual=residual) for _ in range(n_blocks)]))
+        levels.append(
+            nn.Sequential(
+                *[ConvBlock(ch[-1], norm=norm, activation=activation, residual=residual) for _ in range(n_blocks)]
+            )
+        )
         self.levels = nn.Sequential(*levels)
         self.out_dim = out_dim
         self.head = nn.Linear(self.plan.feature_dim, int(out_dim)) if out_dim is not None else None
@@ -216,7 +234,11 @@ class ConvDecoder(nn.Module):
             self.project = nn.Sequential(nn.Linear(int(in_dim), self.plan.feature_dim), make_activation(activation))
         else:
             self.project = None
-        levels = [nn.Sequential(*[ConvBlock(ch[-1], norm=norm, activation=activation, residual=residual) for _ in range(n_blocks)])]
+        levels = [
+            nn.Sequential(
+                *[ConvBlock(ch[-1], norm=norm, activation=activation, residual=residual) for _ in range(n_blocks)]
+            )
+        ]
         for i in reversed(range(self.plan.n_downsamples)):
             up = _up(ch[i + 1], ch[i], self.plan.strides[i], sizes[i], sizes[i + 1], norm, activation)
             blocks = [ConvBlock(ch[i], norm=norm, activation=activation, residual=residual) for _ in range(n_blocks)]

@@ -48,15 +48,27 @@ class TimestepEmbedding(nn.Module):
     (e.g. 1000 for t in [0, 1], so the frequencies see a useful range).
     """
 
-    def __init__(self, out_dim: int, *, frequency_dim: int = 128, activation: str = "silu", scale: float = 1.0, max_period: float = 10000.0) -> None:
+    def __init__(
+        self,
+        out_dim: int,
+        *,
+        frequency_dim: int = 128,
+        activation: str = "silu",
+        scale: float = 1.0,
+        max_period: float = 10000.0,
+    ) -> None:
         super().__init__()
         self.frequency_dim = int(frequency_dim)
         self.scale = float(scale)
         self.max_period = float(max_period)
-        self.mlp = nn.Sequential(nn.Linear(self.frequency_dim, out_dim), make_activation(activation), nn.Linear(out_dim, out_dim))
+        self.mlp = nn.Sequential(
+            nn.Linear(self.frequency_dim, out_dim), make_activation(activation), nn.Linear(out_dim, out_dim)
+        )
 
     def forward(self, t: torch.Tensor) -> torch.Tensor:
-        return self.mlp(sinusoidal_embedding(t * self.scale if self.scale != 1.0 else t, self.frequency_dim, self.max_period))
+        return self.mlp(
+            sinusoidal_embedding(t * self.scale if self.scale != 1.0 else t, self.frequency_dim, self.max_period)
+        )
 
 
 class LabelEmbedding(nn.Module):
@@ -83,9 +95,16 @@ class LabelEmbedding(nn.Module):
 
     def null_labels(self, batch_size: int, device: torch.device | str | None = None) -> torch.Tensor:
         """(batch_size,) int64 filled with the null class."""
-        return torch.full((batch_size,), self.null_index, dtype=torch.int64, device=device if device is not None else self.table.weight.device)
+        return torch.full(
+            (batch_size,),
+            self.null_index,
+            dtype=torch.int64,
+            device=device if device is not None else self.table.weight.device,
+        )
 
-    def forward(self, labels: torch.Tensor | None, *, drop: torch.Tensor | None = None, batch_size: int | None = None) -> torch.Tensor:
+    def forward(
+        self, labels: torch.Tensor | None, *, drop: torch.Tensor | None = None, batch_size: int | None = None
+    ) -> torch.Tensor:
         """Embed ``labels`` (B,) int64 in 0..n_classes (n_classes = null).
 
         ``labels=None`` embeds the null class for ``batch_size`` rows. ``drop`` (B,) bool

@@ -103,7 +103,9 @@ class ActNorm(nn.Module):
         mean = x64.mean(dims, keepdim=True)
         var = (x64 - mean).pow(2).mean(dims, keepdim=True)
         self.bias.copy_(-mean.to(self.bias.dtype))
-        self.log_scale.copy_((-0.5 * torch.log(var.clamp_min(self.eps))).to(self.log_scale.dtype))  # exact ML scale unless degenerate
+        self.log_scale.copy_(
+            (-0.5 * torch.log(var.clamp_min(self.eps))).to(self.log_scale.dtype)
+        )  # exact ML scale unless degenerate
         self.initialized.fill_(1)
 
     def _logdet(self, x: torch.Tensor) -> torch.Tensor:
@@ -147,7 +149,9 @@ class InvConv1x1(nn.Module):
         c = self.log_s.shape[0]
         eye = torch.eye(c, dtype=dtype, device=self.log_s.device)
         lower = self.lower.to(dtype) * self.lower_mask.to(dtype) + eye
-        upper = self.upper.to(dtype) * self.lower_mask.T.to(dtype) + torch.diag(self.sign_s.to(dtype) * torch.exp(self.log_s.to(dtype)))
+        upper = self.upper.to(dtype) * self.lower_mask.T.to(dtype) + torch.diag(
+            self.sign_s.to(dtype) * torch.exp(self.log_s.to(dtype))
+        )
         return self.perm.to(dtype) @ lower @ upper
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -171,7 +175,8 @@ class ResNetConditioner(nn.Module):
         super().__init__()
         self.inp = nn.Conv2d(in_channels, width, 3, padding=1)
         self.blocks = nn.ModuleList(
-            nn.Sequential(nn.ReLU(), nn.Conv2d(width, width, 3, padding=1), nn.ReLU(), nn.Conv2d(width, width, 1)) for _ in range(int(n_blocks))
+            nn.Sequential(nn.ReLU(), nn.Conv2d(width, width, 3, padding=1), nn.ReLU(), nn.Conv2d(width, width, 1))
+            for _ in range(int(n_blocks))
         )
         self.out = nn.Conv2d(width, out_channels, 3, padding=1)
         nn.init.zeros_(self.out.weight)  # the coupling starts as the identity
@@ -191,7 +196,9 @@ def _knots(raw: torch.Tensor, bound: float, min_size: float) -> tuple[torch.Tens
     size = min_size + (1 - min_size * k) * torch.softmax(raw, dim=-1)
     cum = F.pad(torch.cumsum(size, dim=-1), (1, 0))
     cum = 2 * bound * cum - bound
-    cum = torch.cat([torch.full_like(cum[..., :1], -bound), cum[..., 1:-1], torch.full_like(cum[..., :1], bound)], dim=-1)
+    cum = torch.cat(
+        [torch.full_like(cum[..., :1], -bound), cum[..., 1:-1], torch.full_like(cum[..., :1], bound)], dim=-1
+    )
     return cum[..., 1:] - cum[..., :-1], cum
 
 
@@ -246,7 +253,11 @@ def rational_quadratic_spline(
     xi = xi.clamp(0, 1)
     one_m = 1 - xi
     den = s_k + (d_k1 + d_k - 2 * s_k) * xi * one_m
-    log_grad = 2 * torch.log(s_k) + torch.log(d_k1 * xi.pow(2) + 2 * s_k * xi * one_m + d_k * one_m.pow(2)) - 2 * torch.log(den)
+    log_grad = (
+        2 * torch.log(s_k)
+        + torch.log(d_k1 * xi.pow(2) + 2 * s_k * xi * one_m + d_k * one_m.pow(2))
+        - 2 * torch.log(den)
+    )
     if not inverse:
         out = y_k + h_k * (s_k * xi.pow(2) + d_k * xi * one_m) / den
         return torch.where(inside, out, x), torch.where(inside, log_grad, torch.zeros_like(log_grad))
@@ -328,7 +339,9 @@ class Coupling(nn.Module):
         # the spline runs in float64: its inverse (a quadratic root per bin) loses whole
         # pixels in float32 where the bins are narrow; the cost is elementwise only
         p = p.movedim(2, -1).double()  # (B, C, H, W, per)
-        y, lg = rational_quadratic_spline(xb.double(), p[..., :k], p[..., k : 2 * k], p[..., 2 * k :], inverse=inverse, bound=self.tail_bound)
+        y, lg = rational_quadratic_spline(
+            xb.double(), p[..., :k], p[..., k : 2 * k], p[..., 2 * k :], inverse=inverse, bound=self.tail_bound
+        )
         return y.to(xb.dtype), lg
 
     def _couple(self, x: torch.Tensor, inverse: bool) -> tuple[torch.Tensor, torch.Tensor]:
@@ -363,7 +376,14 @@ class GaussianPrior(nn.Module):
     ``-Σ log sigma``; ``unstandardize(eps) -> z``. log-scales are bounded in (-B, B) by B tanh(·/B).
     """
 
-    def __init__(self, shape: Sequence[int], cond_channels: int = 0, n_classes: int = 0, width: int = 0, log_scale_bound: float = 6.0) -> None:
+    def __init__(
+        self,
+        shape: Sequence[int],
+        cond_channels: int = 0,
+        n_classes: int = 0,
+        width: int = 0,
+        log_scale_bound: float = 6.0,
+    ) -> None:
         super().__init__()
         c, h, w = (int(s) for s in shape)
         self.channels, self.bound = c, float(log_scale_bound)
@@ -380,7 +400,9 @@ class GaussianPrior(nn.Module):
         if self.embed is not None:
             nn.init.zeros_(self.embed.weight)
 
-    def params(self, h: torch.Tensor | None, onehot: torch.Tensor | None, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def params(
+        self, h: torch.Tensor | None, onehot: torch.Tensor | None, like: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """(mean, log_scale), each broadcastable to ``like`` (B, C, H, W), in its dtype."""
         if self.conv is not None:
             raw = self.conv(h).to(like.dtype)
@@ -393,7 +415,9 @@ class GaussianPrior(nn.Module):
         mean, log_scale = raw[:, : self.channels], raw[:, self.channels :]
         return mean, self.bound * torch.tanh(log_scale / self.bound)
 
-    def standardize(self, z: torch.Tensor, h: torch.Tensor | None, onehot: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+    def standardize(
+        self, z: torch.Tensor, h: torch.Tensor | None, onehot: torch.Tensor | None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         mean, log_scale = self.params(h, onehot, z)
         with no_autocast(z):
             eps = (z - mean) * torch.exp(-log_scale)
@@ -415,7 +439,9 @@ class Split(nn.Module):
         self.keep = c // 2
         self.prior = GaussianPrior((c - self.keep, h, w), cond_channels=self.keep, n_classes=n_classes)
 
-    def forward(self, x: torch.Tensor, onehot: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def forward(
+        self, x: torch.Tensor, onehot: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(h (B, keep, H, W), eps (B, C - keep, H, W), logdet (B,))."""
         h, z = x[:, : self.keep], x[:, self.keep :]
         eps, logdet = self.prior.standardize(z, h, onehot)

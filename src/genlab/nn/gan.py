@@ -57,7 +57,9 @@ def _with_labels(z: torch.Tensor, labels: torch.Tensor | None, n_classes: int) -
 def apply_spectral_norm(module: nn.Module) -> nn.Module:
     """Wrap the weight of every Conv/Linear inside ``module`` with spectral normalisation."""
     for child in list(module.modules()):
-        if isinstance(child, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)) and not nn.utils.parametrize.is_parametrized(child, "weight"):
+        if isinstance(child, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)) and not nn.utils.parametrize.is_parametrized(
+            child, "weight"
+        ):
             nn.utils.parametrizations.spectral_norm(child)
     return module
 
@@ -102,11 +104,21 @@ def _plan(image_shape: Sequence[int], width: int) -> ConvPlan:
 class _UpBlock(nn.Module):
     """Transposed conv (kernel 4, stride 2; odd targets via output_padding) -> (C)BN -> ReLU."""
 
-    def __init__(self, c_in: int, c_out: int, stride: tuple[int, int], target: tuple[int, int], source: tuple[int, int], n_classes: int) -> None:
+    def __init__(
+        self,
+        c_in: int,
+        c_out: int,
+        stride: tuple[int, int],
+        target: tuple[int, int],
+        source: tuple[int, int],
+        n_classes: int,
+    ) -> None:
         super().__init__()
         kernel = tuple(4 if s == 2 else 3 for s in stride)
         output_padding = tuple(t - 2 * n if s == 2 else 0 for t, n, s in zip(target, source, stride))
-        self.conv = nn.ConvTranspose2d(c_in, c_out, kernel, stride=stride, padding=1, output_padding=output_padding, bias=False)
+        self.conv = nn.ConvTranspose2d(
+            c_in, c_out, kernel, stride=stride, padding=1, output_padding=output_padding, bias=False
+        )
         self.norm = ConditionalBatchNorm2d(c_out, n_classes)
 
     def forward(self, x: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
@@ -116,14 +128,24 @@ class _UpBlock(nn.Module):
 class DCGANGenerator(nn.Module):
     """z (B, latent_dim) [+ labels] -> images (B, C, H, W) in [-1, 1] (see the module docstring)."""
 
-    def __init__(self, image_shape: Sequence[int], latent_dim: int, width: int = 64, n_classes: int = 0, spectral_norm: bool = False) -> None:
+    def __init__(
+        self,
+        image_shape: Sequence[int],
+        latent_dim: int,
+        width: int = 64,
+        n_classes: int = 0,
+        spectral_norm: bool = False,
+    ) -> None:
         super().__init__()
         self.plan = _plan(image_shape, width)
         self.latent_dim, self.n_classes = int(latent_dim), int(n_classes)
         ch, sizes = self.plan.channels, self.plan.sizes
         self.project = nn.Linear(self.latent_dim + self.n_classes, self.plan.feature_dim, bias=False)
         self.project_norm = ConditionalBatchNorm2d(ch[-1], self.n_classes)
-        self.ups = nn.ModuleList(_UpBlock(ch[i + 1], ch[i], self.plan.strides[i], sizes[i], sizes[i + 1], self.n_classes) for i in reversed(range(self.plan.n_downsamples)))
+        self.ups = nn.ModuleList(
+            _UpBlock(ch[i + 1], ch[i], self.plan.strides[i], sizes[i], sizes[i + 1], self.n_classes)
+            for i in reversed(range(self.plan.n_downsamples))
+        )
         self.head = nn.Conv2d(ch[0], self.plan.image_shape[0], 3, padding=1)
         _dcgan_init(self)
         if spectral_norm:
@@ -140,7 +162,9 @@ class DCGANGenerator(nn.Module):
 class DCGANDiscriminator(nn.Module):
     """Images (B, C, H, W) in [-1, 1] [+ labels] -> logits (B,)."""
 
-    def __init__(self, image_shape: Sequence[int], width: int = 64, n_classes: int = 0, spectral_norm: bool = False) -> None:
+    def __init__(
+        self, image_shape: Sequence[int], width: int = 64, n_classes: int = 0, spectral_norm: bool = False
+    ) -> None:
         super().__init__()
         self.plan = _plan(image_shape, width)
         self.n_classes = int(n_classes)
@@ -162,7 +186,9 @@ class DCGANDiscriminator(nn.Module):
         return _project(self.head(phi).squeeze(1), phi, self.embed, labels, self.n_classes)
 
 
-def _project(logit: torch.Tensor, phi: torch.Tensor, embed: nn.Module | None, labels: torch.Tensor | None, n_classes: int) -> torch.Tensor:
+def _project(
+    logit: torch.Tensor, phi: torch.Tensor, embed: nn.Module | None, labels: torch.Tensor | None, n_classes: int
+) -> torch.Tensor:
     """Add the projection term <e_y, φ(x)> of a projection discriminator."""
     if embed is None:
         return logit
@@ -172,7 +198,12 @@ def _project(logit: torch.Tensor, phi: torch.Tensor, embed: nn.Module | None, la
 def _dcgan_init(module: nn.Module) -> None:
     """DCGAN initialisation: conv/linear weights N(0, 0.02), BatchNorm gains N(1, 0.02);
     the class-conditional gain/bias tables keep their zero start."""
-    keep = {m for cbn in module.modules() if isinstance(cbn, ConditionalBatchNorm2d) and cbn.n_classes for m in (cbn.gain, cbn.bias)}
+    keep = {
+        m
+        for cbn in module.modules()
+        if isinstance(cbn, ConditionalBatchNorm2d) and cbn.n_classes
+        for m in (cbn.gain, cbn.bias)
+    }
     for m in module.modules():
         if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)) and m not in keep:
             nn.init.normal_(m.weight, 0.0, 0.02)
@@ -228,13 +259,22 @@ class _ResDown(nn.Module):
 class ResNetGenerator(nn.Module):
     """SNGAN/BigGAN-style generator: z (B, latent_dim) [+ labels] -> (B, C, H, W) in [-1, 1]."""
 
-    def __init__(self, image_shape: Sequence[int], latent_dim: int, width: int = 64, n_classes: int = 0, spectral_norm: bool = False) -> None:
+    def __init__(
+        self,
+        image_shape: Sequence[int],
+        latent_dim: int,
+        width: int = 64,
+        n_classes: int = 0,
+        spectral_norm: bool = False,
+    ) -> None:
         super().__init__()
         self.plan = _plan(image_shape, width)
         self.latent_dim, self.n_classes = int(latent_dim), int(n_classes)
         ch, sizes = self.plan.channels, self.plan.sizes
         self.project = nn.Linear(self.latent_dim + self.n_classes, self.plan.feature_dim)
-        self.blocks = nn.ModuleList(_ResUp(ch[i + 1], ch[i], sizes[i], self.n_classes) for i in reversed(range(self.plan.n_downsamples)))
+        self.blocks = nn.ModuleList(
+            _ResUp(ch[i + 1], ch[i], sizes[i], self.n_classes) for i in reversed(range(self.plan.n_downsamples))
+        )
         self.out_norm = ConditionalBatchNorm2d(ch[0], self.n_classes)
         self.head = nn.Conv2d(ch[0], self.plan.image_shape[0], 3, padding=1)
         if spectral_norm:
@@ -251,7 +291,9 @@ class ResNetDiscriminator(nn.Module):
     """SNGAN-style discriminator: images [+ labels] -> logits (B,); features are the
     ReLU'd last map summed over space."""
 
-    def __init__(self, image_shape: Sequence[int], width: int = 64, n_classes: int = 0, spectral_norm: bool = True) -> None:
+    def __init__(
+        self, image_shape: Sequence[int], width: int = 64, n_classes: int = 0, spectral_norm: bool = True
+    ) -> None:
         super().__init__()
         self.plan = _plan(image_shape, width)
         self.n_classes = int(n_classes)

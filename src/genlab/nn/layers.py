@@ -99,4 +99,3 @@ def zero_init_(module: nn.Module) -> nn.Module:
     for p in module.parameters():
         nn.init.zeros_(p)
     return module
-

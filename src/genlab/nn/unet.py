@@ -163,7 +163,9 @@ class AttentionBlock(nn.Module):
         b, c, n = t.shape
         return t.reshape(b, self.n_heads, c // self.n_heads, n).transpose(2, 3)
 
-    def forward(self, x: torch.Tensor, context: torch.Tensor | None = None, context_mask: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor, context: torch.Tensor | None = None, context_mask: torch.Tensor | None = None
+    ) -> torch.Tensor:
         b, c, h, w = x.shape
         flat = x.reshape(b, c, h * w)
         q, k, v = self.qkv(self.norm(x).reshape(b, c, h * w)).chunk(3, dim=1)
@@ -240,7 +242,9 @@ class UNet(nn.Module):
         super().__init__()
         if int(n_res_blocks) < 1:
             raise GenlabError(f"n_res_blocks={n_res_blocks} must be >= 1")
-        self.plan = unet_plan(image_shape, width, channel_mults=channel_mults, patch_size=patch_size, attention_size=attention_size)
+        self.plan = unet_plan(
+            image_shape, width, channel_mults=channel_mults, patch_size=patch_size, attention_size=attention_size
+        )
         c, _, _ = self.plan.image_shape
         p = self.plan.patch_size
         self.out_channels = int(out_channels) if out_channels is not None else c

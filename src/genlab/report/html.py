@@ -63,17 +63,35 @@ def write_report(out_dir: Path, summary: dict, table_markdown: str, real_row: st
         f"<figure>{_file_img(cells / '_real' / 'fold0_samples.png', 'real held-out images')}<figcaption>real held-out images</figcaption></figure>",
     ]
     for name in summary["models"]:
-        parts.append(f"<figure>{_file_img(cells / name / 'fold0_samples.png', name)}<figcaption>{html.escape(name)}</figcaption></figure>")
-    parts.append("</div><h2>Memorisation: the samples closest to the training set (top) and their nearest training images (bottom)</h2><div class='grid'>")
+        parts.append(
+            f"<figure>{_file_img(cells / name / 'fold0_samples.png', name)}<figcaption>{html.escape(name)}</figcaption></figure>"
+        )
+    parts.append(
+        "</div><h2>Memorisation: the samples closest to the training set (top) and their nearest training images (bottom)</h2><div class='grid'>"
+    )
     for name in summary["models"]:
-        parts.append(f"<figure>{_file_img(cells / name / 'fold0_memorization.png', name + ' memorisation')}<figcaption>{html.escape(name)}</figcaption></figure>")
+        parts.append(
+            f"<figure>{_file_img(cells / name / 'fold0_memorization.png', name + ' memorisation')}<figcaption>{html.escape(name)}</figcaption></figure>"
+        )
     parts.append("</div><h2>Metrics (mean ± std over folds; dashed: real data and its spread)</h2>")
     parts.append(_img(metric_bars(summary["rows"], real_row), "metric plots", "100%"))
     if summary.get("intrinsic_dimension"):
         parts.append("<h2>Intrinsic dimension</h2>")
-        parts.append(_img(intrinsic_dimension_plot(summary["rows"], summary["intrinsic_dimension"], real_row), "intrinsic dimension", "80%"))
+        parts.append(
+            _img(
+                intrinsic_dimension_plot(summary["rows"], summary["intrinsic_dimension"], real_row),
+                "intrinsic dimension",
+                "80%",
+            )
+        )
     errors = [(n, e) for n, r in summary["rows"].items() for e in r["errors"]]
     if errors:
-        parts.append("<h2>Failures</h2><ul>" + "".join(f"<li>{html.escape(n)}: {html.escape(e)}</li>" for n, e in errors) + "</ul>")
-    parts.append(f"<p style='color:#777;font-size:12px'>wall time {summary.get('wall_seconds', '?')} s</p></body></html>")
+        parts.append(
+            "<h2>Failures</h2><ul>"
+            + "".join(f"<li>{html.escape(n)}: {html.escape(e)}</li>" for n, e in errors)
+            + "</ul>"
+        )
+    parts.append(
+        f"<p style='color:#777;font-size:12px'>wall time {summary.get('wall_seconds', '?')} s</p></body></html>"
+    )
     return atomic_write_text(out_dir / "report.html", "\n".join(parts))

@@ -10,7 +10,14 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-PLOTTED = [("fd", "Fréchet distance (lower is better)"), ("precision", "precision"), ("recall", "recall"), ("density", "density"), ("coverage", "coverage"), ("copies", "copies of training images (lower is better)")]
+PLOTTED = [
+    ("fd", "Fréchet distance (lower is better)"),
+    ("precision", "precision"),
+    ("recall", "recall"),
+    ("density", "density"),
+    ("coverage", "coverage"),
+    ("copies", "copies of training images (lower is better)"),
+]
 
 
 def _png(fig) -> bytes:

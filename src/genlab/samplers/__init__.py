@@ -19,4 +19,12 @@ from .conditional import ClassConditionalSampler
 from .gmm import GaussianMixtureSampler
 from .prior import PriorSampler
 
-__all__ = ["LATENT_SAMPLERS", "LatentSampler", "make_latent_sampler", "sampler_from_state", "ClassConditionalSampler", "GaussianMixtureSampler", "PriorSampler"]
+__all__ = [
+    "LATENT_SAMPLERS",
+    "LatentSampler",
+    "make_latent_sampler",
+    "sampler_from_state",
+    "ClassConditionalSampler",
+    "GaussianMixtureSampler",
+    "PriorSampler",
+]

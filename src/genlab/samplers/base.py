@@ -35,7 +35,14 @@ class LatentSampler:
             self._fit(codes)
         return self
 
-    def sample(self, n: int, generator: torch.Generator | None = None, *, labels: torch.Tensor | None = None, temperature: float = 1.0) -> torch.Tensor:
+    def sample(
+        self,
+        n: int,
+        generator: torch.Generator | None = None,
+        *,
+        labels: torch.Tensor | None = None,
+        temperature: float = 1.0,
+    ) -> torch.Tensor:
         """``n`` codes (n, d), float32, on the device of the fitted state (CPU for the prior).
 
         Random numbers come from ``generator`` (a CPU generator), so a seed repeats a draw.
@@ -89,7 +96,9 @@ class LatentSampler:
     def _fit_labelled(self, codes: torch.Tensor, labels: torch.Tensor) -> None:
         raise NotImplementedError
 
-    def _sample_labelled(self, labels: torch.Tensor, generator: torch.Generator | None, temperature: float) -> torch.Tensor:
+    def _sample_labelled(
+        self, labels: torch.Tensor, generator: torch.Generator | None, temperature: float
+    ) -> torch.Tensor:
         raise NotImplementedError
 
     def _check_fitted(self) -> None:

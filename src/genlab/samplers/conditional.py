@@ -37,7 +37,11 @@ class ClassConditionalSampler(LatentSampler):
         self.random_state = random_state
 
     def _make(self, n_components: int) -> LatentSampler:
-        params: dict[str, Any] = {"n_components": int(n_components), "random_state": int(self.random_state or 0)} if self.base == "gmm" else {}
+        params: dict[str, Any] = (
+            {"n_components": int(n_components), "random_state": int(self.random_state or 0)}
+            if self.base == "gmm"
+            else {}
+        )
         return make_latent_sampler(self.base, **params)
 
     def _fit_labelled(self, codes: torch.Tensor, labels: torch.Tensor) -> None:
@@ -60,7 +64,9 @@ class ClassConditionalSampler(LatentSampler):
         self.classes_ = states
         self.n_classes_ = n_classes
 
-    def _sample_labelled(self, labels: torch.Tensor, generator: torch.Generator | None, temperature: float) -> torch.Tensor:
+    def _sample_labelled(
+        self, labels: torch.Tensor, generator: torch.Generator | None, temperature: float
+    ) -> torch.Tensor:
         out = torch.empty((len(labels), self.latent_dim_), dtype=torch.float32)
         for c in torch.unique(labels).tolist():
             index = torch.nonzero(labels == c).flatten()

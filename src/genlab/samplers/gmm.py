@@ -8,7 +8,16 @@ import warnings
 import torch
 
 from ..errors import GenlabError
-from ..mixture import COVARIANCE_TYPES, component_log_prob, e_step, estimate_parameters, kmeans_plusplus, lloyd, precision_cholesky, sample_gaussian_mixture
+from ..mixture import (
+    COVARIANCE_TYPES,
+    component_log_prob,
+    e_step,
+    estimate_parameters,
+    kmeans_plusplus,
+    lloyd,
+    precision_cholesky,
+    sample_gaussian_mixture,
+)
 from ..validation import check_choice, check_float, check_int
 from .base import LatentSampler
 
@@ -39,7 +48,15 @@ class GaussianMixtureSampler(LatentSampler):
 
     kind = "gmm"
 
-    def __init__(self, n_components: int = 10, covariance_type: str = "full", reg_covar: float = 1e-4, max_iter: int = 200, tol: float = 1e-4, random_state: int = 0) -> None:
+    def __init__(
+        self,
+        n_components: int = 10,
+        covariance_type: str = "full",
+        reg_covar: float = 1e-4,
+        max_iter: int = 200,
+        tol: float = 1e-4,
+        random_state: int = 0,
+    ) -> None:
         self.n_components = n_components
         self.covariance_type = covariance_type
         self.reg_covar = reg_covar
@@ -54,7 +71,9 @@ class GaussianMixtureSampler(LatentSampler):
         max_iter = check_int("max_iter", self.max_iter, minimum=1)
         tol = check_float("tol", self.tol, minimum=0.0)
         if k > codes.shape[0]:
-            raise GenlabError(f"latent_components={k} is larger than the number of codes ({codes.shape[0]}); use fewer components or more images")
+            raise GenlabError(
+                f"latent_components={k} is larger than the number of codes ({codes.shape[0]}); use fewer components or more images"
+            )
         X = codes.to(torch.float64)
         gen = torch.Generator().manual_seed(int(self.random_state or 0))
         centres = lloyd(X, kmeans_plusplus(X, k, gen))
@@ -78,10 +97,15 @@ class GaussianMixtureSampler(LatentSampler):
 
     def _sample(self, n: int, generator: torch.Generator | None, temperature: float) -> torch.Tensor:
         gen = generator if generator is not None else torch.Generator().manual_seed(int(torch.randint(2**31, (1,))))
-        z = sample_gaussian_mixture(self.weights_, self.means_, self.covariances_ * temperature**2, self.covariance_type, n, gen)
+        z = sample_gaussian_mixture(
+            self.weights_, self.means_, self.covariances_ * temperature**2, self.covariance_type, n, gen
+        )
         return z.to(torch.float32)
 
     def _log_prob(self, codes: torch.Tensor) -> torch.Tensor:
         X = codes.to(device=self.means_.device, dtype=self.means_.dtype)
-        weighted = component_log_prob(X, self.means_, self.precisions_cholesky_, self.covariance_type) + torch.log(self.weights_.to(torch.float64))[None]
+        weighted = (
+            component_log_prob(X, self.means_, self.precisions_cholesky_, self.covariance_type)
+            + torch.log(self.weights_.to(torch.float64))[None]
+        )
         return torch.logsumexp(weighted, dim=1)

@@ -22,12 +22,37 @@ from __future__ import annotations
 
 from .common import Echo
 from .fitting import CVResult, FitResult, cross_validate, fit_run
-from .manipulation import EditResult, InpaintResult, InterpolateResult, ReconstructResult, edit_run, inpaint_run, interpolate_run, reconstruct_run
+from .manipulation import (
+    EditResult,
+    InpaintResult,
+    InterpolateResult,
+    ReconstructResult,
+    edit_run,
+    inpaint_run,
+    interpolate_run,
+    reconstruct_run,
+)
 from .sampling import SampleResult, sample_run
 from .scoring import EvaluateResult, ScoreResult, evaluate_run, score_run
 
 __all__ = [
-    "Echo", "fit_run", "FitResult", "cross_validate", "CVResult", "sample_run", "SampleResult", "score_run", "ScoreResult",
-    "evaluate_run", "EvaluateResult", "interpolate_run", "InterpolateResult", "reconstruct_run", "ReconstructResult",
-    "edit_run", "EditResult", "inpaint_run", "InpaintResult",
+    "Echo",
+    "fit_run",
+    "FitResult",
+    "cross_validate",
+    "CVResult",
+    "sample_run",
+    "SampleResult",
+    "score_run",
+    "ScoreResult",
+    "evaluate_run",
+    "EvaluateResult",
+    "interpolate_run",
+    "InterpolateResult",
+    "reconstruct_run",
+    "ReconstructResult",
+    "edit_run",
+    "EditResult",
+    "inpaint_run",
+    "InpaintResult",
 ]

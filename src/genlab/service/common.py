@@ -28,7 +28,9 @@ def load_data(spec: str, size: int | None = None, captions: str | None = None):
 def check_channels(data, spec: str) -> None:
     """genlab's models, grids and metrics take gray (1 channel) or RGB (3) images."""
     if data.image_shape[0] not in (1, 3):
-        raise GenlabError(f"--data {spec}: images with {data.image_shape[0]} channels; genlab takes 1 (gray) or 3 (RGB)")
+        raise GenlabError(
+            f"--data {spec}: images with {data.image_shape[0]} channels; genlab takes 1 (gray) or 3 (RGB)"
+        )
 
 
 #: fewest samples the evaluation metrics accept: the intrinsic-dimension estimate of
@@ -39,7 +41,9 @@ MIN_EVAL_SAMPLES = 21
 def check_eval_samples(n: int) -> None:
     """Refuse a sample count the metrics cannot work with, before any work."""
     if n < MIN_EVAL_SAMPLES:
-        raise GenlabError(f"-n {n}: the metrics need at least {MIN_EVAL_SAMPLES} samples (k = 20 nearest neighbours of the intrinsic-dimension estimate)")
+        raise GenlabError(
+            f"-n {n}: the metrics need at least {MIN_EVAL_SAMPLES} samples (k = 20 nearest neighbours of the intrinsic-dimension estimate)"
+        )
 
 
 def check_compare_dir(out_dir: str | Path) -> None:

@@ -100,15 +100,25 @@ def fit_run(
     out_dir = Path(out_dir).expanduser().absolute()
     check_out_dir(out_dir)
     kwargs = dict(params or {})
-    flags = {"condition": condition, "preset": preset, "epochs": epochs, "max_steps": max_steps, "device": device,
-             "precision": precision, "checkpoint_every": checkpoint_every, "sample_every": sample_every}
+    flags = {
+        "condition": condition,
+        "preset": preset,
+        "epochs": epochs,
+        "max_steps": max_steps,
+        "device": device,
+        "precision": precision,
+        "checkpoint_every": checkpoint_every,
+        "sample_every": sample_every,
+    }
     model = make_model(model_name, **kwargs)
     valid = model.get_params()
     for name, value in flags.items():
         if value is None:
             continue
         if name not in valid:
-            raise GenlabError(f"--{name.replace('_', '-')}: {model_name} has no such setting (it is not a neural model, or does not support it)")
+            raise GenlabError(
+                f"--{name.replace('_', '-')}: {model_name} has no such setting (it is not a neural model, or does not support it)"
+            )
         if name in kwargs:
             raise GenlabError(f"{name} given both as --{name.replace('_', '-')} and --param")
         kwargs[name] = value
@@ -141,7 +151,9 @@ def fit_run(
     main_process = is_main_process()
     if main_process:
         _prepare_train_dir(train_dir, out_dir, fresh=train_dir == staging_path(out_dir) and not resume)
-        echo(f"fitting {model_name} on {len(train)} images of {data_spec} (shape {train.image_shape}); {len(test)} held out")
+        echo(
+            f"fitting {model_name} on {len(train)} images of {data_spec} (shape {train.image_shape}); {len(test)} held out"
+        )
     start = time.perf_counter()
     fit_kwargs = {"resume": True} if resume else {}
     targets = train.captions if text else (train.labels if model.conditional else None)
@@ -152,7 +164,12 @@ def fit_run(
             _remove_if_empty(staging_path(out_dir))
         raise
     fit_seconds = time.perf_counter() - start
-    metrics: dict[str, Any] = {"model": model_name, "fit_seconds": round(fit_seconds, 3), "n_train": len(train), "n_test": len(test)}
+    metrics: dict[str, Any] = {
+        "model": model_name,
+        "fit_seconds": round(fit_seconds, 3),
+        "n_train": len(train),
+        "n_test": len(test),
+    }
     if not main_process:
         return FitResult(out_dir, model, metrics, fit_seconds, wrote=False, train=train, test=test)
     if own_checkpoints:  # where the checkpoints will be once the run is in place
@@ -164,10 +181,28 @@ def fit_run(
         limit = (DEFAULT_SCORE_IMAGES if neural else len(test)) if score_images is None else score_images
         metrics.update(score_held_out(model, test, limit, seed=split_seed, echo=echo))
     samples, prompts, ncols = _fit_samples(model, test, n_samples, seed, text)
-    info = RunInfo(model=model_name, data=spec, size=size, captions=captions if text else None, test_fraction=test_fraction,
-                   split_seed=split_seed, seed=seed, created=now(), data_fingerprint=data_fingerprint(data))
-    files = write_run(out_dir, model, info, metrics, samples, ncols=ncols, prompts=prompts, keep_from=train_dir if own_checkpoints else None,
-                      carry_over=carry_over)
+    info = RunInfo(
+        model=model_name,
+        data=spec,
+        size=size,
+        captions=captions if text else None,
+        test_fraction=test_fraction,
+        split_seed=split_seed,
+        seed=seed,
+        created=now(),
+        data_fingerprint=data_fingerprint(data),
+    )
+    files = write_run(
+        out_dir,
+        model,
+        info,
+        metrics,
+        samples,
+        ncols=ncols,
+        prompts=prompts,
+        keep_from=train_dir if own_checkpoints else None,
+        carry_over=carry_over,
+    )
     return FitResult(out_dir, model, metrics, fit_seconds, wrote=True, files=files, train=train, test=test)
 
 
@@ -177,13 +212,25 @@ def _fit_samples(model, test, n: int, seed: int, text: bool) -> tuple[torch.Tens
     if text:
         prompts = [test.captions[i % len(test)] for i in range(n)]
         return model.sample(n, prompt=prompts, seed=seed), prompts, None
-    labels = (torch.arange(n) % int(model.n_classes_)) if model.conditional and getattr(model, "n_classes_", None) else None
+    labels = (
+        (torch.arange(n) % int(model.n_classes_)) if model.conditional and getattr(model, "n_classes_", None) else None
+    )
     ncols = int(model.n_classes_) if labels is not None and model.n_classes_ <= 16 else None
     return model.sample(n, y=labels, seed=seed), None, ncols
 
 
-def write_run(out_dir: Path, model, info, metrics: dict[str, Any], samples: torch.Tensor, *, ncols: int | None = None, prompts: list[str] | None = None,
-              keep_from: Path | None = None, carry_over: bool = False) -> list[str]:
+def write_run(
+    out_dir: Path,
+    model,
+    info,
+    metrics: dict[str, Any],
+    samples: torch.Tensor,
+    *,
+    ncols: int | None = None,
+    prompts: list[str] | None = None,
+    keep_from: Path | None = None,
+    carry_over: bool = False,
+) -> list[str]:
     """Publish a run folder whole (see :func:`genlab.runs.publish_run`): the model, run.json,
     metrics.json, samples.png (and samples-prompts.txt); returns the names written."""
     from ..images import save_grid
@@ -199,7 +246,9 @@ def write_run(out_dir: Path, model, info, metrics: dict[str, Any], samples: torc
             atomic_write_text(folder / "samples-prompts.txt", "\n".join(prompts) + "\n")
 
     publish_run(out_dir, write, keep_from=keep_from, carry_over=carry_over)
-    names = ["config.json", "model.safetensors", "run.json", "metrics.json", "samples.png"] + (["samples-prompts.txt"] if prompts else [])
+    names = ["config.json", "model.safetensors", "run.json", "metrics.json", "samples.png"] + (
+        ["samples-prompts.txt"] if prompts else []
+    )
     return names + ([f"{CHECKPOINTS}/"] if (out_dir / CHECKPOINTS).is_dir() else [])
 
 
@@ -245,7 +294,9 @@ def plan_out_dir(out_dir: Path, model_name: str, *, resume: bool, overwrite: boo
         what = f"holds a finished {found} run" + (" with checkpoints" if checkpoints else "")
     else:
         what = "holds the checkpoints of an unfinished run" if checkpoints else "is not empty and not a genlab run"
-    offer = "--resume to continue its training or --overwrite to replace it" if checkpoints else "--overwrite to replace it"
+    offer = (
+        "--resume to continue its training or --overwrite to replace it" if checkpoints else "--overwrite to replace it"
+    )
     raise GenlabError(f"--out {out_dir}: {what}; pass {offer}, or choose another folder")
 
 
@@ -311,7 +362,12 @@ def score_held_out(model, test, limit: int, *, seed: int = 0, echo: Echo = silen
         images = images[np.sort(np.random.default_rng(seed).choice(len(test), n, replace=False))]
         echo(f"scoring {n} of the {len(test)} held-out images")
     mean = float(score_images_in_chunks(model, images).mean())
-    return {"test_log_likelihood_nats": mean, "test_bits_per_dim": float(bits_per_dim(mean, model.n_dims_)), "likelihood": model.likelihood, "n_scored": n}
+    return {
+        "test_log_likelihood_nats": mean,
+        "test_bits_per_dim": float(bits_per_dim(mean, model.n_dims_)),
+        "likelihood": model.likelihood,
+        "n_scored": n,
+    }
 
 
 def score_images_in_chunks(model, images: torch.Tensor) -> np.ndarray:
@@ -344,7 +400,14 @@ class CVResult:
     best: dict[str, Any]
 
     def to_dict(self) -> dict[str, Any]:
-        return {"model": self.model, "data": self.data, "folds": self.folds, "base_params": self.base_params, "results": self.results, "best": self.best}
+        return {
+            "model": self.model,
+            "data": self.data,
+            "folds": self.folds,
+            "base_params": self.base_params,
+            "results": self.results,
+            "best": self.best,
+        }
 
 
 def cross_validate(
@@ -397,7 +460,15 @@ def cross_validate(
         bpd = [float(bits_per_dim(s, n_dims)) for s in scores]
         echo(f"{label}: held-out log-likelihood {fmt_pm(scores)} nats/image, {fmt_pm(bpd)} bits/dim")
         echo("    folds: " + "  ".join(f"{s:.2f}" for s in scores))
-        results.append({"params": point, "fold_scores": scores, "mean": float(np.mean(scores)), "std": float(np.std(scores, ddof=1)), "bits_per_dim": float(np.mean(bpd))})
+        results.append(
+            {
+                "params": point,
+                "fold_scores": scores,
+                "mean": float(np.mean(scores)),
+                "std": float(np.std(scores, ddof=1)),
+                "bits_per_dim": float(np.mean(bpd)),
+            }
+        )
     best = max(results, key=lambda r: r["mean"])
     result = CVResult(model_name, data_spec, folds, base, results, best)
     if json_out is not None:

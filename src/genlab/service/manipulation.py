@@ -32,7 +32,9 @@ def _model_and_data(run_dir: str | Path, data_spec: str | None, *, needs: tuple[
     else:
         data = load_data(data_spec, None)
     if tuple(data.image_shape) != tuple(model.image_shape_):
-        raise GenlabError(f"--data {data_spec}: images of shape {data.image_shape}, but the model works on {tuple(model.image_shape_)}")
+        raise GenlabError(
+            f"--data {data_spec}: images of shape {data.image_shape}, but the model works on {tuple(model.image_shape_)}"
+        )
     return model, data
 
 
@@ -85,19 +87,25 @@ def interpolate_run(
     model, data = _model_and_data(run_dir, data_spec, needs=())
     capabilities = type(model).capabilities
     if "interpolate" not in capabilities:
-        raise GenlabError(f"{model.name} has no latent space to walk through; interpolate needs a model with the 'interpolate' capability (genlab models)")
+        raise GenlabError(
+            f"{model.name} has no latent space to walk through; interpolate needs a model with the 'interpolate' capability (genlab models)"
+        )
     a, label_a = pick_image(data, index=from_index, label=from_label)
     b, label_b = pick_image(data, index=to_index, label=to_label)
     conditional = bool(model.conditional)
     if "invert" in capabilities:  # no encoder: both images are inverted (diffusion: DDIM; GAN: latent optimisation)
         if conditional and label_a != label_b:
-            raise GenlabError(f"a class-conditional {model.name} model interpolates within one class: pick two images with the same label")
+            raise GenlabError(
+                f"a class-conditional {model.name} model interpolates within one class: pick two images with the same label"
+            )
         strip = model.interpolate(a, b, steps, y=label_a if conditional else None, prompt=prompt, steps=inversion_steps)
         how = f"{model.inversion_method} ({inversion_steps} steps) + slerp"
     else:
         if prompt is not None:
             raise GenlabError("--prompt applies to text-conditional diffusion models")
-        strip = interpolate_images(model, a, b, steps, mode, y_a=label_a if conditional else None, y_b=label_b if conditional else None)
+        strip = interpolate_images(
+            model, a, b, steps, mode, y_a=label_a if conditional else None, y_b=label_b if conditional else None
+        )
         how = mode
     strip = torch.cat([a, strip, b])
     save_grid(strip, out_png, ncols=steps + 2)
@@ -112,14 +120,23 @@ class ReconstructResult:
     out: Path
 
 
-def reconstruct_run(run_dir: str | Path, out_png: str | Path, *, data_spec: str | None = None, n_images: int = 32, overwrite: bool = False) -> ReconstructResult:
+def reconstruct_run(
+    run_dir: str | Path,
+    out_png: str | Path,
+    *,
+    data_spec: str | None = None,
+    n_images: int = 32,
+    overwrite: bool = False,
+) -> ReconstructResult:
     """Encode and decode real images (default: the run's held-out test images) with a model
     that has the "reconstruct" capability; write rows of originals above rows of their reconstructions."""
     check_output_file(out_png, "-o", overwrite=overwrite)
     from ..images import save_grid
     from ..runs import RunInfo
 
-    model, data = _model_and_data(run_dir, data_spec, needs=("reconstruct",), what="a model that encodes images (vae, wae, gan, flow)")
+    model, data = _model_and_data(
+        run_dir, data_spec, needs=("reconstruct",), what="a model with an encoder (vae, wae, flow; gan by inversion)"
+    )
     if data_spec is None:
         _, data = RunInfo.load(run_dir).load_split()  # held-out images: reconstructions the model did not train on
     n = min(n_images, len(data))
@@ -188,7 +205,9 @@ def edit_run(
     if not levels:
         raise GenlabError("--strength: give at least one level")
     model, images = _diffusion_and_images(run_dir, data_spec, indices, n_images, "edit")
-    columns = [images] + [model.edit(images, s, y=label, prompt=prompt, guidance=guidance, steps=steps, seed=seed) for s in levels]
+    columns = [images] + [
+        model.edit(images, s, y=label, prompt=prompt, guidance=guidance, steps=steps, seed=seed) for s in levels
+    ]
     grid = torch.stack(columns, dim=1).reshape(-1, *images.shape[1:])
     save_grid(grid, out_png, ncols=len(columns))
     return EditResult(grid, len(images), levels, Path(out_png))
@@ -265,10 +284,21 @@ def inpaint_run(
     mask = read_mask(mask_file, h, w) if mask_file is not None else region_mask(region, h, w)
     blanked = images.clone()
     blanked[:, :, mask] = 128
-    completions = [model.inpaint(images, mask, y=label, prompt=prompt, guidance=guidance, steps=steps, seed=seed + v) for v in range(variants)]
+    completions = [
+        model.inpaint(images, mask, y=label, prompt=prompt, guidance=guidance, steps=steps, seed=seed + v)
+        for v in range(variants)
+    ]
     grid = torch.stack([images, blanked] + completions, dim=1).reshape(-1, *images.shape[1:])
     save_grid(grid, out_png, ncols=2 + variants)
     return InpaintResult(grid, len(images), mask, variants, Path(out_png))
 
 
-__all__: list[Any] = ["interpolate_run", "reconstruct_run", "edit_run", "inpaint_run", "region_mask", "read_mask", "REGIONS"]
+__all__: list[Any] = [
+    "interpolate_run",
+    "reconstruct_run",
+    "edit_run",
+    "inpaint_run",
+    "region_mask",
+    "read_mask",
+    "REGIONS",
+]

@@ -81,7 +81,9 @@ def sample_run(
     if out_png is None and out_npy is None:
         out_png = next_free(Path(run_dir), "samples", ".png")
     if out_png is not None and out_npy is None and n > GRID_MAX:
-        raise GenlabError(f"-n {n}: a PNG grid shows at most {GRID_MAX:,} images; write more with --npy (a grid of the first {GRID_MAX:,} with -o too)")
+        raise GenlabError(
+            f"-n {n}: a PNG grid shows at most {GRID_MAX:,} images; write more with --npy (a grid of the first {GRID_MAX:,} with -o too)"
+        )
     png = check_output_file(out_png, "-o", overwrite=overwrite)
     npy = check_output_file(out_npy, "--npy", overwrite=overwrite)
     if png is not None and npy is not None and png.absolute() == npy.absolute():
@@ -91,7 +93,9 @@ def sample_run(
         need = n * int(np.prod(shape)) + 4096
         free = shutil.disk_usage(npy.absolute().parent).free
         if need > free:
-            raise GenlabError(f"-n {n}: the .npy needs {need / 1e9:.2f} GB, {npy.absolute().parent} has {free / 1e9:.2f} GB free")
+            raise GenlabError(
+                f"-n {n}: the .npy needs {need / 1e9:.2f} GB, {npy.absolute().parent} has {free / 1e9:.2f} GB free"
+            )
     chunk = max(1, int(chunk))
     grid: list[torch.Tensor] = []
     n_grid = min(n, GRID_MAX) if png is not None else 0
@@ -99,7 +103,12 @@ def sample_run(
     with _NpyWriter(npy, (n, *shape)) as writer:
         for k, first in enumerate(range(0, n, chunk)):
             m = min(chunk, n - first)
-            images = model.sample(m, y=_part(y, first, m, n), seed=chunk_seed(seed, k), **{key: _part(v, first, m, n) for key, v in options.items()})
+            images = model.sample(
+                m,
+                y=_part(y, first, m, n),
+                seed=chunk_seed(seed, k),
+                **{key: _part(v, first, m, n) for key, v in options.items()},
+            )
             writer.write(images)
             if first < n_grid:
                 grid.append(images[: n_grid - first])
@@ -113,7 +122,12 @@ def sample_run(
 
 def _part(value: Any, first: int, m: int, n: int) -> Any:
     """``value[first:first + m]`` when it holds one entry per image, else ``value``."""
-    if isinstance(value, (list, tuple, np.ndarray, torch.Tensor)) and not isinstance(value, str) and len(value) == n and n > 1:
+    if (
+        isinstance(value, (list, tuple, np.ndarray, torch.Tensor))
+        and not isinstance(value, str)
+        and len(value) == n
+        and n > 1
+    ):
         return value[first : first + m]
     return value
 
@@ -128,9 +142,13 @@ class _NpyWriter:
     def __enter__(self) -> "_NpyWriter":
         if self.path is not None:
             self.path.absolute().parent.mkdir(parents=True, exist_ok=True)
-            fd, self.tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".tmp", dir=self.path.absolute().parent)
+            fd, self.tmp = tempfile.mkstemp(
+                prefix=f".{self.path.name}.", suffix=".tmp", dir=self.path.absolute().parent
+            )
             self.file = os.fdopen(fd, "wb")
-            np.lib.format.write_array_header_1_0(self.file, {"descr": np.dtype(np.uint8).str, "fortran_order": False, "shape": self.shape})
+            np.lib.format.write_array_header_1_0(
+                self.file, {"descr": np.dtype(np.uint8).str, "fortran_order": False, "shape": self.shape}
+            )
         return self
 
     def write(self, images: torch.Tensor) -> None:

@@ -40,7 +40,9 @@ class ScoreResult:
         return float(ll.std(ddof=1) / np.sqrt(len(ll))) if len(ll) > 1 else 0.0
 
 
-def score_run(run_dir: str | Path, *, data_spec: str | None = None, split: str | None = None, size: int | None = None) -> ScoreResult:
+def score_run(
+    run_dir: str | Path, *, data_spec: str | None = None, split: str | None = None, size: int | None = None
+) -> ScoreResult:
     """Log-likelihood (nats/image) and bits/dim of a run on ``split`` ("test", "train" or
     "all") of its own data (default "test"), or on all of ``data_spec``."""
     from ..models import GenerativeModel
@@ -61,7 +63,9 @@ def score_run(run_dir: str | Path, *, data_spec: str | None = None, split: str |
     from .fitting import score_images_in_chunks
 
     ll = score_images_in_chunks(model, data.images)
-    return ScoreResult(model.name, model.likelihood, data_spec or info.data, split, ll, float(bits_per_dim(ll.mean(), model.n_dims_)))
+    return ScoreResult(
+        model.name, model.likelihood, data_spec or info.data, split, ll, float(bits_per_dim(ll.mean(), model.n_dims_))
+    )
 
 
 @dataclass
@@ -118,18 +122,42 @@ def evaluate_run(
     else:
         train, test = load_data(data_spec, info.size).split(info.test_fraction, info.split_seed)
     if tuple(test.image_shape) != tuple(model.image_shape_):
-        raise GenlabError(f"--data {data_spec}: images of shape {test.image_shape}, but the model makes {tuple(model.image_shape_)}")
+        raise GenlabError(
+            f"--data {data_spec}: images of shape {test.image_shape}, but the model makes {tuple(model.image_shape_)}"
+        )
     start = time.perf_counter()
     evaluators = get_evaluators(train, test, seed=seed, echo=echo)
     evaluator = evaluators[0]
-    evaluation = evaluate_model(model, train, test, evaluators, n_samples=n_samples, seed=seed, inception_weights=inception_weights)
-    real = real_data_metrics(train, test, evaluators, n_samples=n_samples, seed=seed, inception_weights=inception_weights)
+    evaluation = evaluate_model(
+        model, train, test, evaluators, n_samples=n_samples, seed=seed, inception_weights=inception_weights
+    )
+    real = real_data_metrics(
+        train, test, evaluators, n_samples=n_samples, seed=seed, inception_weights=inception_weights
+    )
     intervals = evaluation.extras.get("ci", {})
-    record = {"n_samples": n_samples, "data": data_spec or info.data, "evaluator": evaluator.describe(), "evaluator_accuracy": evaluator.test_accuracy,
-              "evaluators": {ev.space: {"describe": ev.describe(), "accuracy": ev.test_accuracy} for ev in evaluators},
-              "metrics": evaluation.metrics, "intervals": intervals, "n": evaluation.extras.get("n", {}), "real_data": real}
+    record = {
+        "n_samples": n_samples,
+        "data": data_spec or info.data,
+        "evaluator": evaluator.describe(),
+        "evaluator_accuracy": evaluator.test_accuracy,
+        "evaluators": {ev.space: {"describe": ev.describe(), "accuracy": ev.test_accuracy} for ev in evaluators},
+        "metrics": evaluation.metrics,
+        "intervals": intervals,
+        "n": evaluation.extras.get("n", {}),
+        "real_data": real,
+    }
     update_metrics(run_dir, evaluation=record)
     if json_out is not None:
         write_json(json_out, record)
-    return EvaluateResult(model.name, data_spec or info.data, n_samples, len(test), "; ".join(ev.describe() for ev in evaluators), evaluation.metrics, real, record,
-                          time.perf_counter() - start, intervals)
+    return EvaluateResult(
+        model.name,
+        data_spec or info.data,
+        n_samples,
+        len(test),
+        "; ".join(ev.describe() for ev in evaluators),
+        evaluation.metrics,
+        real,
+        record,
+        time.perf_counter() - start,
+        intervals,
+    )

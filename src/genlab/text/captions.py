@@ -161,7 +161,11 @@ def tercile_edges(values: np.ndarray, labels: np.ndarray | None = None, per_clas
 
 def _thirds(values: np.ndarray, labels: np.ndarray | None, per_class: bool, words: tuple[str, str, str]) -> np.ndarray:
     edges = tercile_edges(values, labels, per_class)
-    row = edges[labels] if (labels is not None and per_class and edges.shape[0] > 1) else edges[np.zeros(len(values), dtype=np.int64)]
+    row = (
+        edges[labels]
+        if (labels is not None and per_class and edges.shape[0] > 1)
+        else edges[np.zeros(len(values), dtype=np.int64)]
+    )
     out = np.full(len(values), "", dtype=object)
     finite = np.isfinite(values)
     out[finite & (values <= row[:, 0])] = words[0]
@@ -193,7 +197,9 @@ def attribute_levels(attributes: dict[str, np.ndarray], labels=None, per_class: 
     if labels is not None:
         y = np.asarray(labels.numpy() if hasattr(labels, "numpy") else labels)
         if y.shape != (n,) or not np.issubdtype(y.dtype, np.integer) or (n and y.min() < 0):
-            raise GenlabError(f"labels: expected {n} non-negative integers to match the attributes, got shape {y.shape}, dtype {y.dtype}")
+            raise GenlabError(
+                f"labels: expected {n} non-negative integers to match the attributes, got shape {y.shape}, dtype {y.dtype}"
+            )
         y = y.astype(np.int64)
     slant = np.asarray(attributes["slant"], dtype=np.float64)
     slant_words = np.full(n, "", dtype=object)
@@ -216,11 +222,25 @@ NUMBER_WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "
 _WORDS: dict[tuple[str, str], tuple[tuple[str, ...], tuple[str, ...]]] = {
     ("thickness", "thick"): (
         ("thick", "bold", "heavy", "thick-lined", "heavy-stroked"),
-        ("written with a thick stroke", "with a bold stroke", "in heavy strokes", "with thick lines", "in bold lines", "with a heavy line"),
+        (
+            "written with a thick stroke",
+            "with a bold stroke",
+            "in heavy strokes",
+            "with thick lines",
+            "in bold lines",
+            "with a heavy line",
+        ),
     ),
     ("thickness", "thin"): (
         ("thin", "light", "fine", "thin-lined", "light-stroked"),
-        ("written with a thin stroke", "with a fine stroke", "in light strokes", "with thin lines", "in fine lines", "with a light line"),
+        (
+            "written with a thin stroke",
+            "with a fine stroke",
+            "in light strokes",
+            "with thin lines",
+            "in fine lines",
+            "with a light line",
+        ),
     ),
     ("thickness", "medium"): (
         ("medium-weight", "regular-weight"),
@@ -260,7 +280,11 @@ HELD_OUT_TARGETS: dict[str, dict[str, object]] = {
     "a skinny one penned in pencil": {"digit": 1, "thickness": "thin"},
     "a three that leans to the right": {"digit": 3, "slant": "right"},
     "a tiny zero": {"digit": 0, "size": "small"},
-    "a four traced with a hairline pen, standing tall and straight": {"digit": 4, "thickness": "thin", "slant": "upright"},
+    "a four traced with a hairline pen, standing tall and straight": {
+        "digit": 4,
+        "thickness": "thin",
+        "slant": "upright",
+    },
     "a huge nine": {"digit": 9, "size": "large"},
     "the figure six, tipping over to the left": {"digit": 6, "slant": "left"},
 }
@@ -268,7 +292,25 @@ HELD_OUT_TARGETS: dict[str, dict[str, object]] = {
 HELD_OUT_PROMPTS: tuple[str, ...] = tuple(HELD_OUT_TARGETS)
 #: Words that appear in held-out prompts and in no training caption.
 HELD_OUT_WORDS: frozenset[str] = frozenset(
-    {"pen", "pencil", "penned", "marker", "sketched", "drawn", "traced", "chunky", "skinny", "fat", "tiny", "huge", "hairline", "figure", "tipping", "leans", "tall"}
+    {
+        "pen",
+        "pencil",
+        "penned",
+        "marker",
+        "sketched",
+        "drawn",
+        "traced",
+        "chunky",
+        "skinny",
+        "fat",
+        "tiny",
+        "huge",
+        "hairline",
+        "figure",
+        "tipping",
+        "leans",
+        "tall",
+    }
 )
 
 
@@ -300,12 +342,29 @@ def _class_nouns(name: str) -> tuple[list[str], list[str], bool]:
     if name.isdigit() and len(name) == 1:
         d, w = name, NUMBER_WORDS[int(name)]
         bare = [w, d, f"handwritten {w}", f"handwritten {d}"]
-        fixed = [f"the digit {d}", f"the digit {w}", f"the number {w}", f"the number {d}", f"digit {d}", f"number {w}", f"digit {w}", f"number {d}"]
+        fixed = [
+            f"the digit {d}",
+            f"the digit {w}",
+            f"the number {w}",
+            f"the number {d}",
+            f"digit {d}",
+            f"number {w}",
+            f"digit {w}",
+            f"number {d}",
+        ]
         return bare, fixed, True
     return [name], [f"the {name}"], False
 
 
-def digit_captions(labels, attributes: dict[str, np.ndarray] | None = None, class_names: Sequence[str] | None = None, seed: int = 0, *, per_class: bool = True, drop_probability: float = 0.2) -> list[str]:
+def digit_captions(
+    labels,
+    attributes: dict[str, np.ndarray] | None = None,
+    class_names: Sequence[str] | None = None,
+    seed: int = 0,
+    *,
+    per_class: bool = True,
+    drop_probability: float = 0.2,
+) -> list[str]:
     """One varied caption per image from its label and measured attributes.
 
     Parameters
@@ -337,7 +396,9 @@ def digit_captions(labels, attributes: dict[str, np.ndarray] | None = None, clas
     """
     y = np.asarray(labels.numpy() if hasattr(labels, "numpy") else labels)
     if y.ndim != 1 or y.size == 0 or not np.issubdtype(y.dtype, np.integer) or y.min() < 0:
-        raise GenlabError(f"labels: expected a non-empty 1-D array of non-negative integers, got shape {y.shape}, dtype {y.dtype}")
+        raise GenlabError(
+            f"labels: expected a non-empty 1-D array of non-negative integers, got shape {y.shape}, dtype {y.dtype}"
+        )
     y = y.astype(np.int64)
     n = len(y)
     if class_names is None:
@@ -418,12 +479,16 @@ def auto_captions(dataset, seed: int = 0, *, per_class: bool = True) -> list[str
     Raises GenlabError for unlabelled or non-digit datasets: those need a caption file.
     """
     name = getattr(dataset, "name", "dataset")
-    hint = "give a caption file instead (load_dataset('folder:PATH', captions='captions.csv'), CSV columns image,caption)"
+    hint = (
+        "give a caption file instead (load_dataset('folder:PATH', captions='captions.csv'), CSV columns image,caption)"
+    )
     if getattr(dataset, "labels", None) is None:
         raise GenlabError(f"{name}: has no labels, so genlab cannot write captions for it; {hint}")
     if not is_digit_dataset(dataset.class_names):
         shown = ", ".join(list(dataset.class_names)[:5])
-        raise GenlabError(f"{name}: genlab writes captions only for digit datasets (class names 0-9), not for classes {shown}...; {hint}")
+        raise GenlabError(
+            f"{name}: genlab writes captions only for digit datasets (class names 0-9), not for classes {shown}...; {hint}"
+        )
     attributes = measure_digit_attributes(dataset.images)
     return digit_captions(dataset.labels.numpy(), attributes, dataset.class_names, seed, per_class=per_class)
 

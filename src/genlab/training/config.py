@@ -42,28 +42,59 @@ class TrainingConfig:
     global batch: under ``torchrun`` it is split across the processes.
     """
 
-    epochs: int | None = _field(10, "Training length in passes over the training split (None = the preset's; setting only max_steps trains exactly that many steps).", model_default=None)
-    max_steps: int | None = _field(None, "Training length in optimiser steps; training ends at whichever of epochs and max_steps comes first.")
+    epochs: int | None = _field(
+        10,
+        "Training length in passes over the training split (None = the preset's; setting only max_steps trains exactly that many steps).",
+        model_default=None,
+    )
+    max_steps: int | None = _field(
+        None, "Training length in optimiser steps; training ends at whichever of epochs and max_steps comes first."
+    )
     batch_size: int = _field(64, "Global mini-batch size (split across processes under torchrun).")
     optimizer: str = _field("adam", 'One of "adam", "adamw", "sgd" (SGD uses momentum 0.9).')
     lr: float = _field(1e-3, "Peak learning rate (None = the preset's).", model_default=None)
     weight_decay: float = _field(0.0, "Weight decay of the optimiser.")
-    warmup_steps: int = _field(0, "Linear warm-up steps (None = the preset's, at most 10% of the run).", model_default=None)
-    lr_schedule: str = _field("cosine", 'After warm-up: "cosine" decay to min_lr_ratio * lr over the run, or "constant".')
+    warmup_steps: int = _field(
+        0, "Linear warm-up steps (None = the preset's, at most 10% of the run).", model_default=None
+    )
+    lr_schedule: str = _field(
+        "cosine", 'After warm-up: "cosine" decay to min_lr_ratio * lr over the run, or "constant".'
+    )
     #: the cosine schedule decays to ``min_lr_ratio * lr``
     min_lr_ratio: float = _field(0.0, "", model=False)
     grad_clip: float | None = _field(None, "Clip the global gradient norm to this value (None = no clipping).")
-    ema_decay: float | None = _field(None, "Keep an exponential moving average of the weights (e.g. 0.999) and sample with it.")
-    val_fraction: float = _field(0.1, "Share of the training images held out (fixed seed) for a validation loss each epoch; the model ends with the weights of the best validation loss (or the family's selection metric). 0 = off.")
-    patience: int | None = _field(None, "Stop after this many epochs without a better validation loss or selection metric (None = off).")
+    ema_decay: float | None = _field(
+        None, "Keep an exponential moving average of the weights (e.g. 0.999) and sample with it."
+    )
+    val_fraction: float = _field(
+        0.1,
+        "Share of the training images held out (fixed seed) for a validation loss each epoch; the model ends with the weights of the best validation loss (or the family's selection metric). 0 = off.",
+    )
+    patience: int | None = _field(
+        None, "Stop after this many epochs without a better validation loss or selection metric (None = off)."
+    )
     device: str = _field("auto", '"auto", "cpu", "cuda", "cuda:1", "mps".')
     precision: str = _field("auto", '"auto" (bfloat16 autocast on CUDA, float32 elsewhere), "fp32" or "bf16".')
     compile: bool = _field(False, "torch.compile the network (faster on GPU after a slow first step).")
-    num_workers: int = _field(0, "Batches prepared ahead in a background thread (0 = in the training thread; the data is in memory, so this matters only on fast accelerators).")
-    random_state: int = _field(0, "Seed of initialisation, data order, validation split and the training noise (None = a fresh one).", nullable=True)
-    checkpoint_dir: str | None = _field(None, "Folder for checkpoints, metrics.csv and sample grids (None = none written).")
-    checkpoint_every: int | None = _field(None, "Also checkpoint every this many steps (checkpoints are always written at the end of each epoch and of training when checkpoint_dir is set).")
-    sample_every: int | None = _field(None, "Write a sample grid PNG into checkpoint_dir/samples every this many epochs.")
+    num_workers: int = _field(
+        0,
+        "Batches prepared ahead in a background thread (0 = in the training thread; the data is in memory, so this matters only on fast accelerators).",
+    )
+    random_state: int = _field(
+        0,
+        "Seed of initialisation, data order, validation split and the training noise (None = a fresh one).",
+        nullable=True,
+    )
+    checkpoint_dir: str | None = _field(
+        None, "Folder for checkpoints, metrics.csv and sample grids (None = none written)."
+    )
+    checkpoint_every: int | None = _field(
+        None,
+        "Also checkpoint every this many steps (checkpoints are always written at the end of each epoch and of training when checkpoint_dir is set).",
+    )
+    sample_every: int | None = _field(
+        None, "Write a sample grid PNG into checkpoint_dir/samples every this many epochs."
+    )
     #: a CSV/TensorBoard row of running means every ``log_every`` steps (plus one per epoch)
     log_every: int = _field(50, "", model=False)
 

@@ -67,7 +67,9 @@ def split_train_val(data: Data, val_fraction: float, seed: int) -> tuple[dict[st
         return dict(data), None
     n_val = max(1, int(round(val_fraction * n)))
     if n - n_val < 1:
-        raise GenlabError(f"val_fraction={val_fraction} leaves no training images out of {n}; lower it or pass more images")
+        raise GenlabError(
+            f"val_fraction={val_fraction} leaves no training images out of {n}; lower it or pass more images"
+        )
     perm = torch.randperm(n, generator=torch.Generator().manual_seed(derive_seed(seed, "validation-split")))
     return take(data, perm[n_val:].sort().values), take(data, perm[:n_val].sort().values)
 
@@ -98,7 +100,15 @@ def epoch_permutation(n: int, seed: int, epoch: int) -> torch.Tensor:
 
 
 def epoch_batches(
-    data: Data, *, seed: int, epoch: int, batch_size: int, start_batch: int = 0, rank: int = 0, world_size: int = 1, device: torch.device | None = None
+    data: Data,
+    *,
+    seed: int,
+    epoch: int,
+    batch_size: int,
+    start_batch: int = 0,
+    rank: int = 0,
+    world_size: int = 1,
+    device: torch.device | None = None,
 ) -> Iterator[Batch]:
     """Batches ``start_batch, start_batch + 1, ...`` of epoch ``epoch``.
 
@@ -113,7 +123,9 @@ def epoch_batches(
         yield _to_device(take(data, index), device)
 
 
-def sequential_batches(data: Data, batch_size: int, *, rank: int = 0, world_size: int = 1, device: torch.device | None = None) -> Iterator[Batch]:
+def sequential_batches(
+    data: Data, batch_size: int, *, rank: int = 0, world_size: int = 1, device: torch.device | None = None
+) -> Iterator[Batch]:
     """Every row once, in order, in batches (this rank's share of each: for evaluation)."""
     n = data_length(data)
     for start in range(0, n, batch_size):
@@ -123,7 +135,9 @@ def sequential_batches(data: Data, batch_size: int, *, rank: int = 0, world_size
         yield _to_device(take(data, index), device)
 
 
-def random_batch(data: Data, batch_size: int, seed: int, *, rank: int = 0, world_size: int = 1, device: torch.device | None = None) -> Batch:
+def random_batch(
+    data: Data, batch_size: int, seed: int, *, rank: int = 0, world_size: int = 1, device: torch.device | None = None
+) -> Batch:
     """``batch_size`` rows drawn at random without replacement by a generator seeded with
     ``seed`` (this rank's share ``rows[rank::world_size]`` of them), e.g. a critic's extra
     batch within one training step."""
@@ -212,7 +226,9 @@ def derive_seed(seed: int, purpose: str) -> int:
     return int.from_bytes(digest[:8], "little") & ((1 << 63) - 1)
 
 
-def as_tensor_dict(images: torch.Tensor, labels: torch.Tensor | None = None, **extra: Sequence[Any] | torch.Tensor | None) -> dict[str, Any]:
+def as_tensor_dict(
+    images: torch.Tensor, labels: torch.Tensor | None = None, **extra: Sequence[Any] | torch.Tensor | None
+) -> dict[str, Any]:
     """Assemble the data dict the trainer takes; None fields are left out."""
     out: dict[str, Any] = {"images": images}
     if labels is not None:

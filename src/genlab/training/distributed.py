@@ -120,6 +120,8 @@ class DistributedContext:
 def _rank_device(device: torch.device, local_rank: int) -> torch.device:
     if device.type == "cuda":
         if device.index is not None and env_world_size() > 1 and device.index != local_rank:
-            raise GenlabError(f"device={str(device)!r} conflicts with torchrun's LOCAL_RANK={local_rank}; use device='cuda' or 'auto'")
+            raise GenlabError(
+                f"device={str(device)!r} conflicts with torchrun's LOCAL_RANK={local_rank}; use device='cuda' or 'auto'"
+            )
         return torch.device("cuda", local_rank)
     return device

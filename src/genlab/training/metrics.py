@@ -39,7 +39,11 @@ class MetricsLog:
             return
         header, body = rows[0], rows[1:]
         step_col = header.index("step") if "step" in header else None
-        kept = [r for r in body if len(r) == len(header) and step_col is not None and r[step_col].isdigit() and int(r[step_col]) <= step]
+        kept = [
+            r
+            for r in body
+            if len(r) == len(header) and step_col is not None and r[step_col].isdigit() and int(r[step_col]) <= step
+        ]
         self.columns = header
         tmp = self.path.with_suffix(".csv.tmp")
         with open(tmp, "w", newline="", encoding="utf-8") as f:
@@ -52,7 +56,9 @@ class MetricsLog:
         """Append ``row``; ``extra_columns`` fixes the non-base columns when this is the first row
         (default: the row's own extra keys, sorted)."""
         if self.columns is None:
-            extra = list(extra_columns) if extra_columns is not None else sorted(k for k in row if k not in BASE_COLUMNS)
+            extra = (
+                list(extra_columns) if extra_columns is not None else sorted(k for k in row if k not in BASE_COLUMNS)
+            )
             self.columns = list(BASE_COLUMNS) + [c for c in extra if c not in BASE_COLUMNS]
             with open(self.path, "w", newline="", encoding="utf-8") as f:
                 csv.writer(f).writerow(self.columns)
@@ -62,7 +68,12 @@ class MetricsLog:
             step = int(row.get("step", 0))
             prefix = "epoch" if row.get("kind") == "epoch" else "step"
             for key, value in row.items():
-                if key not in ("kind", "step") and isinstance(value, (int, float)) and value is not None and math.isfinite(float(value)):
+                if (
+                    key not in ("kind", "step")
+                    and isinstance(value, (int, float))
+                    and value is not None
+                    and math.isfinite(float(value))
+                ):
                     self._tb.add_scalar(f"{prefix}/{key}", float(value), step)
 
     def close(self) -> None:

@@ -16,7 +16,9 @@ import math
 import torch
 
 
-def lr_factor(step: int, *, warmup_steps: int, total_steps: int, schedule: str = "cosine", min_lr_ratio: float = 0.0) -> float:
+def lr_factor(
+    step: int, *, warmup_steps: int, total_steps: int, schedule: str = "cosine", min_lr_ratio: float = 0.0
+) -> float:
     """Multiplier of the base learning rate for optimiser step ``step`` (see module docstring)."""
     if warmup_steps > 0 and step < warmup_steps:
         return (step + 1) / warmup_steps
@@ -37,7 +39,15 @@ class LRSchedule:
     networks) are all scaled by the same factor.
     """
 
-    def __init__(self, optimizers: list[torch.optim.Optimizer], *, warmup_steps: int, total_steps: int, schedule: str = "cosine", min_lr_ratio: float = 0.0) -> None:
+    def __init__(
+        self,
+        optimizers: list[torch.optim.Optimizer],
+        *,
+        warmup_steps: int,
+        total_steps: int,
+        schedule: str = "cosine",
+        min_lr_ratio: float = 0.0,
+    ) -> None:
         self.optimizers = optimizers
         self.warmup_steps = int(warmup_steps)
         self.total_steps = int(total_steps)
@@ -48,7 +58,13 @@ class LRSchedule:
                 group.setdefault("initial_lr", group["lr"])
 
     def factor(self, step: int) -> float:
-        return lr_factor(step, warmup_steps=self.warmup_steps, total_steps=self.total_steps, schedule=self.schedule, min_lr_ratio=self.min_lr_ratio)
+        return lr_factor(
+            step,
+            warmup_steps=self.warmup_steps,
+            total_steps=self.total_steps,
+            schedule=self.schedule,
+            min_lr_ratio=self.min_lr_ratio,
+        )
 
     def apply(self, step: int) -> float:
         """Set the rates for optimiser step ``step``; returns the first group's rate."""

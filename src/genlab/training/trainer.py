@@ -106,7 +106,18 @@ from .schedule import LRSchedule
 from .state import SELECTIONS, TrainState, finite_or_none
 
 #: training-config fields that may change between a run and its resumption without a warning
-_RESUME_FREE_FIELDS = {"device", "num_workers", "checkpoint_dir", "checkpoint_every", "sample_every", "log_every", "compile", "epochs", "max_steps", "patience"}
+_RESUME_FREE_FIELDS = {
+    "device",
+    "num_workers",
+    "checkpoint_dir",
+    "checkpoint_every",
+    "sample_every",
+    "log_every",
+    "compile",
+    "epochs",
+    "max_steps",
+    "patience",
+}
 #: ``optimize(grad_clip=...)`` not given: the network's per-optimiser value, else the config's
 _CONFIGURED = object()
 
@@ -157,14 +168,23 @@ class Trainer:
     ``ema_decay`` is set, else the last.
     """
 
-    def __init__(self, config: TrainingConfig, callbacks: Sequence[Callback] = (), *, description: str = "training") -> None:
+    def __init__(
+        self, config: TrainingConfig, callbacks: Sequence[Callback] = (), *, description: str = "training"
+    ) -> None:
         self.config = config
         self.callbacks = list(callbacks)
         self.description = description
         self.state = TrainState()
 
     # ------------------------------------------------------------------ public API
-    def fit(self, network: nn.Module, data: Mapping[str, Any], val_data: Mapping[str, Any] | None = None, *, resume: bool = False) -> TrainResult:
+    def fit(
+        self,
+        network: nn.Module,
+        data: Mapping[str, Any],
+        val_data: Mapping[str, Any] | None = None,
+        *,
+        resume: bool = False,
+    ) -> TrainResult:
         """Train ``network`` on ``data`` (dict of equally long fields, ``"images"`` required).
 
         ``val_data``: an explicit validation set; when None, ``config.val_fraction`` of
@@ -232,7 +252,14 @@ class Trainer:
         draw = self._draws_in_step
         self._draws_in_step += 1
         seed = derive_seed(self.seed, f"draw-{self.state.step}-{draw}")
-        return random_batch(self.train_data, self.global_batch, seed, rank=self.dist.rank, world_size=self.dist.world_size, device=self.device)
+        return random_batch(
+            self.train_data,
+            self.global_batch,
+            seed,
+            rank=self.dist.rank,
+            world_size=self.dist.world_size,
+            device=self.device,
+        )
 
     def optimize(self, loss: torch.Tensor, name: str | None = None, *, grad_clip: Any = _CONFIGURED) -> torch.Tensor:
         """Backward ``loss`` and step optimiser ``name`` (the only one when None); returns the
@@ -290,7 +317,13 @@ class Trainer:
         """Mean loss (and logs) over the validation data with the kept weights."""
         sums = _DeviceSums(self.device)
         with self.evaluation("validation") as net:
-            for batch in sequential_batches(self.val_data, self.config.batch_size, rank=self.dist.rank, world_size=self.dist.world_size, device=self.device):
+            for batch in sequential_batches(
+                self.val_data,
+                self.config.batch_size,
+                rank=self.dist.rank,
+                world_size=self.dist.world_size,
+                device=self.device,
+            ):
                 with self.autocast():
                     loss, logs = unpack_output(net(batch))
                 sums.add(loss, logs, weight=batch_size_of(batch))
@@ -299,14 +332,20 @@ class Trainer:
         return loss_sum / total, {k: v / total for k, v in log_sums.items()}
 
     # ------------------------------------------------------------------ prepare / loop / finish
-    def _prepare(self, network: nn.Module, data: Mapping[str, Any], val_data: Mapping[str, Any] | None, resume: bool) -> None:
+    def _prepare(
+        self, network: nn.Module, data: Mapping[str, Any], val_data: Mapping[str, Any] | None, resume: bool
+    ) -> None:
         """Everything before the first step: data, network hooks, optimisers, EMA, the
         checkpoint to resume (or a fresh start with the initialisation hook), the wrapper."""
         cfg = self.config
         self._start_time = time.perf_counter()
         self.store = CheckpointStore(Path(cfg.checkpoint_dir)) if cfg.checkpoint_dir else None
         ckpt = self._checkpoint_to_resume() if resume else None
-        self.seed = int(ckpt.record.get("config", {}).get("random_state", cfg.random_state)) if ckpt is not None else int(cfg.random_state)
+        self.seed = (
+            int(ckpt.record.get("config", {}).get("random_state", cfg.random_state))
+            if ckpt is not None
+            else int(cfg.random_state)
+        )
         self._prepare_data(data, val_data, ckpt)
 
         self.network = network.to(self.device)
@@ -324,9 +363,17 @@ class Trainer:
             np.random.seed(rank_seed % (2**32))
             self._initialize_network()
         self.optimizers = self.configure_optimizers(self.network)
-        self._optimizer_params = {name: [p for g in opt.param_groups for p in g["params"]] for name, opt in self.optimizers.items()}
+        self._optimizer_params = {
+            name: [p for g in opt.param_groups for p in g["params"]] for name, opt in self.optimizers.items()
+        }
         self.grad_clips = self._grad_clips()
-        self.schedule = LRSchedule(list(self.optimizers.values()), warmup_steps=cfg.warmup_steps, total_steps=self.total_steps, schedule=cfg.lr_schedule, min_lr_ratio=cfg.min_lr_ratio)
+        self.schedule = LRSchedule(
+            list(self.optimizers.values()),
+            warmup_steps=cfg.warmup_steps,
+            total_steps=self.total_steps,
+            schedule=cfg.lr_schedule,
+            min_lr_ratio=cfg.min_lr_ratio,
+        )
         self.ema_target, self._ema_prefix = _ema_target(self.network)
         self.ema = EMA(self.ema_target, cfg.ema_decay) if cfg.ema_decay is not None else None
         self.best_state: dict[str, torch.Tensor] | None = None
@@ -339,7 +386,9 @@ class Trainer:
 
         st = self.state
         self._guard = _NonFiniteGuard()
-        self._epoch_sums = _DeviceSums(self.device, loss_sum=st.epoch_loss_sum, log_sums=st.epoch_logs_sum, count=st.epoch_count)
+        self._epoch_sums = _DeviceSums(
+            self.device, loss_sum=st.epoch_loss_sum, log_sums=st.epoch_logs_sum, count=st.epoch_count
+        )
         self._window, self._window_start = _DeviceSums(self.device), (time.perf_counter(), st.step)
         self._elapsed_offset = st.elapsed_s
         self._images_at_start = st.step * self.global_batch
@@ -398,7 +447,9 @@ class Trainer:
         self._warn_config_changes(ckpt.record.get("config", {}))
         return ckpt
 
-    def _prepare_data(self, data: Mapping[str, Any], val_data: Mapping[str, Any] | None, ckpt: Checkpoint | None) -> None:
+    def _prepare_data(
+        self, data: Mapping[str, Any], val_data: Mapping[str, Any] | None, ckpt: Checkpoint | None
+    ) -> None:
         cfg = self.config
         data_length(data)
         fp = fingerprint(data)
@@ -408,7 +459,9 @@ class Trainer:
             train, val = dict(data), dict(val_data)
             fp += fingerprint(val)
         if ckpt is not None and ckpt.record.get("data_fingerprint") not in (None, fp):
-            raise GenlabError(f"{cfg.checkpoint_dir}: the checkpoint was trained on different data; resume with the same images (and labels) or start afresh")
+            raise GenlabError(
+                f"{cfg.checkpoint_dir}: the checkpoint was trained on different data; resume with the same images (and labels) or start afresh"
+            )
         self.train_data = move_data(train, self.device)
         self.val_data = move_data(val, self.device) if val is not None else None
         self.data_fingerprint = fp
@@ -416,7 +469,9 @@ class Trainer:
         self.steps_per_epoch = steps_per_epoch(n_train, cfg.batch_size)
         self.global_batch = min(cfg.batch_size, n_train)
         if self.dist.world_size > self.global_batch:
-            raise GenlabError(f"batch_size={cfg.batch_size} is smaller than the {self.dist.world_size} processes; every process needs at least one image per step")
+            raise GenlabError(
+                f"batch_size={cfg.batch_size} is smaller than the {self.dist.world_size} processes; every process needs at least one image per step"
+            )
         epoch_steps = cfg.epochs * self.steps_per_epoch if cfg.epochs is not None else math.inf
         self.total_steps = int(min(epoch_steps, cfg.max_steps if cfg.max_steps is not None else math.inf))
 
@@ -428,7 +483,11 @@ class Trainer:
             return
         if not callable(init):
             raise GenlabError(f"network.initialize must be a method taking the first batch, not {type(init).__name__}")
-        first = next(epoch_batches(self.train_data, seed=self.seed, epoch=0, batch_size=self.config.batch_size, device=self.device))
+        first = next(
+            epoch_batches(
+                self.train_data, seed=self.seed, epoch=0, batch_size=self.config.batch_size, device=self.device
+            )
+        )
         with torch.no_grad():
             init(first)
 
@@ -436,10 +495,14 @@ class Trainer:
         per_opt = dict(getattr(self.network, "grad_clip_per_optimizer", None) or {})
         unknown = sorted(set(per_opt) - set(self.optimizers))
         if unknown:
-            raise GenlabError(f"network.grad_clip_per_optimizer names {unknown}, which are not optimisers; the network has {sorted(self.optimizers)}")
+            raise GenlabError(
+                f"network.grad_clip_per_optimizer names {unknown}, which are not optimisers; the network has {sorted(self.optimizers)}"
+            )
         for name, value in per_opt.items():
             if value is not None and not (isinstance(value, numbers.Real) and math.isfinite(value) and value > 0):
-                raise GenlabError(f"network.grad_clip_per_optimizer[{name!r}]={value!r} must be a positive number or None")
+                raise GenlabError(
+                    f"network.grad_clip_per_optimizer[{name!r}]={value!r} must be a positive number or None"
+                )
         return {name: per_opt.get(name, self.config.grad_clip) for name in self.optimizers}
 
     def _done(self) -> bool:
@@ -449,8 +512,14 @@ class Trainer:
     def _run_epoch(self, bar) -> None:
         cfg, st = self.config, self.state
         batches: Iterator[dict[str, Any]] = epoch_batches(
-            self.train_data, seed=self.seed, epoch=st.epoch, batch_size=cfg.batch_size, start_batch=st.batch_in_epoch,
-            rank=self.dist.rank, world_size=self.dist.world_size, device=self.device,
+            self.train_data,
+            seed=self.seed,
+            epoch=st.epoch,
+            batch_size=cfg.batch_size,
+            start_batch=st.batch_in_epoch,
+            rank=self.dist.rank,
+            world_size=self.dist.world_size,
+            device=self.device,
         )
         prefetcher = Prefetcher(batches, cfg.num_workers) if cfg.num_workers > 0 else None
         try:
@@ -469,7 +538,11 @@ class Trainer:
                 st.step += 1
                 st.batch_in_epoch += 1
                 self._record_step(loss, logs, lr, bar)
-                if cfg.checkpoint_every and st.step % cfg.checkpoint_every == 0 and st.batch_in_epoch < self.steps_per_epoch:
+                if (
+                    cfg.checkpoint_every
+                    and st.step % cfg.checkpoint_every == 0
+                    and st.batch_in_epoch < self.steps_per_epoch
+                ):
                     self._save_checkpoint()
                 for cb in self.callbacks:
                     cb.on_step_end(self)
@@ -496,7 +569,15 @@ class Trainer:
             ips = (st.step - self._window_start[1]) * self.global_batch / seconds if seconds > 0 else 0.0
             bar.set_postfix(loss=f"{mean_loss:.4g}", img_s=f"{ips:.0f}")
             if self.metrics is not None:
-                row = {"kind": "step", "step": st.step, "epoch": st.epoch, "lr": lr, "train_loss": mean_loss, "images_per_s": ips, "elapsed_s": self._elapsed()}
+                row = {
+                    "kind": "step",
+                    "step": st.step,
+                    "epoch": st.epoch,
+                    "lr": lr,
+                    "train_loss": mean_loss,
+                    "images_per_s": ips,
+                    "elapsed_s": self._elapsed(),
+                }
                 row.update({f"train_{k}": v / max(count, 1) for k, v in log_sums.items()})
                 self.metrics.write(row, extra_columns=self._extra_columns(sorted(log_sums)))
             self._window, self._window_start = _DeviceSums(self.device), (time.perf_counter(), st.step)
@@ -534,7 +615,12 @@ class Trainer:
         if self.metrics is not None:
             now = time.perf_counter()
             images = (st.step - self._epoch_start[1]) * self.global_batch
-            row = {"kind": "epoch", "elapsed_s": self._elapsed(), "images_per_s": images / max(now - self._epoch_start[0], 1e-9), **entry}
+            row = {
+                "kind": "epoch",
+                "elapsed_s": self._elapsed(),
+                "images_per_s": images / max(now - self._epoch_start[0], 1e-9),
+                **entry,
+            }
             self.metrics.write(row, extra_columns=self._extra_columns(log_keys))
         self._epoch_start = (time.perf_counter(), st.step)
         if self.config.patience is not None and st.epochs_without_improvement >= self.config.patience:
@@ -566,9 +652,14 @@ class Trainer:
         try:
             value = float(value)
         except (TypeError, ValueError):
-            raise GenlabError(f"network.selection_metric(trainer) must return a number, not {type(value).__name__}") from None
+            raise GenlabError(
+                f"network.selection_metric(trainer) must return a number, not {type(value).__name__}"
+            ) from None
         if self.dist.enabled:  # every process must pick the same weights
-            value = float(self.dist.all_reduce_sum(torch.tensor([value], dtype=torch.float64, device=self.device)).item()) / self.dist.world_size
+            value = (
+                float(self.dist.all_reduce_sum(torch.tensor([value], dtype=torch.float64, device=self.device)).item())
+                / self.dist.world_size
+            )
         return value
 
     def _track_selection(self, score: float, *, count_patience: bool) -> None:
@@ -609,7 +700,11 @@ class Trainer:
         return self._elapsed_offset + time.perf_counter() - self._start_time
 
     def _fork_devices(self) -> list[int]:
-        return [self.device.index if self.device.index is not None else torch.cuda.current_device()] if self.device.type == "cuda" else []
+        return (
+            [self.device.index if self.device.index is not None else torch.cuda.current_device()]
+            if self.device.type == "cuda"
+            else []
+        )
 
     # ------------------------------------------------------------------ NaN guard
     def _check_finite(self, *, collective: bool = True) -> None:
@@ -673,7 +768,13 @@ class Trainer:
             "data_fingerprint": self.data_fingerprint,
         }
         best = self.best_state if self.state.best_step is not None else None
-        self.store.save(self.state.step, tensors, record, best_step=self.state.best_step if best is not None else None, best_tensors=best)
+        self.store.save(
+            self.state.step,
+            tensors,
+            record,
+            best_step=self.state.best_step if best is not None else None,
+            best_tensors=best,
+        )
 
     def _restore(self, ckpt: Checkpoint) -> None:
         where = f"{self.config.checkpoint_dir}"
@@ -681,16 +782,28 @@ class Trainer:
             self.network.load_state_dict(ckpt.section("network"))
             if self.ema is not None:
                 ema_state = ckpt.section("ema")  # absent when the run that wrote it had no EMA
-                self.ema.load_state_dict(ema_state if ema_state else ckpt.section("network." + self._ema_prefix[:-1] if self._ema_prefix else "network"))
+                self.ema.load_state_dict(
+                    ema_state
+                    if ema_state
+                    else ckpt.section("network." + self._ema_prefix[:-1] if self._ema_prefix else "network")
+                )
         except (RuntimeError, KeyError) as exc:
-            raise GenlabError(f"{where}: the checkpoint holds weights for a different network ({str(exc).splitlines()[0]})") from None
+            raise GenlabError(
+                f"{where}: the checkpoint holds weights for a different network ({str(exc).splitlines()[0]})"
+            ) from None
         saved_opts = ckpt.record.get("optimizers", {})
         if set(saved_opts) != set(self.optimizers):
-            raise GenlabError(f"{where}: the checkpoint has optimisers {sorted(saved_opts)}, the network now uses {sorted(self.optimizers)}")
+            raise GenlabError(
+                f"{where}: the checkpoint has optimisers {sorted(saved_opts)}, the network now uses {sorted(self.optimizers)}"
+            )
         for name, opt in self.optimizers.items():
             opt.load_state_dict(unflatten_optimizer_state(ckpt.tensors, saved_opts[name], f"optimizer.{name}"))
         self.state = TrainState.from_dict(ckpt.record["state"])
-        self.state.step, self.state.epoch, self.state.batch_in_epoch = int(ckpt.step), int(ckpt.record["epoch"]), int(ckpt.record["batch_in_epoch"])
+        self.state.step, self.state.epoch, self.state.batch_in_epoch = (
+            int(ckpt.step),
+            int(ckpt.record["epoch"]),
+            int(ckpt.record["batch_in_epoch"]),
+        )
         if ckpt.best_tensors is not None:
             self.best_state = {k: v.to(self.device) for k, v in ckpt.best_tensors.items()}
         self._last_saved_step = ckpt.step
@@ -704,7 +817,10 @@ class Trainer:
             random.setstate(_python_state_from_json(snap["python"]))
             np.random.set_state(_numpy_state_from_json(snap["numpy"]))
         else:
-            warnings.warn(f"resuming with {self.dist.world_size} processes from a checkpoint written by {saved_world}: random streams restart (weights and position are restored)", stacklevel=4)
+            warnings.warn(
+                f"resuming with {self.dist.world_size} processes from a checkpoint written by {saved_world}: random streams restart (weights and position are restored)",
+                stacklevel=4,
+            )
             rank_seed = derive_seed(self.seed, f"training-stream-{rank}-resumed-{ckpt.step}")
             torch.manual_seed(rank_seed)
             random.seed(rank_seed)
@@ -715,14 +831,19 @@ class Trainer:
         changed = sorted(k for k in now if k in saved and now[k] != saved[k] and k not in _RESUME_FREE_FIELDS)
         if changed:
             detail = ", ".join(f"{k}: {saved[k]!r} -> {now[k]!r}" for k in changed)
-            warnings.warn(f"resuming with changed settings ({detail}); the optimiser keeps its saved state and the run will not repeat the original exactly", stacklevel=5)
+            warnings.warn(
+                f"resuming with changed settings ({detail}); the optimiser keeps its saved state and the run will not repeat the original exactly",
+                stacklevel=5,
+            )
 
     def _wrap(self, network: nn.Module) -> nn.Module:
         model: nn.Module = network
         if self.dist.enabled:
             from torch.nn.parallel import DistributedDataParallel
 
-            kwargs: dict[str, Any] = {"find_unused_parameters": bool(getattr(network, "ddp_find_unused_parameters", False))}
+            kwargs: dict[str, Any] = {
+                "find_unused_parameters": bool(getattr(network, "ddp_find_unused_parameters", False))
+            }
             if self.device.type == "cuda":
                 kwargs["device_ids"] = [self.device.index]
             model = DistributedDataParallel(network, **kwargs)
@@ -764,12 +885,21 @@ def unpack_output(out: Any) -> tuple[torch.Tensor, dict[str, Any]]:
     """Check a network's ``forward`` output is (scalar loss tensor, dict of logs)."""
     if isinstance(out, torch.Tensor):
         loss, logs = out, {}
-    elif isinstance(out, (tuple, list)) and len(out) == 2 and isinstance(out[0], torch.Tensor) and isinstance(out[1], Mapping):
+    elif (
+        isinstance(out, (tuple, list))
+        and len(out) == 2
+        and isinstance(out[0], torch.Tensor)
+        and isinstance(out[1], Mapping)
+    ):
         loss, logs = out[0], dict(out[1])
     else:
-        raise GenlabError(f"network.forward(batch) must return (loss, logs) — a scalar tensor and a dict; got {type(out).__name__}")
+        raise GenlabError(
+            f"network.forward(batch) must return (loss, logs) — a scalar tensor and a dict; got {type(out).__name__}"
+        )
     if loss.ndim != 0:
-        raise GenlabError(f"network.forward(batch) returned a loss of shape {tuple(loss.shape)}; it must be a scalar (reduce it with .mean())")
+        raise GenlabError(
+            f"network.forward(batch) returned a loss of shape {tuple(loss.shape)}; it must be a scalar (reduce it with .mean())"
+        )
     return loss, logs
 
 
@@ -791,7 +921,14 @@ class _DeviceSums:
     the uninterrupted run; Python-number logs are summed on the host.
     """
 
-    def __init__(self, device: torch.device, *, loss_sum: float = 0.0, log_sums: Mapping[str, float] | None = None, count: float = 0) -> None:
+    def __init__(
+        self,
+        device: torch.device,
+        *,
+        loss_sum: float = 0.0,
+        log_sums: Mapping[str, float] | None = None,
+        count: float = 0,
+    ) -> None:
         self.device = device
         self.dtype = torch.float32 if device.type == "mps" else torch.float64
         self.parts: dict[tuple[str, ...], torch.Tensor] = {}  # keys of the tensor logs -> [loss, *logs] sums
@@ -802,7 +939,9 @@ class _DeviceSums:
 
     def add(self, loss: torch.Tensor, logs: Mapping[str, Any], *, weight: int | None = None) -> None:
         keys = tuple(sorted(k for k, v in logs.items() if isinstance(v, torch.Tensor)))
-        values = [loss.detach().reshape(()).float()] + [_on(logs[k].detach().reshape(()).float(), loss.device) for k in keys]
+        values = [loss.detach().reshape(()).float()] + [
+            _on(logs[k].detach().reshape(()).float(), loss.device) for k in keys
+        ]
         vec = torch.stack(values).to(self.dtype)
         if weight is not None:
             vec = vec * weight
@@ -816,7 +955,9 @@ class _DeviceSums:
             return
         if self._seed is not None:
             seed, self._seed = self._seed, None
-            start = torch.tensor([seed.pop("", 0.0)] + [seed.pop(k, 0.0) for k in keys], dtype=self.dtype).to(vec.device)
+            start = torch.tensor([seed.pop("", 0.0)] + [seed.pop(k, 0.0) for k in keys], dtype=self.dtype).to(
+                vec.device
+            )
             for k, v in seed.items():  # logs that were Python numbers
                 self.host[k] = self.host.get(k, 0.0) + v
             vec = start + vec
@@ -832,7 +973,9 @@ class _DeviceSums:
         host_keys = sorted(self.host)
         flat = [part for _, part in layout]
         if dist.enabled:
-            extra = torch.tensor([self.host[k] for k in host_keys] + [float(self.count)], dtype=self.dtype, device=self.device)
+            extra = torch.tensor(
+                [self.host[k] for k in host_keys] + [float(self.count)], dtype=self.dtype, device=self.device
+            )
             flat = dist.all_reduce_sum(torch.cat([f.to(self.device) for f in flat] + [extra]))
             if mean_over_ranks:
                 flat = flat / dist.world_size
@@ -892,11 +1035,17 @@ def _network_selection(network: nn.Module, config: TrainingConfig) -> str:
     """``network.selection`` checked (default "val_loss")."""
     selection = getattr(network, "selection", "val_loss")
     if selection not in SELECTIONS:
-        raise GenlabError(f"network.selection={selection!r} is not valid; use one of {', '.join(map(repr, SELECTIONS))}")
+        raise GenlabError(
+            f"network.selection={selection!r} is not valid; use one of {', '.join(map(repr, SELECTIONS))}"
+        )
     if selection == "metric" and not callable(getattr(network, "selection_metric", None)):
-        raise GenlabError("network.selection='metric' needs a method network.selection_metric(trainer) -> float (lower is better)")
+        raise GenlabError(
+            "network.selection='metric' needs a method network.selection_metric(trainer) -> float (lower is better)"
+        )
     if selection == "last" and config.patience is not None:
-        raise GenlabError("patience (early stopping) needs a selection score, but network.selection='last' keeps the last weights; set patience=None")
+        raise GenlabError(
+            "patience (early stopping) needs a selection score, but network.selection='last' keeps the last weights; set patience=None"
+        )
     return selection
 
 
@@ -933,4 +1082,3 @@ def _python_state_from_json(value: list) -> tuple:
 
 def _numpy_state_from_json(value: list) -> tuple:
     return (value[0], np.asarray(value[1], dtype=np.uint32), int(value[2]), int(value[3]), float(value[4]))
-
