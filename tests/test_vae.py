@@ -95,9 +95,10 @@ def test_truncated_gaussian_matches_scipy_and_integrates_to_one():
         u = np.linspace(0.001, 0.999, 9)
         got = tg.log_density(torch.from_numpy(u)[:, None], two_params(mu, log_sigma, 9)).numpy()[:, 0]
         np.testing.assert_allclose(got, ref.logpdf(u), rtol=1e-8, atol=1e-8)
-        p = lambda x: math.exp(
-            float(tg.log_density(torch.tensor([[x]], dtype=torch.float64), two_params(mu, log_sigma)))
-        )  # noqa: E731
+
+        def p(x):
+            return math.exp(float(tg.log_density(torch.tensor([[x]], dtype=torch.float64), two_params(mu, log_sigma))))
+
         assert integrate.quad(p, 0, 1, points=[min(max(mu, 0.0), 1.0)], limit=200)[0] == pytest.approx(1.0, abs=1e-6)
         assert float(tg.mean(two_params(mu, log_sigma))) == pytest.approx(ref.mean(), abs=1e-7)
     draws = tg.sample(two_params(0.2, -1.0, 20000), torch.Generator().manual_seed(0))
