@@ -224,27 +224,8 @@ class Diffusion(NeuralGenerativeModel):
         eta: float = 0.0,
         clip_denoised: bool = True,
         elbo_points: int = 32,
-        preset: str = "auto",
-        epochs: int | None = None,
-        max_steps: int | None = None,
-        batch_size: int = 64,
-        optimizer: str = "adam",
-        lr: float | None = None,
-        weight_decay: float = 0.0,
-        warmup_steps: int | None = None,
-        lr_schedule: str = "cosine",
         grad_clip: float | None = 1.0,
-        ema_decay: float | None = None,
-        val_fraction: float = 0.1,
-        patience: int | None = None,
-        device: str = "auto",
-        precision: str = "auto",
-        compile: bool = False,
-        num_workers: int = 0,
-        random_state: int | None = 0,
-        checkpoint_dir: str | None = None,
-        checkpoint_every: int | None = None,
-        sample_every: int | None = None,
+        **training_params: Any,
     ) -> None:
         self.condition = condition
         self.text_encoder = text_encoder
@@ -265,7 +246,7 @@ class Diffusion(NeuralGenerativeModel):
         self.eta = eta
         self.clip_denoised = clip_denoised
         self.elbo_points = elbo_points
-        self._set_training_params(locals())
+        self._set_training_params(training_params, grad_clip=grad_clip)
 
     @property
     def conditional(self) -> bool:  # type: ignore[override]

@@ -305,27 +305,8 @@ class Flow(NeuralGenerativeModel):
         condition: str = "none",
         temperature: float = 1.0,
         *,
-        preset: str = "auto",
-        epochs: int | None = None,
-        max_steps: int | None = None,
-        batch_size: int = 64,
-        optimizer: str = "adam",
-        lr: float | None = None,
-        weight_decay: float = 0.0,
-        warmup_steps: int | None = None,
-        lr_schedule: str = "cosine",
         grad_clip: float | None = 50.0,
-        ema_decay: float | None = None,
-        val_fraction: float = 0.1,
-        patience: int | None = None,
-        device: str = "auto",
-        precision: str = "auto",
-        compile: bool = False,
-        num_workers: int = 0,
-        random_state: int | None = 0,
-        checkpoint_dir: str | None = None,
-        checkpoint_every: int | None = None,
-        sample_every: int | None = None,
+        **training_params: Any,
     ) -> None:
         self.coupling = coupling
         self.mask = mask
@@ -339,7 +320,7 @@ class Flow(NeuralGenerativeModel):
         self.dequantization_samples = dequantization_samples
         self.condition = condition
         self.temperature = temperature
-        self._set_training_params(locals())
+        self._set_training_params(training_params, grad_clip=grad_clip)
 
     @property
     def conditional(self) -> bool:  # type: ignore[override]

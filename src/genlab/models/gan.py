@@ -506,27 +506,10 @@ class GAN(NeuralGenerativeModel):
         probe_samples: int = 1000,
         probe_every: int = 500,
         *,
-        preset: str = "auto",
-        epochs: int | None = None,
-        max_steps: int | None = None,
-        batch_size: int = 64,
-        optimizer: str = "adam",
-        lr: float | None = None,
-        weight_decay: float = 0.0,
-        warmup_steps: int | None = None,
         lr_schedule: str = "constant",
-        grad_clip: float | None = None,
         ema_decay: float | None = 0.999,
         val_fraction: float = 0.0,
-        patience: int | None = None,
-        device: str = "auto",
-        precision: str = "auto",
-        compile: bool = False,
-        num_workers: int = 0,
-        random_state: int | None = 0,
-        checkpoint_dir: str | None = None,
-        checkpoint_every: int | None = None,
-        sample_every: int | None = None,
+        **training_params: Any,
     ) -> None:
         self.latent_dim = latent_dim
         self.architecture = architecture
@@ -548,7 +531,9 @@ class GAN(NeuralGenerativeModel):
         self.selection = selection
         self.probe_samples = probe_samples
         self.probe_every = probe_every
-        self._set_training_params(locals())
+        self._set_training_params(
+            training_params, lr_schedule=lr_schedule, ema_decay=ema_decay, val_fraction=val_fraction
+        )
 
     @property
     def conditional(self) -> bool:  # type: ignore[override]

@@ -135,28 +135,7 @@ class VAE(AutoencoderModel):
         latent_temperature: float | None = None,
         iwae_samples: int = 100,
         pixel_noise: bool = False,
-        *,
-        preset: str = "auto",
-        epochs: int | None = None,
-        max_steps: int | None = None,
-        batch_size: int = 64,
-        optimizer: str = "adam",
-        lr: float | None = None,
-        weight_decay: float = 0.0,
-        warmup_steps: int | None = None,
-        lr_schedule: str = "cosine",
-        grad_clip: float | None = None,
-        ema_decay: float | None = None,
-        val_fraction: float = 0.1,
-        patience: int | None = None,
-        device: str = "auto",
-        precision: str = "auto",
-        compile: bool = False,
-        num_workers: int = 0,
-        random_state: int | None = 0,
-        checkpoint_dir: str | None = None,
-        checkpoint_every: int | None = None,
-        sample_every: int | None = None,
+        **training_params: Any,
     ) -> None:
         self.latent_dim = latent_dim
         self.width = width
@@ -170,7 +149,7 @@ class VAE(AutoencoderModel):
         self.latent_temperature = latent_temperature
         self.iwae_samples = iwae_samples
         self.pixel_noise = pixel_noise
-        self._set_training_params(locals())
+        self._set_training_params(training_params)
 
     # ------------------------------------------------------------------ fit
     def _build_modules(self) -> None:

@@ -123,28 +123,7 @@ class WAE(AutoencoderModel):
         latent_sampler: str = "gmm",
         latent_components: int | None = None,
         latent_temperature: float | None = None,
-        *,
-        preset: str = "auto",
-        epochs: int | None = None,
-        max_steps: int | None = None,
-        batch_size: int = 64,
-        optimizer: str = "adam",
-        lr: float | None = None,
-        weight_decay: float = 0.0,
-        warmup_steps: int | None = None,
-        lr_schedule: str = "cosine",
-        grad_clip: float | None = None,
-        ema_decay: float | None = None,
-        val_fraction: float = 0.1,
-        patience: int | None = None,
-        device: str = "auto",
-        precision: str = "auto",
-        compile: bool = False,
-        num_workers: int = 0,
-        random_state: int | None = 0,
-        checkpoint_dir: str | None = None,
-        checkpoint_every: int | None = None,
-        sample_every: int | None = None,
+        **training_params: Any,
     ) -> None:
         self.latent_dim = latent_dim
         self.width = width
@@ -157,7 +136,7 @@ class WAE(AutoencoderModel):
         self.latent_sampler = latent_sampler
         self.latent_components = latent_components
         self.latent_temperature = latent_temperature
-        self._set_training_params(locals())
+        self._set_training_params(training_params)
 
     def _check_family_params(self) -> None:
         if isinstance(self.batch_size, int) and self.batch_size < 2:
