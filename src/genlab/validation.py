@@ -194,3 +194,18 @@ def check_float(
 
 def check_n_samples(n: Any) -> int:
     return check_int("n", n, minimum=1)
+
+
+def check_latents(
+    Z: Any, dim: int, *, dtype: torch.dtype = torch.float32, name: str = "Z", what: str = "latents"
+) -> torch.Tensor:
+    """Latent codes (N, dim) as a finite CPU tensor of ``dtype``; one code (dim,) becomes (1, dim).
+    ``what`` names them in errors ("latents", "codes")."""
+    z = torch.as_tensor(np.asarray(Z.detach().cpu() if isinstance(Z, torch.Tensor) else Z), dtype=dtype)
+    if z.ndim == 1:
+        z = z[None]
+    if z.ndim != 2 or z.shape[1] != dim or z.shape[0] < 1:
+        raise GenlabError(f"{name}: expected {what} of shape (N, {dim}), got {tuple(z.shape)}")
+    if not bool(torch.isfinite(z).all()):
+        raise GenlabError(f"{name}: {what} contain NaN or inf")
+    return z

@@ -27,7 +27,7 @@ from ..likelihood import dequantize, quantize
 from ..nn import ConvDecoder, ConvEncoder
 from ..nn.layers import NORMS
 from ..samplers import LATENT_SAMPLERS, LatentSampler, make_latent_sampler, sampler_from_state
-from ..validation import check_images, check_int, check_labels
+from ..validation import check_latents, check_images, check_int, check_labels
 from .neural import NeuralGenerativeModel
 from .schema import Param
 
@@ -363,14 +363,7 @@ class AutoencoderModel(NeuralGenerativeModel):
         weights summing to 1, which blend classes).
         """
         self._check_fitted()
-        z = torch.as_tensor(np.asarray(Z.detach().cpu() if isinstance(Z, torch.Tensor) else Z), dtype=torch.float32)
-        if z.ndim == 1:
-            z = z[None]
-        d = self.latent_dim_
-        if z.ndim != 2 or z.shape[1] != d or z.shape[0] < 1:
-            raise GenlabError(f"Z: expected codes of shape (N, {d}), got {tuple(z.shape)}")
-        if not bool(torch.isfinite(z).all()):
-            raise GenlabError("Z: codes contain NaN or inf")
+        z = check_latents(Z, self.latent_dim_, dtype=torch.float32, what="codes")
         labels = self._user_labels(y, len(z))
         return quantize(self._decode_tensor(z, labels))
 

@@ -50,7 +50,7 @@ from .autoencoder import AutoencoderModel
 from .neural import NeuralGenerativeModel, training_schema
 from .registry import register
 from .schema import Param
-from .validation import check_choice, check_float, check_images, check_int, check_labels
+from ..validation import check_latents, check_choice, check_float, check_images, check_int, check_labels
 
 DEQUANTIZATIONS = ("uniform", "variational")
 CONDITIONS = ("none", "label")
@@ -520,14 +520,7 @@ class Flow(NeuralGenerativeModel):
         """Images from latents ``Z`` (N, D): uint8 (N, C, H, W). Conditional models need ``y``:
         ints (N,), one int, or soft labels (N, K) that blend the class priors."""
         self._check_fitted()
-        z = torch.as_tensor(np.asarray(Z.detach().cpu() if isinstance(Z, torch.Tensor) else Z), dtype=torch.float64)
-        if z.ndim == 1:
-            z = z[None]
-        d = self.n_dims_
-        if z.ndim != 2 or z.shape[1] != d or z.shape[0] < 1:
-            raise GenlabError(f"Z: expected latents of shape (N, {d}), got {tuple(z.shape)}")
-        if not bool(torch.isfinite(z).all()):
-            raise GenlabError("Z: latents contain NaN or inf")
+        z = check_latents(Z, self.n_dims_, dtype=torch.float64)
         return quantize(self._decode_tensor(z, self._user_labels(y, len(z))))
 
     def reconstruct(self, X: Any, y: Any = None) -> torch.Tensor:

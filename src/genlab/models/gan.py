@@ -54,7 +54,7 @@ from ..training.callbacks import Callback
 from .neural import NeuralGenerativeModel, training_schema
 from .registry import register
 from .schema import Param
-from .validation import check_choice, check_float, check_images, check_int, check_labels
+from ..validation import check_latents, check_choice, check_float, check_images, check_int, check_labels
 
 
 SAMPLE_OPTIONS: dict[str, Param] = {
@@ -836,14 +836,7 @@ class GAN(NeuralGenerativeModel):
         """Generations of latents ``Z`` (N, d): uint8 (N, C, H, W). Conditional models
         need labels ``y`` (ints, or soft (N, K) class weights)."""
         self._check_fitted()
-        z = torch.as_tensor(np.asarray(Z.detach().cpu() if isinstance(Z, torch.Tensor) else Z), dtype=torch.float32)
-        if z.ndim == 1:
-            z = z[None]
-        d = self.latent_dim_
-        if z.ndim != 2 or z.shape[1] != d or z.shape[0] < 1:
-            raise GenlabError(f"Z: expected latents of shape (N, {d}), got {tuple(z.shape)}")
-        if not bool(torch.isfinite(z).all()):
-            raise GenlabError("Z: latents contain NaN or inf")
+        z = check_latents(Z, self.latent_dim_, dtype=torch.float32)
         return quantize(self._decode_tensor(z, self._user_labels(y, len(z))))
 
     def reconstruct(self, X: Any, y: Any = None) -> torch.Tensor:
