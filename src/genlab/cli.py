@@ -162,7 +162,7 @@ def models(as_json) -> None:
         return
     for name, doc in list_models().items():
         kind = get_model_class(name).likelihood
-        echo(f"{name:10s} [likelihood: {kind:5s}] {doc}")
+        echo(f"{name:14s} [likelihood: {kind:8s}] {doc}")
 
 
 @cli.command()
