@@ -12,7 +12,8 @@ work), everything learned lives in attributes ending in ``_``, and
 * ``save(dir)`` / ``load(dir)`` -> ``config.json`` + ``model.safetensors``, never pickle.
 
 ``likelihood`` (a class attribute) says whether ``score_samples`` is ``"exact"``, a
-lower ``"bound"``, or ``"none"`` (then scoring raises a clear error).
+lower ``"bound"``, an unbiased ``"estimate"`` (flow matching), or ``"none"`` (then scoring
+raises a clear error).
 
 A subclass implements ``_fit``, ``_sample`` and (unless ``likelihood == "none"``)
 ``_log_likelihood``; neural models also implement ``_build_modules`` so that ``load``
