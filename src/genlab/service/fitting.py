@@ -156,7 +156,9 @@ def fit_run(
         )
     start = time.perf_counter()
     fit_kwargs = {"resume": True} if resume else {}
-    targets = train.captions if text else (train.labels if model.conditional else None)
+    # labels go to every model when the data has them: conditional models train on them, the
+    # rest ignore them, except the GAN, whose health probe then measures class entropy
+    targets = train.captions if text else train.labels
     try:
         model.fit(train.images, targets, **fit_kwargs)
     except BaseException:
