@@ -24,7 +24,7 @@ def exact_reference(queries: np.ndarray, train: np.ndarray, h: float) -> np.ndar
 def test_score_is_exact_on_digits(digits_split, h, dtype, rtol):
     train, test = digits_split
     model = genlab.make_model("kde", bandwidth=h, dtype=dtype).fit(train.images)
-    T = model.training_data_.double().numpy()
+    T = model.training_data_.double().cpu().numpy()  # on the model's device (cuda under "auto")
     Q = (
         dequantize(test.images, score_generator(), dtype=model.training_data_.dtype)
         .reshape(len(test), -1)
@@ -56,7 +56,7 @@ def test_bandwidth_cross_validation_picks_the_best_held_out_grid_point(digits_sp
     train, _ = digits_split
     grid = [0.03, 0.06, 0.1, 0.2]
     model = genlab.make_model("kde", bandwidth="cv", bandwidth_grid=grid, cv=3, random_state=4).fit(train.images)
-    X = model.training_data_.double().numpy()
+    X = model.training_data_.double().cpu().numpy()
     manual = []
     for h in grid:
         folds = KFold(3, shuffle=True, random_state=4).split(X)

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
+from typing import Iterator
 
 import numpy as np
 import torch
@@ -32,6 +34,46 @@ def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
     if kind == "mps" and not torch.backends.mps.is_available():
         raise GenlabError(f"device={name!r} was requested but MPS is not available")
     return torch.device(name)
+
+
+def _matmul_backends() -> list:
+    """torch's per-backend float32 matmul settings (``fp32_precision``, torch >= 2.9)."""
+    found = []
+    for backend in (getattr(torch.backends, "cuda", None), getattr(torch.backends, "mkldnn", None)):
+        matmul = getattr(backend, "matmul", None)
+        if matmul is not None and hasattr(matmul, "fp32_precision"):
+            found.append(matmul)
+    return found
+
+
+@contextlib.contextmanager
+def full_precision_matmul() -> Iterator[None]:
+    """Float32 matrix products in IEEE float32 inside the block, on every backend.
+
+    A user (or a library) may allow TF32 on CUDA or bfloat16 on CPU
+    (``torch.set_float32_matmul_precision("high")``, ``torch.backends.cuda.matmul.allow_tf32``
+    or the per-backend ``fp32_precision``): fast, but inputs are rounded to 10 or 7 mantissa
+    bits, which breaks every result promised exact to float32 rounding (KDE and Gaussian
+    mixture log-densities). The block runs with ``"highest"`` precision on every backend and
+    restores the caller's settings after, whichever API set them (the legacy and per-backend
+    APIs must not be left mixed: torch refuses to read a mixed state).
+    """
+    backends = _matmul_backends()
+    saved_backends = [m.fp32_precision for m in backends]
+    try:
+        saved_legacy: str | None = torch.get_float32_matmul_precision()
+    except RuntimeError:  # set through the per-backend API only: restored through it below
+        saved_legacy = None
+    torch.set_float32_matmul_precision("highest")  # also sets every backend's fp32_precision to "ieee"
+    for m in backends:
+        m.fp32_precision = "ieee"
+    try:
+        yield
+    finally:
+        if saved_legacy is not None:
+            torch.set_float32_matmul_precision(saved_legacy)
+        for m, value in zip(backends, saved_backends):
+            m.fp32_precision = value
 
 
 def seed_everything(seed: int) -> None:

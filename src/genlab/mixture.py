@@ -23,6 +23,7 @@ import math
 
 import torch
 
+from .device import full_precision_matmul
 from .errors import GenlabError
 
 COVARIANCE_TYPES = ("full", "diag", "spherical")
@@ -73,9 +74,10 @@ def component_log_prob(
     for start in range(0, n, step):
         xs = X[start : start + step]
         if covariance_type == "full":
-            for j in range(k):  # one large GEMM per component keeps every core busy
-                y = (xs - means[j]) @ prec_chol[j]
-                out[start : start + len(xs), j] = const - 0.5 * y.pow(2).sum(1).to(torch.float64) + log_det[j]
+            with full_precision_matmul():  # no TF32/bfloat16 inputs: the density is exact to float32 rounding
+                for j in range(k):  # one large GEMM per component keeps every core busy
+                    y = (xs - means[j]) @ prec_chol[j]
+                    out[start : start + len(xs), j] = const - 0.5 * y.pow(2).sum(1).to(torch.float64) + log_det[j]
         else:
             p = prec_chol if covariance_type == "diag" else prec_chol[:, None].expand(k, d)
             y = (xs[:, None, :] - means[None]) * p[None]
@@ -99,22 +101,23 @@ def estimate_parameters(
     n, d = X.shape
     resp = resp.to(X.dtype)
     nk = resp.sum(0) + 10 * torch.finfo(X.dtype).eps
-    means = (resp.T @ X) / nk[:, None]
-    k = means.shape[0]
-    if covariance_type == "full":
-        cov = torch.empty((k, d, d), dtype=X.dtype, device=X.device)
-        for j in range(k):
-            diff = X - means[j]
-            cov[j] = (diff * resp[:, j : j + 1]).T @ diff / nk[j]
-            cov[j].diagonal().add_(reg_covar)
-    else:
-        var = torch.zeros((k, d), dtype=X.dtype, device=X.device)
-        step = _row_step(n, 2 * k * d * X.element_size())
-        for start in range(0, n, step):
-            xs, rs = X[start : start + step], resp[start : start + step]
-            var += torch.einsum("nk,nkd->kd", rs, (xs[:, None, :] - means[None]).pow(2))
-        var = var / nk[:, None] + reg_covar
-        cov = var if covariance_type == "diag" else var.mean(1)
+    with full_precision_matmul():  # the moments feed exact densities: no TF32/bfloat16 inputs
+        means = (resp.T @ X) / nk[:, None]
+        k = means.shape[0]
+        if covariance_type == "full":
+            cov = torch.empty((k, d, d), dtype=X.dtype, device=X.device)
+            for j in range(k):
+                diff = X - means[j]
+                cov[j] = (diff * resp[:, j : j + 1]).T @ diff / nk[j]
+                cov[j].diagonal().add_(reg_covar)
+        else:
+            var = torch.zeros((k, d), dtype=X.dtype, device=X.device)
+            step = _row_step(n, 2 * k * d * X.element_size())
+            for start in range(0, n, step):
+                xs, rs = X[start : start + step], resp[start : start + step]
+                var += torch.einsum("nk,nkd->kd", rs, (xs[:, None, :] - means[None]).pow(2))
+            var = var / nk[:, None] + reg_covar
+            cov = var if covariance_type == "diag" else var.mean(1)
     return nk / n, means, cov
 
 
@@ -158,7 +161,14 @@ def sample_gaussian_mixture(
 
 
 def _sq_dist(X: torch.Tensor, C: torch.Tensor) -> torch.Tensor:
-    return torch.cdist(X, C).pow_(2)
+    with full_precision_matmul():  # cdist's GEMM path: the same seeding on every device
+        return torch.cdist(X, C).pow_(2)
+
+
+def nearest_centre(X: torch.Tensor, centres: torch.Tensor) -> torch.Tensor:
+    """Index of each row's nearest centre, (N,) int64 (IEEE float32/64 distances on every device)."""
+    with full_precision_matmul():
+        return torch.cdist(X, centres).argmin(1)
 
 
 def kmeans_plusplus(X: torch.Tensor, k: int, generator: torch.Generator) -> torch.Tensor:
@@ -184,7 +194,7 @@ def lloyd(X: torch.Tensor, centers: torch.Tensor, max_iter: int = 100) -> torch.
     k = centers.shape[0]
     labels = None
     for _ in range(max_iter):
-        new_labels = torch.cdist(X, centers).argmin(1)
+        new_labels = nearest_centre(X, centers)
         if labels is not None and bool((new_labels == labels).all()):
             break
         labels = new_labels

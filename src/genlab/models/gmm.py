@@ -24,6 +24,7 @@ from ..mixture import (  # noqa: F401  (kmeans_plusplus, lloyd re-exported: they
     estimate_parameters,
     kmeans_plusplus,
     lloyd,
+    nearest_centre,
     precision_cholesky,
     sample_gaussian_mixture,
 )
@@ -163,7 +164,7 @@ class GaussianMixture(GenerativeModel):
         if self.means_init is not None:
             means0 = _as_tensor(self.means_init, (k, d), "means_init", X)
             resp = torch.zeros((n, k), dtype=X.dtype, device=X.device)
-            resp[torch.arange(n), torch.cdist(X, means0).argmin(1)] = 1
+            resp[torch.arange(n), nearest_centre(X, means0)] = 1
         elif self.init_params == "random":
             resp = torch.rand((n, k), generator=gen, dtype=X.dtype).to(X.device)
             resp /= resp.sum(1, keepdim=True)
@@ -172,7 +173,7 @@ class GaussianMixture(GenerativeModel):
             if self.init_params == "kmeans":
                 centers = lloyd(X, centers)
             resp = torch.zeros((n, k), dtype=X.dtype, device=X.device)
-            resp[torch.arange(n), torch.cdist(X, centers).argmin(1)] = 1
+            resp[torch.arange(n), nearest_centre(X, centers)] = 1
         weights, means, cov = estimate_parameters(X, resp, self.covariance_type, reg)
         if self.weights_init is not None:
             weights = _as_tensor(self.weights_init, (k,), "weights_init", X)

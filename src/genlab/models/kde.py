@@ -24,6 +24,7 @@ import numpy as np
 import torch
 from sklearn.model_selection import KFold
 
+from ..device import full_precision_matmul
 from ..errors import GenlabError
 from ..likelihood import score_generator
 from ..progress import progress
@@ -117,12 +118,16 @@ def kde_log_density(Q: torch.Tensor, T: torch.Tensor, bandwidth: float | list[fl
     """Exact Gaussian-KDE log-density of each row of Q (m, D) given training points T (n, D).
 
     With a list of bandwidths returns (len(bandwidths), m), else (m,). Float64, nats.
+    The distance GEMM runs in IEEE float32/float64 whatever the caller allowed (no TF32 on
+    CUDA, no bfloat16 on CPU: see :func:`genlab.device.full_precision_matmul`), so the
+    result is the same on every device.
     """
     hs = [bandwidth] if np.isscalar(bandwidth) else list(bandwidth)
     out = torch.empty((len(hs), Q.shape[0]), dtype=torch.float64, device=Q.device)
-    for start, far, near in _sq_dist_chunks(Q, T):
-        for i, h in enumerate(hs):
-            out[i, start : start + far.shape[0]] = _log_kernel_sum(far, near, float(h), T.shape[0], T.shape[1])
+    with full_precision_matmul():
+        for start, far, near in _sq_dist_chunks(Q, T):
+            for i, h in enumerate(hs):
+                out[i, start : start + far.shape[0]] = _log_kernel_sum(far, near, float(h), T.shape[0], T.shape[1])
     return out[0] if np.isscalar(bandwidth) else out
 
 

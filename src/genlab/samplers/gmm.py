@@ -15,6 +15,7 @@ from ..mixture import (
     estimate_parameters,
     kmeans_plusplus,
     lloyd,
+    nearest_centre,
     precision_cholesky,
     sample_gaussian_mixture,
 )
@@ -78,7 +79,7 @@ class GaussianMixtureSampler(LatentSampler):
         gen = torch.Generator().manual_seed(int(self.random_state or 0))
         centres = lloyd(X, kmeans_plusplus(X, k, gen))
         resp = torch.zeros((X.shape[0], k), dtype=X.dtype, device=X.device)
-        resp[torch.arange(X.shape[0]), torch.cdist(X, centres).argmin(1)] = 1
+        resp[torch.arange(X.shape[0]), nearest_centre(X, centres)] = 1
         weights, means, cov = estimate_parameters(X, resp, self.covariance_type, reg)
         prec_chol = precision_cholesky(cov, self.covariance_type)
         lower_bound, converged, n_iter = -math.inf, False, 0
