@@ -47,6 +47,7 @@ def main(out: Path) -> None:
         checkpoint_dir=str(out / "ckpt"),
         checkpoint_every=3,
         log_every=2,
+        device="cpu",  # gloo on the CPU: under "auto" a GPU machine would put both ranks on CUDA
     )
     trainer = Trainer(cfg)
     result = trainer.fit(net, {"images": images})

@@ -30,6 +30,8 @@ from genlab.training import (
 )
 from genlab.training import checkpoint as checkpoint_module
 
+from .markers import DEVICES
+
 
 @pytest.fixture(autouse=True)
 def _one_thread():
@@ -77,7 +79,9 @@ def make_net(seed=0, **kw):
 
 
 def config(tmp=None, **kw):
-    values = dict(epochs=3, batch_size=32, lr=3e-3, warmup_steps=3, val_fraction=0.1, random_state=0)
+    # the CPU unless a test says otherwise: under the default "auto" a GPU machine would train on
+    # CUDA (bfloat16 autocast) and the comparisons with CPU tensors below would mix devices
+    values = dict(epochs=3, batch_size=32, lr=3e-3, warmup_steps=3, val_fraction=0.1, random_state=0, device="cpu")
     if tmp is not None:
         values["checkpoint_dir"] = str(tmp)
     values.update(kw)
@@ -85,8 +89,9 @@ def config(tmp=None, **kw):
 
 
 def weights_equal(a: nn.Module, b: nn.Module) -> bool:
+    """Bitwise equal state dicts, wherever each module lives."""
     sa, sb = a.state_dict(), b.state_dict()
-    return sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
+    return sa.keys() == sb.keys() and all(torch.equal(sa[k].cpu(), sb[k].cpu()) for k in sa)
 
 
 # ---------------------------------------------------------------------- schedule, EMA, config
@@ -446,9 +451,10 @@ def test_early_stopping_restores_the_best_weights(small, tmp_path):
     assert load_latest(tmp_path).best_tensors["w"].item() == pytest.approx(net.w.item())
 
 
-def test_without_validation_the_ema_weights_are_kept(small):
+@pytest.mark.parametrize("device", DEVICES)
+def test_without_validation_the_ema_weights_are_kept(small, device):
     net = make_net()
-    trainer = Trainer(config(epochs=1, val_fraction=0.0, ema_decay=0.5))
+    trainer = Trainer(config(epochs=1, val_fraction=0.0, ema_decay=0.5, device=device))
     result = trainer.fit(net, small)
     assert result.kept == "ema" and result.best_val_loss is None
     assert weights_equal(net, _module_from(trainer.ema.state_dict()))
@@ -515,8 +521,11 @@ class AlternatingTrainer(Trainer):
         return loss_b.detach(), {"first_loss": loss_a.detach(), **logs_b}
 
 
-def test_multi_optimizer_hook_and_its_resume(small, tmp_path):
-    cfg = dict(epochs=2, lr=1e-3, warmup_steps=0, lr_schedule="constant", checkpoint_every=3, val_fraction=0.0)
+@pytest.mark.parametrize("device", DEVICES)
+def test_multi_optimizer_hook_and_its_resume(small, tmp_path, device):
+    cfg = dict(
+        epochs=2, lr=1e-3, warmup_steps=0, lr_schedule="constant", checkpoint_every=3, val_fraction=0.0, device=device
+    )
     straight = TwoPart()
     before = {k: v.clone() for k, v in straight.state_dict().items()}
     trainer = AlternatingTrainer(config(tmp_path / "a", **cfg))
@@ -526,7 +535,7 @@ def test_multi_optimizer_hook_and_its_resume(small, tmp_path):
         trainer.optimizers["first"].param_groups[0]["lr"] == 1e-2
         and trainer.optimizers["second"].param_groups[0]["lr"] == 1e-3
     )
-    assert all(not torch.equal(before[k], v) for k, v in straight.state_dict().items())
+    assert all(not torch.equal(before[k], v.cpu()) for k, v in straight.state_dict().items())
     assert result.history[0]["train_phase"] == 1.0
     torch.manual_seed(0)
     interrupted = TwoPart()
@@ -561,6 +570,17 @@ def test_bad_network_output_is_explained(small):
 
 
 # ---------------------------------------------------------------------- data parallel
+def test_more_processes_than_gpus_is_explained(monkeypatch):
+    from genlab.training.distributed import _rank_device
+
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    assert _rank_device(torch.device("cuda"), 0) == torch.device("cuda", 0)
+    with pytest.raises(GenlabError, match=r"LOCAL_RANK=1 has no GPU: 1 CUDA device\(s\) visible.*device='cpu'"):
+        _rank_device(torch.device("cuda"), 1)
+    assert _rank_device(torch.device("cpu"), 1) == torch.device("cpu")
+
+
 def test_torchrun_two_processes_on_cpu_end_identical(tmp_path):
     if not torch.distributed.is_available():
         pytest.skip("torch.distributed is not available")

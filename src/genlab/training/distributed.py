@@ -123,5 +123,11 @@ def _rank_device(device: torch.device, local_rank: int) -> torch.device:
             raise GenlabError(
                 f"device={str(device)!r} conflicts with torchrun's LOCAL_RANK={local_rank}; use device='cuda' or 'auto'"
             )
+        visible = torch.cuda.device_count()
+        if local_rank >= visible:  # e.g. --nproc_per_node=2 on a one-GPU machine under device="auto"
+            raise GenlabError(
+                f"torchrun's LOCAL_RANK={local_rank} has no GPU: {visible} CUDA device(s) visible, one process per GPU "
+                f"(--nproc_per_node={visible}), or device='cpu' to train the processes on the CPU (gloo)"
+            )
         return torch.device("cuda", local_rank)
     return device
