@@ -16,6 +16,7 @@ from typing import Any
 import click
 
 from .errors import GenlabError
+from .service.fitting import DEFAULT_SCORE_IMAGES
 from .service.manipulation import REGIONS
 
 DEFAULT_DATA = "digits"
@@ -250,7 +251,7 @@ def datasets() -> None:
     type=click.IntRange(min=0),
     default=None,
     metavar="N",
-    help="Held-out images to score at the end (default: all for classical models, 2,000 for neural ones; 0 skips the scoring).",
+    help=f"Held-out images to score at the end, a fixed-seed subset under a progress bar (default: all for classical models, {DEFAULT_SCORE_IMAGES:,} for neural ones, whose likelihood bounds are slow; 0 skips the scoring). metrics.json records the bound (score_images) and how many were scored (n_scored).",
 )
 @quiet_option
 def fit(

@@ -353,22 +353,24 @@ def _remove_if_empty(folder: Path) -> None:
 def score_held_out(model, test, limit: int, *, seed: int = 0, echo: Echo = silent) -> dict[str, Any]:
     """Mean held-out log-likelihood (nats/image) and bits/dim of at most ``limit`` images of
     ``test`` (a fixed-seed random subset when there are more). Returns the metrics.json
-    entries; ``limit`` 0 records that the scoring was skipped."""
+    entries: the figures, ``n_scored`` and the bound ``score_images`` (``limit``); ``limit`` 0
+    records that the scoring was skipped."""
     from ..likelihood import bits_per_dim
 
     n = min(int(limit), len(test))
     if n == 0:
-        return {"n_scored": 0, "likelihood": model.likelihood}
+        return {"n_scored": 0, "score_images": int(limit), "likelihood": model.likelihood}
     images = test.images
     if n < len(test):
         images = images[np.sort(np.random.default_rng(seed).choice(len(test), n, replace=False))]
-        echo(f"scoring {n} of the {len(test)} held-out images")
+        echo(f"scoring {n} of the {len(test)} held-out images (--score-images N: how many, 0: skip)")
     mean = float(score_images_in_chunks(model, images).mean())
     return {
         "test_log_likelihood_nats": mean,
         "test_bits_per_dim": float(bits_per_dim(mean, model.n_dims_)),
         "likelihood": model.likelihood,
         "n_scored": n,
+        "score_images": int(limit),
     }
 
 
