@@ -8,6 +8,8 @@ from PIL import Image
 
 from genlab.cli import main, parse_grid, parse_value
 
+from .markers import require_extra
+
 
 def run(capsys, *args):
     code = main(list(args))
@@ -97,7 +99,7 @@ def test_listing_commands(capsys):
 
 
 def test_text_demo_writes_the_picture_prompts_and_metrics(tmp_path):
-    pytest.importorskip("sentence_transformers")
+    require_extra("text")
     from genlab.demo import run_demo
 
     lines = []
@@ -258,7 +260,7 @@ def test_manipulation_commands_reject_bad_requests(tmp_path, capsys):
 
 
 def test_text_to_image_from_the_command_line(tmp_path, capsys):
-    pytest.importorskip("sentence_transformers")
+    require_extra("text")
     run_dir = tmp_path / "t2i"
     code, out, err = run(
         capsys,

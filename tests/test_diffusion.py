@@ -14,6 +14,8 @@ from genlab.diffusion import GaussianDiffusion, loss_weight, to_prediction, trai
 from genlab.models.diffusion import Diffusion
 from genlab.nn.unet import UNet
 
+from .markers import needs_text
+
 
 @pytest.fixture(autouse=True)
 def _one_thread():
@@ -191,13 +193,6 @@ def test_bad_input_names_the_argument(labelled, data):
 
 
 # ---------------------------------------------------------------------------- text conditioning
-try:
-    import sentence_transformers  # noqa: F401
-
-    HAVE_TEXT = True
-except ImportError:  # the text extra is optional
-    HAVE_TEXT = False
-needs_text = pytest.mark.skipif(not HAVE_TEXT, reason="the text extra (sentence-transformers) is not installed")
 
 
 @pytest.fixture(scope="module")

