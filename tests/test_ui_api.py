@@ -381,6 +381,7 @@ def _png(array: np.ndarray) -> bytes:
 def test_edit_endpoints(client):
     r = client.get("/api/runs/diff/dataset-image?index=3")
     assert r.status_code == 200 and r.headers["content-type"] == "image/png"
+    assert r.headers["x-genlab-label"] == "3"  # the bundled digits are labelled 0, 1, ..., 9, 0, ...
     assert client.get("/api/runs/diff/dataset-image?index=99999").status_code == 400
     assert client.get("/api/runs/diff/dataset-image?index=-1").status_code == 400
     r = client.post("/api/runs/vae/edit/interpolate", data={"index_a": "0", "index_b": "5", "frames": "6"})

@@ -443,10 +443,12 @@ def create_app(
     async def api_dataset_image(request: Request) -> Response:
         name = request.path_params["name"]
         index_ = get_int(dict(request.query_params), "index", 0, 0, 10**9)
-        images = await asyncio.to_thread(_run_images, run_dir(name))
+        data = await asyncio.to_thread(_run_data, run_dir(name))
+        images = data.images
         if index_ >= len(images):
             raise HTTPError(400, f"index: {index_} is past the last image ({len(images) - 1})")
-        return Response(png_bytes(images[index_ : index_ + 1]), media_type="image/png")
+        headers = {} if data.labels is None else {"X-Genlab-Label": str(int(data.labels[index_]))}
+        return Response(png_bytes(images[index_ : index_ + 1]), media_type="image/png", headers=headers)
 
     @endpoint
     async def api_edit(request: Request) -> Response:
@@ -732,11 +734,31 @@ def draw(folder: Path, model, n: int, seed: int, y, options: dict, chunk: int, e
         return np.load(npy)
 
 
-def _run_images(folder: Path):
-    """The images of the run's dataset (checked against its fingerprint), uint8 (N, C, H, W)."""
+_DATA_CACHE: OrderedDict[tuple, Any] = OrderedDict()
+_DATA_LOCK = threading.Lock()
+
+
+def _run_data(folder: Path):
+    """The run's dataset (checked against its fingerprint once; the last few kept in memory,
+    keyed by the run and its run.json's mtime, so that browsing images is fast)."""
     from ..runs import RunInfo
 
-    return RunInfo.load(folder).load_data().images
+    stamp = (str(folder.resolve()), (folder / "run.json").stat().st_mtime_ns)
+    with _DATA_LOCK:
+        if stamp in _DATA_CACHE:
+            _DATA_CACHE.move_to_end(stamp)
+            return _DATA_CACHE[stamp]
+    data = RunInfo.load(folder).load_data()
+    with _DATA_LOCK:
+        _DATA_CACHE[stamp] = data
+        while len(_DATA_CACHE) > 2:
+            _DATA_CACHE.popitem(last=False)
+    return data
+
+
+def _run_images(folder: Path):
+    """The images of the run's dataset, uint8 (N, C, H, W)."""
+    return _run_data(folder).images
 
 
 def run_edit(action: str, folder: Path, model, fields: dict[str, str], files: dict[str, tuple[str, bytes]]) -> bytes:
