@@ -238,6 +238,19 @@ def test_server_paths_only_under_allowed_roots(client, data_root, tmp_path):
         assert r.status_code == 400 and "not allowed" in r.json()["error"]
 
 
+def test_foreign_hosts_and_cross_site_posts_are_refused(client):
+    r = client.get("/api/runs", headers={"host": "evil.example:8765"})
+    assert r.status_code == 400 and "host" in r.json()["error"]
+    r = client.post("/api/runs/gmm/generate", json={"n": 1}, headers={"origin": "http://evil.example"})
+    assert r.status_code == 403 and "cross-site" in r.json()["error"]
+    r = client.post("/api/jobs", data={"model": "gmm", "run_name": "x"}, headers={"origin": "null"})
+    assert r.status_code == 403
+    r = client.post("/api/runs/gmm/generate", json={"n": 1, "seed": 0}, headers={"origin": "http://testserver"})
+    assert r.status_code == 200
+    with TestClient(create_app(client.app.state.runs_dir, allowed_hosts=["*"])) as c:
+        assert c.get("/api/runs", headers={"host": "192.168.0.7:8765"}).status_code == 200
+
+
 # ---------------------------------------------------------------------- generate
 def test_generate_streams_chunks_and_matches_seeded_sampling(client, runs):
     from genlab.models import GenerativeModel
