@@ -499,6 +499,24 @@ def test_training_job_progress_cancel_resume(client, runs):
     snapshot = client.get("/api/jobs").json()
     assert snapshot["current"] is None and not snapshot["queue"]
     assert client.post(f"/api/jobs/{resumed['id']}/resume").status_code == 409
+    # a restarted server still lists the jobs (from RUNS_DIR/.jobs)
+    with TestClient(create_app(runs)) as again:
+        assert again.get(f"/api/jobs/{job['id']}").json()["status"] == "cancelled"
+        assert again.get(f"/api/jobs/{resumed['id']}").json()["status"] == "done"
+
+
+def test_a_job_interrupted_by_a_server_stop_is_resumable(runs):
+    from genlab.ui.jobs import JOBS_DIR
+
+    record = {"id": "0123456789ab", "kind": "fit", "run": "ghost", "status": "running", "created": 1.0, "spec": {"name": "ghost", "model": "gmm"}}
+    (runs / JOBS_DIR).mkdir(exist_ok=True)
+    (runs / JOBS_DIR / "0123456789ab.json").write_text(json.dumps(record))
+    (runs / JOBS_DIR / "junk.json").write_text("{not json")
+    with TestClient(create_app(runs)) as c:
+        state = c.get("/api/jobs/0123456789ab").json()
+        assert state["status"] == "cancelled" and "interrupted" in state["message"]
+        r = c.post("/api/jobs/0123456789ab/resume")  # no checkpoints of 'ghost': nothing to resume
+        assert r.status_code == 409 and "no checkpoint" in r.json()["error"]
 
 
 def test_a_failing_job_leaves_the_server_up(client):
