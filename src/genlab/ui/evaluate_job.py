@@ -22,7 +22,9 @@ def main(argv: list[str]) -> int:
     run, n, seed = Path(argv[0]), int(argv[1]), int(argv[2])
     seen: dict = {}
     try:
-        result = evaluate_run(run, n_samples=n, seed=seed, inspect=lambda ev, train, test: seen.update(ev=ev, train=train, test=test))
+        result = evaluate_run(
+            run, n_samples=n, seed=seed, inspect=lambda ev, train, test: seen.update(ev=ev, train=train, test=test)
+        )
         if seen:
             write_figures(run, seen["ev"], seen["train"], seen["test"], seed=seed)
     except GenlabError as exc:

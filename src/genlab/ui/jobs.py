@@ -122,16 +122,27 @@ class JobQueue:
             try:
                 raw = json.loads(path.read_text(encoding="utf-8"))
                 job = Job(
-                    str(raw["id"]), str(raw["kind"]), str(raw["run"]), dict(raw["spec"]), status=str(raw["status"]),
-                    created=float(raw["created"]), started=raw.get("started"), finished=raw.get("finished"),
-                    returncode=raw.get("returncode"), message=str(raw.get("message", "")), resumed_from=raw.get("resumed_from"),
+                    str(raw["id"]),
+                    str(raw["kind"]),
+                    str(raw["run"]),
+                    dict(raw["spec"]),
+                    status=str(raw["status"]),
+                    created=float(raw["created"]),
+                    started=raw.get("started"),
+                    finished=raw.get("finished"),
+                    returncode=raw.get("returncode"),
+                    message=str(raw.get("message", "")),
+                    resumed_from=raw.get("resumed_from"),
                 )
             except (OSError, ValueError, KeyError, TypeError):
                 continue
             if not re.fullmatch(r"[0-9a-f]{12}", job.id) or job.kind not in ("fit", "evaluate"):
                 continue
             if job.status not in FINAL:
-                job.status, job.message = "cancelled", "interrupted: the server stopped (resume continues from the last checkpoint)"
+                job.status, job.message = (
+                    "cancelled",
+                    "interrupted: the server stopped (resume continues from the last checkpoint)",
+                )
                 job.finished = job.finished or time.time()
                 records.append(job)
             self.jobs[job.id] = job
@@ -159,7 +170,9 @@ class JobQueue:
         return job
 
     def submit_fit(self, spec: dict[str, Any], *, resume_of: Job | None = None) -> Job:
-        job = Job(secrets.token_hex(6), "fit", spec["name"], dict(spec), resumed_from=resume_of.id if resume_of else None)
+        job = Job(
+            secrets.token_hex(6), "fit", spec["name"], dict(spec), resumed_from=resume_of.id if resume_of else None
+        )
         if resume_of is not None:
             job.spec["resume"] = True
         return self._add(job)
@@ -263,7 +276,10 @@ class JobQueue:
                     self._run_evaluate(job)
             except Exception as exc:  # noqa: BLE001 - a job's failure never stops the worker
                 log.exception("job %s failed", job.id)
-                job.status, job.message = "failed", f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+                job.status, job.message = (
+                    "failed",
+                    f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}",
+                )
             finally:
                 job.finished = time.time()
                 self._record(job)
@@ -276,7 +292,14 @@ class JobQueue:
         self._run_subprocess(job, cmd, "genlab fit")
 
     def _run_evaluate(self, job: Job) -> None:
-        cmd = [self.python, "-m", "genlab.ui.evaluate_job", str(self.runs_dir / job.run), str(int(job.spec["n"])), str(int(job.spec["seed"]))]
+        cmd = [
+            self.python,
+            "-m",
+            "genlab.ui.evaluate_job",
+            str(self.runs_dir / job.run),
+            str(int(job.spec["n"])),
+            str(int(job.spec["seed"])),
+        ]
         self._run_subprocess(job, cmd, "the evaluation")
 
     def _run_subprocess(self, job: Job, cmd: list[str], what: str) -> None:
@@ -302,7 +325,11 @@ class JobQueue:
             job.status, job.message = "done", tail or "finished"
         elif job.cancel_requested:
             job.status = "cancelled"
-            job.message = "cancelled; the last checkpoint is kept (resume continues from it)" if job.kind == "fit" else "cancelled"
+            job.message = (
+                "cancelled; the last checkpoint is kept (resume continues from it)"
+                if job.kind == "fit"
+                else "cancelled"
+            )
         else:
             job.status, job.message = "failed", tail or f"{what} exited with {rc}"
 
