@@ -1,6 +1,7 @@
 """The diffusion data space (:mod:`genlab.diffusion.pixel_space`): cell edges, the map and
 its inverse and its log-Jacobian against float64 NumPy (``np.interp``, finite differences),
-the decode-by-cell-edges round trip, and loading models saved before the option existed."""
+the decode-by-cell-edges round trip, and (diffusion, flow-matching) saving, and loading
+models saved before the option existed."""
 
 import json
 import math
@@ -13,7 +14,6 @@ import genlab
 from genlab import GenlabError
 from genlab.diffusion.pixel_space import HISTOGRAM_MIX, PixelSpace, histogram_edges, linear_edges
 from genlab.likelihood import dequantize, quantize
-from genlab.models.diffusion import Diffusion
 
 
 def _images(seed: int = 0, n: int = 40) -> torch.Tensor:
@@ -107,31 +107,38 @@ def test_bad_edges_are_refused():
         histogram_edges(_images(), 1.0)
 
 
-TINY = dict(width=8, max_steps=3, elbo_points=2, steps=3, device="cpu", warmup_steps=0, val_fraction=0.0)
+TINY = {
+    "diffusion": dict(width=8, max_steps=3, elbo_points=2, steps=3, device="cpu", warmup_steps=0, val_fraction=0.0),
+    "flow-matching": dict(
+        width=8, max_steps=3, steps=2, likelihood_steps=2, likelihood_probes=1, device="cpu", warmup_steps=0, val_fraction=0.0
+    ),
+}
 
 
-@pytest.fixture(scope="module")
-def tiny_models(digits):
+@pytest.fixture(scope="module", params=sorted(TINY))
+def tiny_models(request, digits):
     torch.set_num_threads(1)
     X = digits.images[:64].numpy()
-    return X, {space: Diffusion(data_space=space, **TINY).fit(X) for space in ("histogram", "linear")}
+    family = request.param
+    return X, {
+        space: genlab.make_model(family, data_space=space, **TINY[family]).fit(X) for space in ("histogram", "linear")
+    }
 
 
 def test_default_is_the_histogram_space_and_it_round_trips(tiny_models, tmp_path):
     X, models = tiny_models
     model = models["histogram"]
-    assert Diffusion().data_space == "histogram"
+    assert type(model)().data_space == "histogram"
     assert isinstance(model.pixel_edges_, torch.Tensor) and models["linear"].pixel_edges_ is None
-    np.testing.assert_allclose(
-        model.pixel_edges_.numpy(), _numpy_edges(X, HISTOGRAM_MIX), atol=1e-12
-    )
+    np.testing.assert_allclose(model.pixel_edges_.numpy(), _numpy_edges(X, HISTOGRAM_MIX), atol=1e-12)
+    assert not model.network_.pixel_space.linear
     model.save(tmp_path / "m")
     loaded = genlab.load_model(tmp_path / "m")
     assert loaded.data_space == "histogram"
     assert torch.equal(loaded.sample(4, seed=2), model.sample(4, seed=2))
-    np.testing.assert_array_equal(loaded.score_samples(X[:4]), model.score_samples(X[:4]))
-    # the score holds the Jacobian of the histogram space: finite and different from the linear one
-    assert np.isfinite(model.score_samples(X[:4])).all()
+    scores = model.score_samples(X[:4])
+    np.testing.assert_array_equal(loaded.score_samples(X[:4]), scores)
+    assert np.isfinite(scores).all()
 
 
 def test_models_saved_before_the_option_load_with_the_linear_space(tiny_models, tmp_path):

@@ -44,10 +44,11 @@ def linear_edges() -> torch.Tensor:
     return torch.linspace(-1.0, 1.0, LEVELS + 1, dtype=torch.float64, device="cpu")  # never meta: fixed state
 
 
-def histogram_edges(images: torch.Tensor, mix: float = HISTOGRAM_MIX) -> torch.Tensor:
+def histogram_edges(images: torch.Tensor, mix: float | None = None) -> torch.Tensor:
     """Cell edges (257,) float64 in [-1, 1] from uint8 training images: level ``v``'s width is
     ``2 ((1 - mix)/256 + mix p_v)`` with ``p_v`` its share of all pixels (module docstring).
-    ``mix`` in [0, 1); 0 gives :func:`linear_edges`."""
+    ``mix`` in [0, 1) (None = :data:`HISTOGRAM_MIX`); 0 gives :func:`linear_edges`."""
+    mix = HISTOGRAM_MIX if mix is None else mix
     if not isinstance(images, torch.Tensor) or images.dtype != torch.uint8 or images.numel() == 0:
         raise GenlabError("histogram_edges needs a non-empty torch.uint8 tensor of images")
     if not 0.0 <= float(mix) < 1.0:

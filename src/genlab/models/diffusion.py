@@ -27,7 +27,6 @@ import torch
 
 from ..device import make_generator
 from ..diffusion.gaussian import LOSS_WEIGHTINGS, PREDICTIONS, GaussianDiffusion
-from ..diffusion.pixel_space import DATA_SPACES, PixelSpace, histogram_edges
 from ..diffusion.samplers import MAX_GUIDANCE, MAX_STEPS, SAMPLERS, check_guidance, make_sampler
 from ..diffusion.schedules import SCHEDULES
 from ..errors import GenlabError
@@ -35,6 +34,7 @@ from ..likelihood import quantize
 from ..nn.unet import UNet
 from ..text.encoder import DEFAULT_MODEL as DEFAULT_TEXT_ENCODER
 from ..validation import check_choice, check_images, check_int, check_labels
+from ._data_space import DATA_SPACE_PARAM, DataSpaceMixin
 from .neural import NeuralGenerativeModel, training_schema
 from .registry import register
 from .schema import Param
@@ -51,7 +51,7 @@ _TEXT_ENCODER_LOCK = threading.Lock()
 
 
 @register("diffusion")
-class Diffusion(NeuralGenerativeModel):
+class Diffusion(DataSpaceMixin, NeuralGenerativeModel):
     """Denoising diffusion with a U-Net: DDPM/DDIM/DPM-Solver++ sampling, classifier-free guidance, an ELBO.
 
     Parameters
@@ -156,8 +156,6 @@ class Diffusion(NeuralGenerativeModel):
     capabilities = frozenset({"likelihood", "interpolate", "invert", "edit", "inpaint"})
     inversion_method = "DDIM inversion"
     conditionings = ("none", "label", "text")
-    #: models saved before ``data_space`` existed were trained on x = 2u - 1
-    loaded_defaults = {"data_space": "linear"}
     parameter_schema = {
         "condition": Param(
             "choice",
@@ -186,12 +184,7 @@ class Diffusion(NeuralGenerativeModel):
             "int", 8, low=0, help="self-attention at levels whose larger side is at most this many pixels"
         ),
         "dropout": Param("float", 0.0, low=0.0, high=1.0, help="dropout in the residual blocks"),
-        "data_space": Param(
-            "choice",
-            "histogram",
-            choices=DATA_SPACES,
-            help="pixel levels -> [-1, 1]: cells sized by the training histogram, or linear x = 2u - 1",
-        ),
+        "data_space": DATA_SPACE_PARAM,
         "schedule": Param("choice", "cosine", choices=SCHEDULES, help="noise schedule"),
         "prediction": Param("choice", "v", choices=PREDICTIONS, help="what the network predicts"),
         "loss_weighting": Param("choice", "min_snr", choices=LOSS_WEIGHTINGS, help="per-level weight of the MSE"),
@@ -347,8 +340,7 @@ class Diffusion(NeuralGenerativeModel):
             self.text_dim_ = int(encoder.dim)
             extra = {"cond": encoder.encode(captions)}
             self.caption_pool_ = _caption_pool(captions, self.random_state)
-        # the pixel space's cell edges are fitted state (saved with the model), fixed before training
-        self.pixel_edges_ = histogram_edges(images) if self.data_space == "histogram" else None
+        self._fit_pixel_space(images)
         super()._fit(images, labels, resume=resume, extra_data=extra)
 
     def _get_text_encoder(self, check: bool = True):
@@ -398,16 +390,8 @@ class Diffusion(NeuralGenerativeModel):
             snr_gamma=self.snr_gamma,
             label_dropout=self.label_dropout,
             n_classes=n_classes,
-            pixel_space=PixelSpace(getattr(self, "pixel_edges_", None)),
+            pixel_space=self._pixel_space(),
         )
-
-    def _check_loaded(self) -> None:
-        super()._check_loaded()
-        edges = getattr(self, "pixel_edges_", None)
-        if self.data_space == "histogram":
-            self._expect_tensor("pixel_edges_", (257,))
-        elif edges is not None:
-            raise GenlabError("fitted.pixel_edges_: a data_space='linear' model has no cell edges")
 
     # ------------------------------------------------------------------ sampling
     def sample(self, n: int, *, y: Any = None, seed: int | None = None, **options: Any) -> torch.Tensor:
