@@ -131,6 +131,10 @@ def test_default_is_the_histogram_space_and_it_round_trips(tiny_models, tmp_path
     assert type(model)().data_space == "histogram"
     assert isinstance(model.pixel_edges_, torch.Tensor) and models["linear"].pixel_edges_ is None
     np.testing.assert_allclose(model.pixel_edges_.numpy(), _numpy_edges(X, HISTOGRAM_MIX), atol=1e-12)
+    other = type(model)(data_space="histogram", histogram_mix=0.9, **TINY[model.name]).fit(X)
+    np.testing.assert_allclose(other.pixel_edges_.numpy(), _numpy_edges(X, 0.9), atol=1e-12)
+    with pytest.raises(GenlabError, match="histogram_mix"):
+        type(model)(histogram_mix=1.0, **TINY[model.name]).fit(X)
     assert not model.network_.pixel_space.linear
     model.save(tmp_path / "m")
     loaded = genlab.load_model(tmp_path / "m")

@@ -27,6 +27,7 @@ import torch
 
 from ..device import make_generator
 from ..diffusion.gaussian import LOSS_WEIGHTINGS, PREDICTIONS, GaussianDiffusion
+from ..diffusion.pixel_space import HISTOGRAM_MIX
 from ..diffusion.samplers import MAX_GUIDANCE, MAX_STEPS, SAMPLERS, check_guidance, make_sampler
 from ..diffusion.schedules import SCHEDULES
 from ..errors import GenlabError
@@ -34,7 +35,7 @@ from ..likelihood import quantize
 from ..nn.unet import UNet
 from ..text.encoder import DEFAULT_MODEL as DEFAULT_TEXT_ENCODER
 from ..validation import check_choice, check_images, check_int, check_labels
-from ._data_space import DATA_SPACE_PARAM, DataSpaceMixin
+from ._data_space import DATA_SPACE_PARAM, HISTOGRAM_MIX_PARAM, DataSpaceMixin
 from .neural import NeuralGenerativeModel, training_schema
 from .registry import register
 from .schema import Param
@@ -84,6 +85,10 @@ class Diffusion(DataSpaceMixin, NeuralGenerativeModel):
         no longer turns into faint grey pixels); "linear" is ``x = 2u - 1`` (models saved
         before this option load with it). Both keep the likelihood exact (the map's
         Jacobian enters the score).
+    histogram_mix : float
+        data_space="histogram": level v's cell width is ``2 ((1 - mix)/256 + mix p_v)`` with
+        ``p_v`` its share of the training pixels (0 = linear; larger = wider background
+        cell and narrower cells for levels the data rarely uses).
     schedule : {"cosine", "linear"}
         Noise schedule (training levels and sampler grids).
     prediction : {"v", "eps"}
@@ -185,6 +190,7 @@ class Diffusion(DataSpaceMixin, NeuralGenerativeModel):
         ),
         "dropout": Param("float", 0.0, low=0.0, high=1.0, help="dropout in the residual blocks"),
         "data_space": DATA_SPACE_PARAM,
+        "histogram_mix": HISTOGRAM_MIX_PARAM,
         "schedule": Param("choice", "cosine", choices=SCHEDULES, help="noise schedule"),
         "prediction": Param("choice", "v", choices=PREDICTIONS, help="what the network predicts"),
         "loss_weighting": Param("choice", "min_snr", choices=LOSS_WEIGHTINGS, help="per-level weight of the MSE"),
@@ -222,6 +228,7 @@ class Diffusion(DataSpaceMixin, NeuralGenerativeModel):
         attention_size: int = 8,
         dropout: float = 0.0,
         data_space: str = "histogram",
+        histogram_mix: float = HISTOGRAM_MIX,
         schedule: str = "cosine",
         prediction: str = "v",
         loss_weighting: str = "min_snr",
@@ -245,6 +252,7 @@ class Diffusion(DataSpaceMixin, NeuralGenerativeModel):
         self.attention_size = attention_size
         self.dropout = dropout
         self.data_space = data_space
+        self.histogram_mix = histogram_mix
         self.schedule = schedule
         self.prediction = prediction
         self.loss_weighting = loss_weighting

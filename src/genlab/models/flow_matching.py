@@ -38,10 +38,10 @@ from torch import nn
 from ..device import make_generator
 from ..diffusion.samplers import check_guidance, classifier_free_guidance
 from ..errors import GenlabError
-from ..diffusion.pixel_space import PixelSpace
+from ..diffusion.pixel_space import HISTOGRAM_MIX, PixelSpace
 from ..likelihood import dequantize, score_generator
 from ..nn.unet import UNet
-from ._data_space import DATA_SPACE_PARAM, DataSpaceMixin
+from ._data_space import DATA_SPACE_PARAM, HISTOGRAM_MIX_PARAM, DataSpaceMixin
 from .neural import NeuralGenerativeModel, training_schema
 from .registry import register
 from .schema import Param
@@ -147,6 +147,8 @@ class FlowMatching(DataSpaceMixin, NeuralGenerativeModel):
         Pixel levels -> [-1, 1] (as for ``diffusion``): "histogram" sizes each level's cell by
         its share of the training pixels, so the background owns a wide cell and comes out
         exactly 0; "linear" is ``x = 2u - 1`` (models saved before the option load with it).
+    histogram_mix : float
+        data_space="histogram": weight of the training histogram in the cell widths (as for ``diffusion``).
     label_dropout : float
         Share of training labels replaced by the null label (for guidance).
     sampler : {"heun", "euler"}
@@ -182,6 +184,7 @@ class FlowMatching(DataSpaceMixin, NeuralGenerativeModel):
         "attention_size": Param("int", 8, low=0, help="self-attention at resolutions up to this size (0 = none)"),
         "dropout": Param("float", 0.0, low=0.0, high=1.0, help="dropout in the residual blocks"),
         "data_space": DATA_SPACE_PARAM,
+        "histogram_mix": HISTOGRAM_MIX_PARAM,
         "label_dropout": Param(
             "float",
             0.1,
@@ -236,6 +239,7 @@ class FlowMatching(DataSpaceMixin, NeuralGenerativeModel):
         attention_size: int = 8,
         dropout: float = 0.0,
         data_space: str = "histogram",
+        histogram_mix: float = HISTOGRAM_MIX,
         label_dropout: float = 0.1,
         sampler: str = "heun",
         steps: int = 20,
@@ -253,6 +257,7 @@ class FlowMatching(DataSpaceMixin, NeuralGenerativeModel):
         self.attention_size = attention_size
         self.dropout = dropout
         self.data_space = data_space
+        self.histogram_mix = histogram_mix
         self.label_dropout = label_dropout
         self.sampler = sampler
         self.steps = steps
