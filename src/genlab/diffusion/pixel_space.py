@@ -34,7 +34,11 @@ import torch
 from ..errors import GenlabError
 
 DATA_SPACES = ("histogram", "linear")
-#: weight of the training histogram in the cell widths (digits quick, 1,500 steps: see the README)
+#: default weight of the training histogram in the cell widths. Digits, quick diffusion,
+#: 1,500 steps, DPM-Solver++ 20 (held-out: 49.0 % zero, 0.0 % faint): linear 21.9 % zero /
+#: 19.8 % faint / FD 3.91 / 6.11 bits/dim; 0.5: 47.8 % / 1.2 % / 3.89 / 2.91; 0.9: 49.8 % /
+#: 0.2 % / 3.40 / 2.33. 0.5 is the default because on MNIST (81 % background) it already
+#: gives the background a cell as wide as 0.9 does on digits, while squeezing the mid-tones less.
 HISTOGRAM_MIX = 0.5
 LEVELS = 256
 
