@@ -110,9 +110,25 @@ def test_bad_edges_are_refused():
 TINY = {
     "diffusion": dict(width=8, max_steps=3, elbo_points=2, steps=3, device="cpu", warmup_steps=0, val_fraction=0.0),
     "flow-matching": dict(
-        width=8, max_steps=3, steps=2, likelihood_steps=2, likelihood_probes=1, device="cpu", warmup_steps=0, val_fraction=0.0
+        width=8,
+        max_steps=3,
+        steps=2,
+        likelihood_steps=2,
+        likelihood_probes=1,
+        device="cpu",
+        warmup_steps=0,
+        val_fraction=0.0,
     ),
-    "gan": dict(g_width=8, d_width=8, latent_dim=4, max_steps=3, device="cpu", warmup_steps=0, val_fraction=0.0, selection="last"),
+    "gan": dict(
+        g_width=8,
+        d_width=8,
+        latent_dim=4,
+        max_steps=3,
+        device="cpu",
+        warmup_steps=0,
+        val_fraction=0.0,
+        selection="last",
+    ),
 }
 
 
