@@ -142,10 +142,11 @@ def tiny_models(request, digits):
     }
 
 
-def test_default_is_the_histogram_space_and_it_round_trips(tiny_models, tmp_path):
+def test_defaults_and_the_histogram_space_round_trips(tiny_models, tmp_path):
     X, models = tiny_models
     model = models["histogram"]
-    assert type(model)().data_space == "histogram"
+    # the default where it measurably helped (diffusion, flow-matching); a GAN's FD got worse
+    assert type(model)().data_space == ("linear" if model.name == "gan" else "histogram")
     assert isinstance(model.pixel_edges_, torch.Tensor) and models["linear"].pixel_edges_ is None
     np.testing.assert_allclose(model.pixel_edges_.numpy(), _numpy_edges(X, HISTOGRAM_MIX), atol=1e-12)
     other = type(model)(data_space="histogram", histogram_mix=0.9, **TINY[model.name]).fit(X)

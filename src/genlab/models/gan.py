@@ -30,6 +30,7 @@ A GAN has no likelihood: ``score_samples`` raises and points to sample metrics.
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 from typing import Any, ClassVar
 
 import numpy as np
@@ -392,11 +393,13 @@ class GAN(DataSpaceMixin, NeuralGenerativeModel):
         λ of the WGAN-GP penalty.
     r1_gamma, r1_every : float, int
         R1 penalty weight γ (0 = off; the term is γ/2·E‖∇D(x_real)‖²) and its lazy interval.
-    data_space : {"histogram", "linear"}
-        Pixel levels -> the generator's [-1, 1] (as for ``diffusion``): "histogram" sizes each
-        level's cell by its share of the training pixels, so a background the generator
-        lands near comes out exactly 0; "linear" is ``x = 2u - 1`` (models saved before the
-        option load with it).
+    data_space : {"linear", "histogram"}
+        Pixel levels -> the generator's [-1, 1] (as for ``diffusion``): "linear" is
+        ``x = 2u - 1``; "histogram" sizes each level's cell by its share of the training
+        pixels, so a background the generator lands near comes out exactly 0 (digits quick,
+        1,500 steps: faint pixels 1-7 from 22 % / 16 % to 1.0 % / 1.2 % over two seeds, but
+        FD 17.6 / 14.6 -> 28.3 / 28.0: D must now be fooled by the wide uniform
+        dequantisation texture of the background cell; hence not the default here).
     histogram_mix : float
         data_space="histogram": weight of the training histogram in the cell widths.
     augment : str or None
@@ -473,7 +476,7 @@ class GAN(DataSpaceMixin, NeuralGenerativeModel):
         "gp_weight": Param("float", 10.0, low=0.0, help="gradient-penalty weight (WGAN-GP)"),
         "r1_gamma": Param("float", 0.0, low=0.0, help="R1 penalty weight (0 = off)"),
         "r1_every": Param("int", 16, low=1, help="lazy R1: every this many discriminator steps"),
-        "data_space": DATA_SPACE_PARAM,
+        "data_space": replace(DATA_SPACE_PARAM, default="linear"),
         "histogram_mix": HISTOGRAM_MIX_PARAM,
         "augment": Param(
             "text", None, nullable=True, help="DiffAugment policy, e.g. 'translation,cutout' (None = none)"
@@ -518,7 +521,7 @@ class GAN(DataSpaceMixin, NeuralGenerativeModel):
         gp_weight: float = 10.0,
         r1_gamma: float = 0.0,
         r1_every: int = 16,
-        data_space: str = "histogram",
+        data_space: str = "linear",
         histogram_mix: float = HISTOGRAM_MIX,
         augment: str | None = None,
         g_grad_clip: float | None = None,
