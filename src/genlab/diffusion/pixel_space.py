@@ -23,6 +23,12 @@ dequantised uniformly in ``u``, and since the map is invertible and linear on ea
 ``v``'s cell (:meth:`PixelSpace.log_det`) — the density model simply works in a
 re-parametrised space, and bits/dim remain exact in the same sense as before. The
 linear map (``width_v = 2/256``, ``dx/du = 2``) is the special case ``mix = 0``.
+
+The map is fitted state (the training split's histogram, like any learned parameter): it
+acts as a fixed first flow layer that already encodes each pixel's marginal level
+distribution, which is why held-out bits/dim drop sharply (digits: 6.1 -> 2.9 at mix 0.5;
+even a nearly untrained network scores 4.3 instead of 8.6). The bound is as valid as
+before; compare it with other families knowing that part of the gain is this layer.
 """
 
 from __future__ import annotations
