@@ -1,8 +1,12 @@
-"""Where does the grey haze of generated images come from? (issue #14)
+"""Where does the grey haze of generated images come from, and is it gone? (issue #14)
 
-Trains a quick diffusion model and a quick VAE on the shared digits split and prints, per
-sampler / sampling setting, the share of exact-background (0) and faint (1-7) pixels, the
-pixel-histogram TV distance and FD in the evaluator's features, against the held-out images:
+Trains the quick diffusion model on the shared digits split once per data space (``linear``:
+the old ``x = 2u - 1``; ``histogram``: the default since issue #14, cells sized by the
+training pixel histogram, see :mod:`genlab.diffusion.pixel_space`), then the quick VAE and
+(``--families``) other families at the same step budget, and prints, per sampler /
+sampling setting, the share of exact-background (0) and faint (1-7) pixels, the
+pixel-histogram TV distance and FD in the evaluator's features against the held-out images,
+plus each diffusion model's held-out bits/dim:
 
     OMP_NUM_THREADS=1 PYTHONPATH=src python benchmarks/pixel_haze.py --diffusion-steps 1500
 
@@ -28,6 +32,7 @@ from _common import load_shared  # noqa: E402
 
 from genlab.data.dataset import Dataset  # noqa: E402
 from genlab.diffusion import samplers as diffusion_samplers  # noqa: E402
+from genlab.diffusion.pixel_space import DATA_SPACES  # noqa: E402
 from genlab.metrics.evaluate import unit_flat  # noqa: E402
 from genlab.metrics.evaluator import get_evaluator  # noqa: E402
 from genlab.metrics.frechet import frechet_distance  # noqa: E402
@@ -48,7 +53,14 @@ def main() -> None:
     parser.add_argument("--diffusion-steps", type=int, default=1500)
     parser.add_argument("--vae-steps", type=int, default=None, help="default: the quick preset's")
     parser.add_argument("-n", type=int, default=500)
-    parser.add_argument("--dpm-end", type=float, nargs="*", default=[1e-3, 1e-2, 4e-2])
+    parser.add_argument("--dpm-end", type=float, nargs="*", default=[], help="extra DPM-Solver++ grid ends to try")
+    parser.add_argument("--data-spaces", nargs="*", default=list(DATA_SPACES[::-1]), choices=DATA_SPACES)
+    parser.add_argument(
+        "--families",
+        nargs="*",
+        default=["flow-matching", "flow", "gan"],
+        help="further families (quick preset, --diffusion-steps steps) to check through the same uint8 path",
+    )
     args = parser.parse_args()
     set_quiet(True)
     warnings.simplefilter("ignore")
@@ -60,32 +72,45 @@ def main() -> None:
     print("| samples | zero px | faint px (1-7) | pixel TV | FD |\n|---|---|---|---|---|")
     print(row("real held-out vs itself", test.images, test, evaluator))
     print(row("real training subset", train.images[: args.n], test, evaluator))
-    t0 = time.perf_counter()
-    diffusion = make_model(
-        "diffusion", preset="quick", max_steps=args.diffusion_steps, random_state=0, device="cpu"
-    ).fit(train.images)
-    print(f"(diffusion: {args.diffusion_steps} steps in {time.perf_counter() - t0:.0f} s)")
-    default_end = diffusion_samplers.LOGSNR_SPACING_END_TIME
-    for end in args.dpm_end:
-        diffusion_samplers.LOGSNR_SPACING_END_TIME = end
-        print(
-            row(
-                f"diffusion dpm++ 20 steps, grid ends at t={end:g}",
-                diffusion.sample(args.n, seed=1, sampler="dpm++", steps=20),
-                test,
-                evaluator,
+    for space in args.data_spaces:
+        t0 = time.perf_counter()
+        diffusion = make_model(
+            "diffusion",
+            preset="quick",
+            max_steps=args.diffusion_steps,
+            random_state=0,
+            device="cpu",
+            data_space=space,
+        ).fit(train.images)
+        print(f"(diffusion, data_space={space}: {args.diffusion_steps} steps in {time.perf_counter() - t0:.0f} s)")
+        default_end = diffusion_samplers.LOGSNR_SPACING_END_TIME
+        for end in args.dpm_end:
+            diffusion_samplers.LOGSNR_SPACING_END_TIME = end
+            print(
+                row(
+                    f"diffusion {space} dpm++ 20 steps, grid ends at t={end:g}",
+                    diffusion.sample(args.n, seed=1, sampler="dpm++", steps=20),
+                    test,
+                    evaluator,
+                )
             )
-        )
-    diffusion_samplers.LOGSNR_SPACING_END_TIME = default_end
-    for sampler, steps in (("ddim", 50), ("ddpm", 250)):
-        print(
-            row(
-                f"diffusion {sampler} {steps} steps",
-                diffusion.sample(args.n, seed=1, sampler=sampler, steps=steps),
-                test,
-                evaluator,
+        diffusion_samplers.LOGSNR_SPACING_END_TIME = default_end
+        for sampler, steps in (("dpm++", 20), ("ddim", 50), ("ddpm", 250)):
+            print(
+                row(
+                    f"diffusion {space} {sampler} {steps} steps",
+                    diffusion.sample(args.n, seed=1, sampler=sampler, steps=steps),
+                    test,
+                    evaluator,
+                )
             )
-        )
+        print(f"(diffusion, data_space={space}: held-out bits/dim {diffusion.bits_per_dim(test.images):.3f})")
+    for family in args.families:
+        t0 = time.perf_counter()
+        model = make_model(family, preset="quick", max_steps=args.diffusion_steps, random_state=0, device="cpu")
+        model.fit(train.images)
+        print(f"({family}: {args.diffusion_steps} steps in {time.perf_counter() - t0:.0f} s)")
+        print(row(f"{family} (quick preset's sampler)", model.sample(args.n, seed=1), test, evaluator))
     t0 = time.perf_counter()
     vae = make_model(
         "vae", preset="quick", random_state=0, device="cpu", **({"max_steps": args.vae_steps} if args.vae_steps else {})

@@ -6,6 +6,8 @@ and likelihood bound around a denoising network, and samplers.
   guidance, the variational bound), :func:`q_sample`, parametrisations
 * :mod:`.samplers` — :class:`DDPMSampler`, :class:`DDIMSampler`, :class:`DPMSolverPP2M`,
   :func:`make_sampler`, :func:`ddim_invert`, :func:`classifier_free_guidance`
+* :mod:`.pixel_space` — :class:`PixelSpace` (dequantised pixels <-> [-1, 1], one linear
+  cell per level), :func:`histogram_edges` (cells sized by the training histogram)
 * :mod:`.editing` — :func:`sdedit` (image-to-image), :func:`inpaint`,
   :func:`interpolate_via_inversion` (DDIM inversion + slerp)
 
@@ -23,6 +25,7 @@ from .gaussian import (
     to_prediction,
     training_target,
 )
+from .pixel_space import DATA_SPACES, PixelSpace, histogram_edges
 from .samplers import (
     SAMPLERS,
     DDIMSampler,
@@ -39,6 +42,9 @@ from .samplers import (
 from .schedules import SCHEDULES, CosineSchedule, LinearSchedule, NoiseSchedule, make_schedule
 
 __all__ = [
+    "DATA_SPACES",
+    "PixelSpace",
+    "histogram_edges",
     "LOSS_WEIGHTINGS",
     "PREDICTIONS",
     "SAMPLERS",

@@ -57,6 +57,7 @@ from torch import nn
 from ..errors import GenlabError
 from ..likelihood import dequantize
 from ..validation import check_choice, check_float
+from .pixel_space import PixelSpace
 from .samplers import Denoiser, Prediction, classifier_free_guidance
 from .schedules import LOGSNR_MAX, LOGSNR_MIN, NoiseSchedule, alpha_sigma_from_logsnr, make_schedule
 
@@ -133,6 +134,9 @@ class GaussianDiffusion(nn.Module):
         Number of classes of a class-conditional denoiser.
     elbo_logsnr_max : float
         Upper log-SNR limit of the likelihood bound (see the module docstring).
+    pixel_space : PixelSpace or None
+        The map between dequantised pixels and model space (:mod:`.pixel_space`); None =
+        the plain ``x = 2u - 1``.
     """
 
     def __init__(
@@ -146,6 +150,7 @@ class GaussianDiffusion(nn.Module):
         label_dropout: float = 0.1,
         n_classes: int | None = None,
         elbo_logsnr_max: float = 10.0,
+        pixel_space: PixelSpace | None = None,
     ) -> None:
         super().__init__()
         self.denoiser = denoiser
@@ -156,20 +161,24 @@ class GaussianDiffusion(nn.Module):
         self.label_dropout = check_float("label_dropout", label_dropout, minimum=0.0, maximum=1.0)
         self.n_classes = n_classes
         self.elbo_logsnr_max = float(elbo_logsnr_max)
+        self.pixel_space = pixel_space or PixelSpace()
 
     # ------------------------------------------------------------------ data
-    def images_to_data(self, images: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-        """uint8 (B, C, H, W) -> dequantised floats in [-1, 1] (``x = 2u - 1``)."""
-        return 2.0 * dequantize(images, generator) - 1.0
+    def images_to_data(
+        self, images: torch.Tensor, generator: torch.Generator | None = None, *, noise: bool = True
+    ) -> torch.Tensor:
+        """uint8 (B, C, H, W) -> dequantised floats in [-1, 1] through the pixel space
+        (``noise=False``: the cells' centres in ``u``, no dequantisation noise)."""
+        return self.pixel_space.to_data(dequantize(images, generator, noise=noise))
 
     def data_to_unit(self, x: torch.Tensor) -> torch.Tensor:
-        """Model space -> images in [0, 1]."""
-        return ((x + 1.0) / 2.0).clamp(0.0, 1.0)
+        """Model space -> images in [0, 1], decoded with the pixel space's cell edges."""
+        return self.pixel_space.to_unit(x)
 
-    @property
-    def log_det_to_unit(self) -> float:
-        """log |d x / d u| per dimension of the map from [0, 1] pixels to model space (x = 2u - 1)."""
-        return math.log(2.0)
+    def log_det_to_unit(self, images: torch.Tensor) -> torch.Tensor:
+        """``sum log |dx/du|`` (nats, (B,) float64) of the map from [0, 1] pixels to model
+        space, for uint8 images (B, C, H, W) (``D log 2`` for ``x = 2u - 1``)."""
+        return self.pixel_space.log_det(images)
 
     def noise_level(self, logsnr: torch.Tensor) -> torch.Tensor:
         """The network's noise input: lambda mapped linearly from [15, -15] to [0, 1]

@@ -77,6 +77,9 @@ class GenerativeModel(BaseEstimator):
     inversion_method: ClassVar[str] = "inversion"
     #: the conditionings it supports, a subset of ("none", "label", "text")
     conditionings: ClassVar[tuple[str, ...]] = ("none",)
+    #: hyper-parameter values for saved configs that lack them: the behaviour of the models
+    #: saved before the parameter existed (its ``__init__`` default is the new behaviour)
+    loaded_defaults: ClassVar[dict[str, Any]] = {}
     _estimator_type = "DensityEstimator"
 
     # ------------------------------------------------------------------ public API
@@ -294,6 +297,7 @@ class GenerativeModel(BaseEstimator):
             params = {k: _decode(v, tensors, f"params.{k}", used) for k, v in config["params"].items()}
         except GenlabError as exc:
             raise GenlabError(f"{config_file}: {exc}") from None
+        params = {**model_cls.loaded_defaults, **params}
         valid = set(model_cls().get_params(deep=False))
         unknown = sorted(set(params) - valid)
         if unknown:

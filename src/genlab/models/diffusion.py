@@ -18,7 +18,6 @@ with 20 steps. See /work/notes/diffusion_runs.md (project notes) for the measure
 from __future__ import annotations
 
 import contextlib
-import math
 import threading
 import warnings
 from typing import Any, ClassVar, Iterator, Sequence
@@ -28,13 +27,15 @@ import torch
 
 from ..device import make_generator
 from ..diffusion.gaussian import LOSS_WEIGHTINGS, PREDICTIONS, GaussianDiffusion
+from ..diffusion.pixel_space import HISTOGRAM_MIX
 from ..diffusion.samplers import MAX_GUIDANCE, MAX_STEPS, SAMPLERS, check_guidance, make_sampler
 from ..diffusion.schedules import SCHEDULES
 from ..errors import GenlabError
-from ..likelihood import dequantize, quantize
+from ..likelihood import quantize
 from ..nn.unet import UNet
 from ..text.encoder import DEFAULT_MODEL as DEFAULT_TEXT_ENCODER
 from ..validation import check_choice, check_images, check_int, check_labels
+from ._data_space import DATA_SPACE_PARAM, HISTOGRAM_MIX_PARAM, DataSpaceMixin
 from .neural import NeuralGenerativeModel, training_schema
 from .registry import register
 from .schema import Param
@@ -51,7 +52,7 @@ _TEXT_ENCODER_LOCK = threading.Lock()
 
 
 @register("diffusion")
-class Diffusion(NeuralGenerativeModel):
+class Diffusion(DataSpaceMixin, NeuralGenerativeModel):
     """Denoising diffusion with a U-Net: DDPM/DDIM/DPM-Solver++ sampling, classifier-free guidance, an ELBO.
 
     Parameters
@@ -77,6 +78,17 @@ class Diffusion(NeuralGenerativeModel):
         Self-attention at U-Net levels whose larger side is at most this many pixels.
     dropout : float
         Dropout in the residual blocks.
+    data_space : {"histogram", "linear"}
+        How dequantised pixels map to the network's [-1, 1] (:mod:`genlab.diffusion.pixel_space`):
+        "histogram" gives each pixel level a cell whose width grows with its share of the
+        training pixels (the background gets a wide cell, so the network's error around it
+        no longer turns into faint grey pixels); "linear" is ``x = 2u - 1`` (models saved
+        before this option load with it). Both keep the likelihood exact (the map's
+        Jacobian enters the score).
+    histogram_mix : float
+        data_space="histogram": level v's cell width is ``2 ((1 - mix)/256 + mix p_v)`` with
+        ``p_v`` its share of the training pixels (0 = linear; larger = wider background
+        cell and narrower cells for levels the data rarely uses).
     schedule : {"cosine", "linear"}
         Noise schedule (training levels and sampler grids).
     prediction : {"v", "eps"}
@@ -177,6 +189,8 @@ class Diffusion(NeuralGenerativeModel):
             "int", 8, low=0, help="self-attention at levels whose larger side is at most this many pixels"
         ),
         "dropout": Param("float", 0.0, low=0.0, high=1.0, help="dropout in the residual blocks"),
+        "data_space": DATA_SPACE_PARAM,
+        "histogram_mix": HISTOGRAM_MIX_PARAM,
         "schedule": Param("choice", "cosine", choices=SCHEDULES, help="noise schedule"),
         "prediction": Param("choice", "v", choices=PREDICTIONS, help="what the network predicts"),
         "loss_weighting": Param("choice", "min_snr", choices=LOSS_WEIGHTINGS, help="per-level weight of the MSE"),
@@ -213,6 +227,8 @@ class Diffusion(NeuralGenerativeModel):
         patch_size: int | None = None,
         attention_size: int = 8,
         dropout: float = 0.0,
+        data_space: str = "histogram",
+        histogram_mix: float = HISTOGRAM_MIX,
         schedule: str = "cosine",
         prediction: str = "v",
         loss_weighting: str = "min_snr",
@@ -235,6 +251,8 @@ class Diffusion(NeuralGenerativeModel):
         self.patch_size = patch_size
         self.attention_size = attention_size
         self.dropout = dropout
+        self.data_space = data_space
+        self.histogram_mix = histogram_mix
         self.schedule = schedule
         self.prediction = prediction
         self.loss_weighting = loss_weighting
@@ -330,6 +348,7 @@ class Diffusion(NeuralGenerativeModel):
             self.text_dim_ = int(encoder.dim)
             extra = {"cond": encoder.encode(captions)}
             self.caption_pool_ = _caption_pool(captions, self.random_state)
+        self._fit_pixel_space(images)
         super()._fit(images, labels, resume=resume, extra_data=extra)
 
     def _get_text_encoder(self, check: bool = True):
@@ -379,6 +398,7 @@ class Diffusion(NeuralGenerativeModel):
             snr_gamma=self.snr_gamma,
             label_dropout=self.label_dropout,
             n_classes=n_classes,
+            pixel_space=self._pixel_space(),
         )
 
     # ------------------------------------------------------------------ sampling
@@ -544,7 +564,7 @@ class Diffusion(NeuralGenerativeModel):
         out = []
         for start in range(0, len(images), self._batch_for_sampling()):
             rows = slice(start, start + self._batch_for_sampling())
-            x = _cell_centres(images[rows]).to(dev)
+            x = net.images_to_data(images[rows], noise=False).to(dev)
             out.append(ddim_invert(self._denoiser(labels, cond, rows, 1.0), x, net.schedule, int(steps)).float().cpu())
         return torch.cat(out)
 
@@ -578,7 +598,7 @@ class Diffusion(NeuralGenerativeModel):
                 self._denoiser(pair_labels, pair_cond, slice(None), 1.0),
                 self._denoiser(path_labels, path_cond, slice(None), 1.0),
                 net.schedule,
-                _cell_centres(pair).to(dev),
+                net.images_to_data(pair, noise=False).to(dev),
                 n_images,
                 steps=int(steps),
             )
@@ -649,7 +669,7 @@ class Diffusion(NeuralGenerativeModel):
         with _eval_mode(net), torch.no_grad():
             for start in range(0, len(images), self._batch_for_sampling()):
                 rows = slice(start, start + self._batch_for_sampling())
-                x = _cell_centres(images[rows]).to(dev)
+                x = net.images_to_data(images[rows], noise=False).to(dev)
                 out.append(
                     net.data_to_unit(edit_fn(self._denoiser(labels, cond, rows, opts["guidance"]), smp, x, rows)).cpu()
                 )
@@ -657,21 +677,22 @@ class Diffusion(NeuralGenerativeModel):
 
     # ------------------------------------------------------------------ likelihood
     def _log_likelihood(self, images: torch.Tensor) -> torch.Tensor:
-        """Lower bound on log p(u) of the dequantised images (nats): -negative ELBO + D log 2
-        (the Jacobian of u -> x = 2u - 1); the unconditional model for class-conditional fits."""
+        """Lower bound on log p(u) of the dequantised images (nats): -negative ELBO + the log
+        Jacobian of the pixel space u -> x (``D log 2`` for x = 2u - 1); the unconditional
+        model for class-conditional fits."""
         from ..likelihood import score_generator
 
         net: GaussianDiffusion = self.network_
         device = self._network_device()
         dequant = score_generator()
         noise = torch.Generator().manual_seed(ELBO_SEED)
-        d = int(math.prod(self.image_shape_))
         out = []
         with _eval_mode(net):
             for start in range(0, len(images), 250):
-                x = net.images_to_data(images[start : start + 250], dequant).to(device)
+                chunk = images[start : start + 250]
+                x = net.images_to_data(chunk, dequant).to(device)
                 nelbo = net.negative_elbo(x, n_points=int(self.elbo_points), generator=noise)
-                out.append((-nelbo + d * net.log_det_to_unit).cpu())
+                out.append(-nelbo.cpu() + net.log_det_to_unit(chunk))
         return torch.cat(out)
 
 
@@ -718,11 +739,6 @@ def _eval_mode(net: torch.nn.Module) -> Iterator[None]:
     finally:
         if was_training:
             net.train(True)
-
-
-def _cell_centres(images: torch.Tensor) -> torch.Tensor:
-    """uint8 images -> model space [-1, 1] at the pixel cells' centres (no dequantisation noise)."""
-    return 2.0 * dequantize(images, noise=False) - 1.0
 
 
 def _repeat(value: Any, n: int) -> Any:

@@ -1,7 +1,9 @@
 """``flow-matching``: conditional flow matching / rectified flow on genlab's U-Net
 (Lipman et al. 2023; Liu et al. 2023).
 
-Images are mapped to ``x1 = 2u - 1`` (``u`` dequantised, :mod:`genlab.likelihood`). Training
+Images are mapped to ``x1`` in [-1, 1] through the data space (``u`` dequantised,
+:mod:`genlab.likelihood`; ``data_space="histogram"``: cells sized by the training pixel
+histogram, ``"linear"``: ``x1 = 2u - 1``; :mod:`genlab.diffusion.pixel_space`). Training
 draws noise ``x0 ~ N(0, I)`` and a time ``t ~ U[0, 1]`` and regresses the U-Net's velocity
 ``v(x_t, t)`` on the straight path ``x_t = (1 - t) x0 + t x1`` onto its constant velocity
 ``x1 - x0`` (mean squared error). Sampling integrates ``dx/dt = v(x, t)`` from noise at
@@ -19,8 +21,8 @@ solved backwards from the image to noise, with Hutchinson's estimator ``ε^T (�
 *unbiased estimate* of the log-density of the (discretised-ODE) continuous model — not a
 bound, and not exact: :meth:`FlowMatching.log_likelihood_estimate` returns the mean over
 ``likelihood_probes`` independent probe vectors with its standard error; ``score_samples``
-returns the mean. Figures are in genlab's convention: ``log p(u) = log p(x) + D ln 2`` at the
-fixed-seed uniform dequantisation noise. Text conditioning is not implemented here
+returns the mean. Figures are in genlab's convention: ``log p(u) = log p(x) + sum log |dx/du|``
+(``D ln 2`` for the linear space) at the fixed-seed uniform dequantisation noise. Text conditioning is not implemented here
 (use ``diffusion`` with ``condition="text"``).
 """
 
@@ -36,8 +38,10 @@ from torch import nn
 from ..device import make_generator
 from ..diffusion.samplers import check_guidance, classifier_free_guidance
 from ..errors import GenlabError
-from ..likelihood import LN_2, dequantize, score_generator
+from ..diffusion.pixel_space import HISTOGRAM_MIX, PixelSpace
+from ..likelihood import dequantize, score_generator
 from ..nn.unet import UNet
+from ._data_space import DATA_SPACE_PARAM, HISTOGRAM_MIX_PARAM, DataSpaceMixin
 from .neural import NeuralGenerativeModel, training_schema
 from .registry import register
 from .schema import Param
@@ -55,11 +59,19 @@ SAMPLE_BATCH = 250
 class FlowMatchingNetwork(nn.Module):
     """U-Net velocity field ``v(x, t)``; ``forward(batch)`` returns the flow-matching MSE."""
 
-    def __init__(self, unet: UNet, *, n_classes: int | None = None, label_dropout: float = 0.1) -> None:
+    def __init__(
+        self,
+        unet: UNet,
+        *,
+        n_classes: int | None = None,
+        label_dropout: float = 0.1,
+        pixel_space: PixelSpace | None = None,
+    ) -> None:
         super().__init__()
         self.unet = unet
         self.n_classes = n_classes
         self.label_dropout = float(label_dropout)
+        self.pixel_space = pixel_space or PixelSpace()
 
     def velocity(
         self, x: torch.Tensor, t: torch.Tensor, labels: torch.Tensor | None = None, drop: torch.Tensor | None = None
@@ -74,7 +86,7 @@ class FlowMatchingNetwork(nn.Module):
         return self.unet(x, 1.0 - t, **kwargs).float()
 
     def forward(self, batch: dict[str, Any]):
-        x1 = 2.0 * dequantize(batch["images"]) - 1.0
+        x1 = self.pixel_space.to_data(dequantize(batch["images"]))
         b = x1.shape[0]
         # low-discrepancy times: one uniform offset, B evenly spaced points
         t = (torch.rand((), device=x1.device) + torch.arange(b, device=x1.device) / b) % 1.0
@@ -121,7 +133,7 @@ def integrate(velocity, x: torch.Tensor, steps: int, method: str, *, t0: float =
 
 
 @register("flow-matching")
-class FlowMatching(NeuralGenerativeModel):
+class FlowMatching(DataSpaceMixin, NeuralGenerativeModel):
     """Flow matching / rectified flow on a U-Net: Euler/Heun ODE sampling, guidance, a likelihood estimate.
 
     Parameters
@@ -131,6 +143,12 @@ class FlowMatching(NeuralGenerativeModel):
     width, channel_mults, n_res_blocks, patch_size, attention_size, dropout
         The U-Net (as for ``diffusion``; None = preset: width 32 / 64, one / two blocks,
         patch 2 for quick on images >= 16 px).
+    data_space : {"histogram", "linear"}
+        Pixel levels -> [-1, 1] (as for ``diffusion``): "histogram" sizes each level's cell by
+        its share of the training pixels, so the background owns a wide cell and comes out
+        exactly 0; "linear" is ``x = 2u - 1`` (models saved before the option load with it).
+    histogram_mix : float
+        data_space="histogram": weight of the training histogram in the cell widths (as for ``diffusion``).
     label_dropout : float
         Share of training labels replaced by the null label (for guidance).
     sampler : {"heun", "euler"}
@@ -165,6 +183,8 @@ class FlowMatching(NeuralGenerativeModel):
         "patch_size": Param("int", None, low=1, nullable=True, help="patchify factor (None = the preset's)"),
         "attention_size": Param("int", 8, low=0, help="self-attention at resolutions up to this size (0 = none)"),
         "dropout": Param("float", 0.0, low=0.0, high=1.0, help="dropout in the residual blocks"),
+        "data_space": DATA_SPACE_PARAM,
+        "histogram_mix": HISTOGRAM_MIX_PARAM,
         "label_dropout": Param(
             "float",
             0.1,
@@ -218,6 +238,8 @@ class FlowMatching(NeuralGenerativeModel):
         patch_size: int | None = None,
         attention_size: int = 8,
         dropout: float = 0.0,
+        data_space: str = "histogram",
+        histogram_mix: float = HISTOGRAM_MIX,
         label_dropout: float = 0.1,
         sampler: str = "heun",
         steps: int = 20,
@@ -234,6 +256,8 @@ class FlowMatching(NeuralGenerativeModel):
         self.patch_size = patch_size
         self.attention_size = attention_size
         self.dropout = dropout
+        self.data_space = data_space
+        self.histogram_mix = histogram_mix
         self.label_dropout = label_dropout
         self.sampler = sampler
         self.steps = steps
@@ -293,6 +317,7 @@ class FlowMatching(NeuralGenerativeModel):
         self._check_hyper_parameters()
         if self.conditional and labels is None:
             raise GenlabError("flow-matching: condition='label' needs class labels; call fit(X, y)")
+        self._fit_pixel_space(images)
         super()._fit(images, labels, **fit_args)
 
     def _build_modules(self) -> None:
@@ -308,7 +333,9 @@ class FlowMatching(NeuralGenerativeModel):
             patch_size=int(self._param("patch_size")),
             n_classes=n_classes,
         )
-        self.network_ = FlowMatchingNetwork(unet, n_classes=n_classes, label_dropout=float(self.label_dropout))
+        self.network_ = FlowMatchingNetwork(
+            unet, n_classes=n_classes, label_dropout=float(self.label_dropout), pixel_space=self._pixel_space()
+        )
 
     # ------------------------------------------------------------------ sampling
     def _check_option_combination(self, options: dict[str, Any]) -> None:
@@ -345,7 +372,7 @@ class FlowMatching(NeuralGenerativeModel):
                     x = integrate(
                         net.guided_velocity(lab, g), noise[start : start + SAMPLE_BATCH].to(dev), n_steps, method
                     )
-                    out.append(((x + 1.0) / 2.0).clamp(0, 1).cpu())
+                    out.append(net.pixel_space.to_unit(x).cpu())
         finally:
             net.train(was)
         return torch.cat(out)
@@ -375,7 +402,6 @@ class FlowMatching(NeuralGenerativeModel):
         n_steps = check_int("steps", int(steps or self.likelihood_steps), minimum=1)
         net: FlowMatchingNetwork = self.network_
         dev = self._network_device()
-        d = int(math.prod(self.image_shape_))
         u_all = dequantize(images, score_generator())
         gen = make_generator(PROBE_SEED)
         vel = net.guided_velocity(None, 1.0)
@@ -384,7 +410,7 @@ class FlowMatching(NeuralGenerativeModel):
         rows = []
         try:
             for start in range(0, len(images), SAMPLE_BATCH):
-                x1 = (2.0 * u_all[start : start + SAMPLE_BATCH] - 1.0).to(dev)
+                x1 = net.pixel_space.to_data(u_all[start : start + SAMPLE_BATCH]).to(dev)
                 per_probe = []
                 for _ in range(k):
                     eps = (torch.randint(0, 2, x1.shape, generator=gen) * 2 - 1).to(device=dev, dtype=x1.dtype)
@@ -392,7 +418,8 @@ class FlowMatching(NeuralGenerativeModel):
                 rows.append(torch.stack(per_probe))  # (k, B)
         finally:
             net.train(was)
-        est = torch.cat(rows, 1).double() + d * LN_2  # x = 2u - 1: log p(u) = log p(x) + D ln 2
+        # change of variables u -> x: log p(u) = log p(x) + sum log |dx/du| (D ln 2 for x = 2u - 1)
+        est = torch.cat(rows, 1).double() + net.pixel_space.log_det(images).to(dev)
         mean = est.mean(0)
         se = est.std(0, unbiased=True) / math.sqrt(k) if k > 1 else torch.zeros_like(mean)
         return mean.cpu().numpy(), se.cpu().numpy()
