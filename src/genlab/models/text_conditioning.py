@@ -105,7 +105,17 @@ class TextConditioned:
 
     # ------------------------------------------------------------------ sampling
     def sample(self, n: int, *, y: Any = None, seed: int | None = None, **options: Any) -> torch.Tensor:
-        """As the family's ``sample``; a text-conditional model also takes its prompts as ``y``."""
+        """Draw ``n`` images, uint8 (n, C, H, W).
+
+        ``y``: class labels (condition="label"); ``prompt=``: a text or n texts
+        (condition="text"; ``y`` may hold them too). Without either, a conditional model
+        samples as trained: labels drawn from the training class frequencies
+        (``class_counts_``), or prompts drawn from a saved sample of the training captions
+        (``caption_pool_``), with the model's guidance; ``unconditional=True`` samples the
+        unconditional (null-label) model instead. The family's other per-call options
+        (``sample_options``: sampler, steps, guidance, ...) override the model's defaults
+        for this call.
+        """
         if self.text_conditional and y is not None:
             options = {**options, "prompt": self._prompts_from_y(y, options.get("prompt"))}
             y = None
