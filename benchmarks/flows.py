@@ -3,6 +3,7 @@
     python benchmarks/flows.py                                   # digits, affine, quick preset
     python benchmarks/flows.py --coupling spline --steps 1500    # shorter / other coupling
     python benchmarks/flows.py --data mnist10k --steps 500       # 28x28 (slow on CPU)
+    python benchmarks/flows.py --against normflows --budget 2    # genlab vs normflows' Glow, 2 CPU-min each
 
 Fits ``make_model("flow", preset="quick", ...)`` on the train split of
 ``load_dataset(NAME).split(0.2, 0)`` and prints (and appends to
@@ -10,6 +11,17 @@ Fits ``make_model("flow", preset="quick", ...)`` on the train split of
 convention), fit seconds, seconds per step, the number of non-finite values among 10,000
 samples at temperature 1 (before quantisation) and whether ``reconstruct`` returns the test
 images exactly.
+
+``--against normflows`` instead trains genlab's flow (quick preset) and normflows' Glow
+(``normflows`` 1.7.x: ``MultiscaleFlow`` of ``GlowBlock``s with a ``Logit`` transform, as its
+Glow example builds it) side by side on the same split, one after the other on one thread,
+for the same process CPU time (genlab: its CPU seconds per step measured first, then
+``max_steps`` = ``--budget`` minutes / that; normflows: its training loop stops when it has
+used as much CPU time as genlab's fit actually took),
+with Glow's hidden channels chosen so that its parameter count is the closest to genlab's.
+Both are scored in genlab's convention (the fixed-seed uniform dequantisation of
+:func:`genlab.likelihood.score_generator`; bits/dim on the 256-level scale) and sampled 10,000
+times at temperature 1. Appends one row per model to ``benchmarks/results/flows-vs-normflows.jsonl``.
 """
 
 from __future__ import annotations
@@ -35,10 +47,16 @@ def main() -> None:
     ap.add_argument("--dequantization", default="uniform", choices=("uniform", "variational"))
     ap.add_argument("--steps", type=int, default=None, help="optimiser steps (default: the quick preset's)")
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--against", choices=("normflows",), default=None, help="compare with another library's Glow")
+    ap.add_argument("--budget", type=float, default=2.0, help="--against: CPU minutes of training per model")
     args = ap.parse_args()
     threads(args.threads)
     spec = args.data if args.data == "digits" else f"npz:{SHARED_DATA / (args.data + '.npz')}"
     train, test = genlab.load_dataset(spec).split(0.2, 0)
+    if args.against == "normflows":
+        with threads(1):
+            against_normflows(args.data, train, test, args.budget)
+        return
     kw = dict(preset="quick", device="cpu", coupling=args.coupling, mask=args.mask, dequantization=args.dequantization)
     if args.steps is not None:
         kw["max_steps"] = args.steps
@@ -68,6 +86,117 @@ def main() -> None:
     out.parent.mkdir(exist_ok=True)
     with out.open("a") as f:
         f.write(json.dumps(row) + "\n")
+
+
+def _n_params(module: torch.nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())
+
+
+def _glow(shape: tuple[int, int, int], hidden: int, levels: int, blocks: int):
+    """normflows' multiscale Glow for images of ``shape`` (its Glow example's layout)."""
+    import normflows as nf
+
+    c, h, w = shape
+    q0, flows, merges = [], [], []
+    for i in range(levels):
+        flows.append(
+            [
+                nf.flows.GlowBlock(c * 2 ** (levels + 1 - i), hidden, split_mode="channel", scale=True)
+                for _ in range(blocks)
+            ]
+            + [nf.flows.Squeeze()]
+        )
+        if i > 0:
+            merges.append(nf.flows.Merge())
+            latent = (c * 2 ** (levels - i), h // 2 ** (levels - i), w // 2 ** (levels - i))
+        else:
+            latent = (c * 2 ** (levels + 1), h // 2**levels, w // 2**levels)
+        q0.append(nf.distributions.DiagGaussian(latent))
+    return nf.MultiscaleFlow(q0, flows, merges, transform=nf.transforms.Logit(alpha=0.05), class_cond=False)
+
+
+def against_normflows(data: str, train, test, budget_min: float) -> None:
+    from normflows import __version__ as nf_version
+
+    from genlab.likelihood import bits_per_dim, dequantize, score_generator
+
+    budget = budget_min * 60
+    d = int(train.images[0].numel())
+    rows = []
+    # genlab: CPU seconds per step from two short fits, then one fit of budget / that steps
+    cpu = []
+    for steps in (10, 40):
+        m = genlab.make_model("flow", preset="quick", device="cpu", max_steps=steps, random_state=0)
+        t0 = time.process_time()
+        m.fit(train.images)
+        cpu.append(time.process_time() - t0)
+    per_step = max(cpu[1] - cpu[0], 1e-3) / 30
+    model = genlab.make_model(
+        "flow", preset="quick", device="cpu", max_steps=max(1, int(budget / per_step)), random_state=0
+    )
+    t0 = time.process_time()
+    model.fit(train.images)
+    fit_cpu = time.process_time() - t0
+    n_params = _n_params(model.network_)
+    raw = model._decode_tensor(torch.randn(10_000, model.n_dims_, generator=torch.Generator().manual_seed(0)), None)
+    rows.append(
+        {
+            "library": "genlab",
+            "model": f"flow quick ({model.coupling} coupling)",
+            "params": n_params,
+            "steps": model.training_summary_["steps"],
+            "fit_cpu_s": round(fit_cpu, 1),
+            "test_bits_per_dim": float(model.bits_per_dim(test.images)),
+            "nonfinite_samples_of_10000": int((~torch.isfinite(raw.flatten(1))).any(1).sum()),
+        }
+    )
+    print(json.dumps(rows[-1]), flush=True)
+    # normflows' Glow: 2 levels of 4 blocks on 8x8 (3 levels on larger images), hidden channels matched
+    shape = tuple(int(s) for s in train.images.shape[1:])
+    levels = 2 if min(shape[1:]) <= 8 else 3
+    hidden = min(range(8, 513, 4), key=lambda hc: abs(_n_params(_glow(shape, hc, levels, 4)) - n_params))
+    torch.manual_seed(0)
+    glow = _glow(shape, hidden, levels, 4)
+    opt = torch.optim.Adam(glow.parameters(), lr=1e-3)
+    gen = torch.Generator().manual_seed(0)
+    glow_budget = rows[0]["fit_cpu_s"]  # the CPU time genlab's fit really took (its per-step estimate is rough)
+    steps, skipped, t0 = 0, 0, time.process_time()
+    while time.process_time() - t0 < glow_budget:
+        batch = train.images[torch.randint(len(train), (128,), generator=gen)]
+        loss = glow.forward_kld(dequantize(batch, gen))
+        opt.zero_grad()
+        if torch.isfinite(loss):  # normflows' own examples skip non-finite losses the same way
+            loss.backward()
+            opt.step()
+        else:
+            skipped += 1
+        steps += 1
+    fit_cpu = time.process_time() - t0
+    glow.eval()
+    with torch.no_grad():
+        u = dequantize(test.images, score_generator())
+        ll = torch.cat([glow.log_prob(u[i : i + 250], None) for i in range(0, len(u), 250)]).double()
+        torch.manual_seed(0)
+        samples = torch.cat([glow.sample(1000)[0] for _ in range(10)])
+    finite_ll = torch.isfinite(ll)
+    rows.append(
+        {
+            "library": f"normflows {nf_version}",
+            "model": f"Glow ({levels} levels x 4 blocks, hidden {hidden}, logit transform)",
+            "params": _n_params(glow),
+            "steps": steps,
+            "skipped_nonfinite_losses": skipped,
+            "fit_cpu_s": round(fit_cpu, 1),
+            "test_bits_per_dim": float(bits_per_dim(ll[finite_ll].mean().item(), d)),
+            "test_images_with_nonfinite_log_likelihood": int((~finite_ll).sum()),
+            "nonfinite_samples_of_10000": int((~torch.isfinite(samples.flatten(1))).any(1).sum()),
+        }
+    )
+    print(json.dumps(rows[-1]), flush=True)
+    out = Path(__file__).resolve().parent / "results" / "flows-vs-normflows.jsonl"
+    with out.open("a") as f:
+        for row in rows:
+            f.write(json.dumps({"data": data, "budget_cpu_min": budget_min, **row}) + "\n")
 
 
 if __name__ == "__main__":

@@ -45,6 +45,42 @@ def no_warnings():
         yield
 
 
+
+
+@pytest.fixture(scope="session")
+def zeros_and_ones(digits):
+    """The digits 0 and 1 with their automatic captions: (images, labels, captions)."""
+    from genlab.text import auto_captions
+
+    keep = digits.labels < 2
+    captions = [c for c, k in zip(auto_captions(digits), keep.tolist()) if k]
+    return digits.images[keep], digits.labels[keep], captions
+
+
+def own_and_swapped_caption_losses(model, zeros_and_ones) -> tuple[float, float]:
+    """Training loss of a text-conditional U-Net model (no caption dropout) on every third
+    0/1 digit with its own caption and with a caption naming the other digit, summed over
+    six fixed seeds (same images, times and noise for both)."""
+    X, y, captions = zeros_and_ones
+    idx = torch.arange(0, len(X), 3)[:96]
+    own = model.encode_prompts([captions[i] for i in idx.tolist()], len(idx))
+    swapped = model.encode_prompts(
+        ["a handwritten one" if y[i] == 0 else "a handwritten zero" for i in idx.tolist()], len(idx)
+    )
+    net = model.network_
+    net.label_dropout = 0.0
+
+    def loss(cond):
+        total = 0.0
+        for seed in range(6):
+            torch.manual_seed(seed)
+            with torch.no_grad():
+                total += float(net({"images": X[idx], "cond": cond})[0])
+        return total
+
+    return loss(own), loss(swapped)
+
+
 def shared_file(name: str) -> Path:
     path = SHARED_DATA / name
     if not path.is_file():

@@ -259,13 +259,20 @@ def test_manipulation_commands_reject_bad_requests(tmp_path, capsys):
     assert not (tmp_path / "r.png").exists() and not (tmp_path / "i.png").exists()
 
 
-def test_text_to_image_from_the_command_line(tmp_path, capsys):
+@pytest.mark.parametrize(
+    ("family", "family_params"),
+    [
+        ("diffusion", ["-p", "elbo_points=2"]),
+        ("flow-matching", ["-p", "likelihood_steps=2", "-p", "likelihood_probes=1"]),
+    ],
+)
+def test_text_to_image_from_the_command_line(tmp_path, capsys, family, family_params):
     require_extra("text")
     run_dir = tmp_path / "t2i"
     code, out, err = run(
         capsys,
         "fit",
-        "diffusion",
+        family,
         "--data",
         "digits",
         "--condition",
@@ -276,8 +283,7 @@ def test_text_to_image_from_the_command_line(tmp_path, capsys):
         "10",
         "-p",
         "width=8",
-        "-p",
-        "elbo_points=2",
+        *family_params,
         "-n",
         "4",
         "-q",

@@ -14,6 +14,7 @@ from genlab.diffusion import GaussianDiffusion, loss_weight, to_prediction, trai
 from genlab.models.diffusion import Diffusion
 from genlab.nn.unet import UNet
 
+from .conftest import own_and_swapped_caption_losses
 from .markers import needs_text
 
 
@@ -196,15 +197,6 @@ def test_bad_input_names_the_argument(labelled, data):
 
 
 @pytest.fixture(scope="module")
-def zeros_and_ones(digits):
-    from genlab.text import auto_captions
-
-    keep = digits.labels < 2
-    captions = [c for c, k in zip(auto_captions(digits), keep.tolist()) if k]
-    return digits.images[keep], digits.labels[keep], captions
-
-
-@pytest.fixture(scope="module")
 def texted(zeros_and_ones):
     torch.set_num_threads(1)
     X, _, captions = zeros_and_ones
@@ -215,24 +207,8 @@ def texted(zeros_and_ones):
 def test_the_denoiser_uses_the_caption(texted, zeros_and_ones):
     """After brief training, denoising a digit is easier with its own caption than with a
     caption naming the other digit (same images, same noise)."""
-    X, y, captions = zeros_and_ones
-    idx = torch.arange(0, len(X), 3)[:96]
-    own = texted.encode_prompts([captions[i] for i in idx.tolist()], len(idx))
-    swapped = texted.encode_prompts(
-        ["a handwritten one" if y[i] == 0 else "a handwritten zero" for i in idx.tolist()], len(idx)
-    )
-    net = texted.network_
-    net.label_dropout = 0.0
-
-    def loss(cond):
-        total = 0.0
-        for seed in range(6):
-            torch.manual_seed(seed)
-            with torch.no_grad():
-                total += float(net({"images": X[idx], "cond": cond})[0])
-        return total
-
-    assert loss(own) < 0.95 * loss(swapped)
+    own, swapped = own_and_swapped_caption_losses(texted, zeros_and_ones)
+    assert own < 0.95 * swapped
 
 
 @needs_text

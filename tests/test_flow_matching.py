@@ -12,6 +12,9 @@ from genlab import GenlabError
 from genlab.models import make_model
 from genlab.models.flow_matching import _log_density_hutchinson, integrate
 
+from .conftest import own_and_swapped_caption_losses
+from .markers import needs_text
+
 
 @pytest.fixture(autouse=True)
 def _one_thread():
@@ -97,7 +100,7 @@ def test_class_conditional_guidance(digits):
     model = tiny(condition="label").fit(X, y)
     assert model.sample(4, y=3, seed=0, guidance=2.0).shape == (4, 1, 8, 8)
     assert model.sample(4, seed=0).shape == (4, 1, 8, 8)
-    with pytest.raises(GenlabError, match="guidance needs a class-conditional"):
+    with pytest.raises(GenlabError, match="guidance needs a conditional model"):
         tiny().fit(X).sample(2, guidance=2.0)
 
 
@@ -113,3 +116,78 @@ def test_class_conditional_guidance(digits):
 def test_bad_hyper_parameters(digits, params, message):
     with pytest.raises(GenlabError, match=message):
         tiny(**params).fit(digits.images[:32])
+
+
+# ---------------------------------------------------------------------------- text conditioning
+@pytest.fixture(scope="module")
+def texted(zeros_and_ones):
+    torch.set_num_threads(1)
+    X, _, captions = zeros_and_ones
+    params = dict(width=16, max_steps=150, lr=3e-3, warmup_steps=0, val_fraction=0.0, batch_size=64)
+    return tiny(condition="text", **params).fit(X, captions)
+
+
+@needs_text
+def test_the_velocity_uses_the_caption(texted, zeros_and_ones):
+    """After brief training the flow-matching loss of a digit is lower with its own caption
+    than with a caption naming the other digit (same images, times and noise)."""
+    own, swapped = own_and_swapped_caption_losses(texted, zeros_and_ones)
+    assert own < 0.95 * swapped
+
+
+@needs_text
+def test_text_guidance_is_the_guided_combination_of_the_two_branches(texted):
+    """guided_velocity = v_u + g (v_c - v_u) with v_c the prompt's and v_u the null vector's
+    velocity, each from its own unbatched call; g = 0 is the unconditional model."""
+    net = texted.network_
+    cond = texted.encode_prompts(["a bold zero", "a thin one", "a one", "a zero"], 4)
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(4, 1, 8, 8, generator=g)
+    t = torch.rand(4, generator=g)
+    with torch.no_grad():
+        v_c = net.velocity(x, t, cond=cond)
+        v_u = net.velocity(x, t)
+        guided = net.guided_velocity(None, 2.5, cond)(x, t)
+        zero = net.guided_velocity(None, 0.0, cond)(x, t)
+    assert not torch.allclose(v_c, v_u, atol=1e-4)  # the prompt changes the velocity
+    torch.testing.assert_close(guided, v_u + 2.5 * (v_c - v_u), atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(zero, v_u)
+    a = texted.sample(4, prompt="a bold zero", guidance=0.0, seed=3)
+    assert torch.equal(a, texted.sample(4, seed=3, unconditional=True))
+    c = texted.sample(2, y=["a zero", "a one"], seed=1)
+    assert torch.equal(c, texted.sample(2, prompt=["a zero", "a one"], seed=1))
+
+
+@needs_text
+def test_text_model_without_prompt_draws_training_captions_and_reloads(texted, zeros_and_ones, tmp_path):
+    _, _, captions = zeros_and_ones
+    assert texted.caption_pool_ == captions  # fewer captions than the pool holds: all kept
+    a = texted.sample(4, seed=5)
+    assert torch.equal(a, texted.sample(4, seed=5))
+    assert not torch.equal(a, texted.sample(4, seed=5, unconditional=True))
+    texted.save(tmp_path / "m")
+    loaded = genlab.load_model(tmp_path / "m")
+    assert loaded.text_encoder_id_ == texted.text_encoder_id_ and "all-MiniLM-L6-v2@sha256:" in loaded.text_encoder_id_
+    assert loaded.caption_pool_ == captions and torch.equal(loaded.sample(4, seed=5), a)
+    assert torch.equal(loaded.sample(3, prompt="a one", seed=2), texted.sample(3, prompt="a one", seed=2))
+    est, se = loaded.log_likelihood_estimate(zeros_and_ones[0][:3])  # scored with the null branch
+    assert np.all(np.isfinite(est)) and np.all(se > 0)
+
+
+@needs_text
+def test_text_conditioning_errors_name_the_problem(texted, zeros_and_ones, digits):
+    X, _, captions = zeros_and_ones
+    with pytest.raises(GenlabError, match="one caption per image"):
+        tiny(condition="text").fit(X)
+    with pytest.raises(GenlabError, match=r"captions: \d+ given for \d+ images"):
+        tiny(condition="text").fit(X, captions[:-1])
+    with pytest.raises(GenlabError, match="text-conditional; give prompts"):
+        texted.sample(2, y=1)
+    with pytest.raises(GenlabError, match="not both"):
+        texted.sample(2, y=["a", "b"], prompt="a one")
+    with pytest.raises(GenlabError, match="not both"):
+        texted.sample(2, prompt="a one", unconditional=True)
+    with pytest.raises(GenlabError, match="prompt"):
+        texted.sample(2, prompt="")
+    with pytest.raises(GenlabError, match="not text-conditional"):
+        tiny().fit(digits.images[:32]).sample(1, prompt="a one")

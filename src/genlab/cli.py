@@ -362,11 +362,15 @@ def fit(
 @click.option(
     "--unconditional",
     is_flag=True,
-    help="Conditional models: sample the unconditional (null) branch instead (diffusion).",
+    help="Conditional models: sample the unconditional (null) branch instead (diffusion, flow matching).",
 )
-@click.option("--guidance", type=float, default=None, help="Classifier-free guidance scale (diffusion).")
-@click.option("--steps", type=click.IntRange(min=1), default=None, help="Sampling steps (diffusion).")
-@click.option("--sampler", default=None, help="Sampler: ddpm, ddim, dpm++ (diffusion); prior or gmm (autoencoders).")
+@click.option("--guidance", type=float, default=None, help="Classifier-free guidance scale (diffusion, flow matching).")
+@click.option("--steps", type=click.IntRange(min=1), default=None, help="Sampling steps (diffusion, flow matching).")
+@click.option(
+    "--sampler",
+    default=None,
+    help="Sampler: ddpm, ddim, dpm++ (diffusion); euler, heun (flow matching); prior or gmm (autoencoders).",
+)
 @click.option("--temperature", type=float, default=None, help="Latent temperature (autoencoders, flows).")
 @click.option(
     "--truncation",

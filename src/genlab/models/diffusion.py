@@ -18,8 +18,6 @@ with 20 steps. See /work/notes/diffusion_runs.md (project notes) for the measure
 from __future__ import annotations
 
 import contextlib
-import threading
-import warnings
 from typing import Any, ClassVar, Iterator, Sequence
 
 import numpy as np
@@ -39,20 +37,18 @@ from ._data_space import DATA_SPACE_PARAM, HISTOGRAM_MIX_PARAM, DataSpaceMixin
 from .neural import NeuralGenerativeModel, training_schema
 from .registry import register
 from .schema import Param
+from .text_conditioning import CAPTION_POOL_SIZE, TextConditioned  # noqa: F401  (CAPTION_POOL_SIZE kept importable here)
+from .text_conditioning import caption_pool as _caption_pool  # noqa: F401  (kept importable here)
 
 #: guidance scale when neither the model nor the call sets one (MNIST quick: FD 17.8 and
 #: 98% of samples of the requested class at 1.5, versus FD 20.6 / 91% at 1.0 and 35.1 / 99.9% at 2.0)
 DEFAULT_GUIDANCE = 1.5
 #: fixed seed of the noise in the likelihood bound (scores are reproducible)
 ELBO_SEED = 0
-#: training captions kept with a text-conditional model as default prompts (bounds config.json: ~50 kB)
-CAPTION_POOL_SIZE = 1000
-#: guards the lazily loaded text encoder (a cache, not an option) against concurrent first use
-_TEXT_ENCODER_LOCK = threading.Lock()
 
 
 @register("diffusion")
-class Diffusion(DataSpaceMixin, NeuralGenerativeModel):
+class Diffusion(DataSpaceMixin, TextConditioned, NeuralGenerativeModel):
     """Denoising diffusion with a U-Net: DDPM/DDIM/DPM-Solver++ sampling, classifier-free guidance, an ELBO.
 
     Parameters
@@ -271,11 +267,6 @@ class Diffusion(DataSpaceMixin, NeuralGenerativeModel):
         """Class-conditional when ``condition == "label"``."""
         return self.condition == "label"
 
-    @property
-    def text_conditional(self) -> bool:
-        """Text-conditional when ``condition == "text"``: ``fit`` takes captions, ``sample`` prompts."""
-        return self.condition == "text"
-
     # ------------------------------------------------------------------ presets
     def _preset_values(self, preset: str, image_shape: tuple[int, ...], n_images: int) -> dict[str, Any]:
         values = super()._preset_values(preset, image_shape, n_images)
@@ -318,19 +309,6 @@ class Diffusion(DataSpaceMixin, NeuralGenerativeModel):
         }
 
     # ------------------------------------------------------------------ fit
-    def fit(self, X: Any, y: Any = None, *, resume: bool = False) -> "Diffusion":
-        """Train on uint8 images ``X`` (N, C, H, W); ``y`` = int labels (condition="label"),
-        one caption string per image (condition="text"; a Dataset's ``captions`` when X is
-        one), or nothing. ``resume`` continues from the last checkpoint."""
-        if not self.text_conditional:
-            return super().fit(X, y, resume=resume)
-        from ..data.dataset import Dataset
-
-        if y is None and isinstance(X, Dataset):
-            y = X.captions
-        n = len(X) if hasattr(X, "__len__") else None
-        return self._fit_checked(X, None, resume=bool(resume), captions=_check_captions(y, n))
-
     def _fit(
         self,
         images: torch.Tensor,
@@ -341,39 +319,8 @@ class Diffusion(DataSpaceMixin, NeuralGenerativeModel):
     ) -> None:
         if self.conditional and labels is None:
             raise GenlabError("condition='label' needs class labels: fit(X, y)")
-        extra = None
-        if self.text_conditional:
-            encoder = self._get_text_encoder(check=False)
-            self.text_encoder_id_ = encoder.model_id
-            self.text_dim_ = int(encoder.dim)
-            extra = {"cond": encoder.encode(captions)}
-            self.caption_pool_ = _caption_pool(captions, self.random_state)
         self._fit_pixel_space(images)
-        super()._fit(images, labels, resume=resume, extra_data=extra)
-
-    def _get_text_encoder(self, check: bool = True):
-        """The sentence encoder (loaded once per model object); ``check`` compares its weights
-        with those the model was trained with."""
-        from ..text.encoder import TextEncoder
-
-        with _TEXT_ENCODER_LOCK:  # concurrent sample calls load the encoder once
-            encoder = getattr(self, "_text_encoder_cache", None)
-            if encoder is None:
-                # a few prompts: the CPU is fast enough; a recorded id is checked against the weights hash before loading
-                expected = getattr(self, "text_encoder_id_", None) if check else None
-                encoder = TextEncoder(self.text_encoder, device="cpu", expected_id=expected)
-                self._text_encoder_cache = encoder
-        if check:
-            encoder.check_model_id(self.text_encoder_id_, "this diffusion model")
-        return encoder
-
-    def encode_prompts(self, prompts: str | Sequence[str], n: int) -> torch.Tensor:
-        """Text embeddings (n, text_dim) for one prompt (repeated) or n prompts."""
-        self._check_fitted()
-        if not self.text_conditional:
-            raise GenlabError("prompts need a text-conditional model (condition='text')")
-        texts = [prompts] * n if isinstance(prompts, str) else list(_check_captions(prompts, n, what="prompt"))
-        return self._get_text_encoder().encode(texts)
+        super()._fit(images, labels, resume=resume, extra_data=self._text_training_data(captions))
 
     def _build_modules(self) -> None:
         n_classes = getattr(self, "n_classes_", None) if self.conditional else None
@@ -402,34 +349,9 @@ class Diffusion(DataSpaceMixin, NeuralGenerativeModel):
         )
 
     # ------------------------------------------------------------------ sampling
-    def sample(self, n: int, *, y: Any = None, seed: int | None = None, **options: Any) -> torch.Tensor:
-        """Draw ``n`` images, uint8 (n, C, H, W).
-
-        ``y``: class labels (condition="label"); ``prompt=``: a text or n texts
-        (condition="text"; ``y`` may hold them too). Without either, a conditional model
-        samples as trained: labels drawn from the training class frequencies
-        (``class_counts_``), or prompts drawn from a saved sample of the training captions
-        (``caption_pool_``), with the model's guidance; ``unconditional=True`` samples the
-        unconditional (null-label) model instead. Options (``sample_options``) override the model's defaults for this call:
-        ``sampler`` ("dpm++", "ddim", "ddpm"), ``steps`` (network calls, at most 10,000),
-        ``guidance`` (classifier-free guidance scale in [0, 50]; 0 = unconditional, 1 =
-        conditional) and ``eta`` (DDIM only).
-        """
-        if self.text_conditional and y is not None:
-            options = {**options, "prompt": self._prompts_from_y(y, options.get("prompt"))}
-            y = None
-        return super().sample(n, y=y, seed=seed, **options)
-
     def _check_option_combination(self, options: dict[str, Any]) -> None:
         super()._check_option_combination(options)
-        if options.get("unconditional") and options.get("prompt") is not None:
-            raise GenlabError("give prompts or unconditional=True, not both")
-        if options.get("guidance") is not None and not (self.conditional or self.text_conditional):
-            raise GenlabError("guidance needs a conditional model (condition='label' or 'text')")
-        if options.get("prompt") is not None and not self.text_conditional:
-            raise GenlabError(
-                f"prompt: this model is not text-conditional (condition={self.condition!r}); refit with condition='text'"
-            )
+        self._check_text_options(options)
         self._sampling_options(
             options.get("sampler"), options.get("steps"), options.get("guidance"), options.get("eta")
         )
@@ -448,11 +370,7 @@ class Diffusion(DataSpaceMixin, NeuralGenerativeModel):
         unconditional: bool = False,
     ) -> torch.Tensor:
         opts = self._sampling_options(sampler, steps, guidance, eta)
-        cond = None
-        if prompt is not None:
-            cond = self.encode_prompts(prompt, n)
-        elif self.text_conditional and not unconditional:
-            cond = self._training_prompt_embeddings(n, generator)
+        cond = self._text_condition(n, prompt, unconditional, generator)
         net: GaussianDiffusion = self.network_
         device = self._network_device()
         smp = make_sampler(opts["sampler"], net.schedule, opts["steps"], eta=opts["eta"])
@@ -472,20 +390,6 @@ class Diffusion(DataSpaceMixin, NeuralGenerativeModel):
                 x = smp.sample(denoise, noise[start:stop].to(device), generator=generator)
                 out.append(net.data_to_unit(x).cpu())
         return torch.cat(out)
-
-    def _training_prompt_embeddings(self, n: int, generator: torch.Generator) -> torch.Tensor | None:
-        """Embeddings (n, text_dim) of n prompts drawn (with ``generator``) from the saved
-        sample of training captions; None (the null branch) for models saved without one."""
-        pool = getattr(self, "caption_pool_", None)
-        if not pool:
-            warnings.warn(
-                "this text-conditional model was saved without training captions; sampling the unconditional model (give prompt=...)",
-                stacklevel=4,
-            )
-            return None
-        index = torch.randint(len(pool), (n,), generator=generator)
-        used, inverse = torch.unique(index, return_inverse=True)  # each distinct caption is embedded once
-        return self._get_text_encoder().encode([pool[int(i)] for i in used])[inverse]
 
     def _batch_for_sampling(self) -> int:
         return 250
@@ -604,27 +508,6 @@ class Diffusion(DataSpaceMixin, NeuralGenerativeModel):
             )
         return quantize(net.data_to_unit(out)).cpu()
 
-    def _prompt_embeddings(self, n: int, y: Any, prompt: Any) -> torch.Tensor | None:
-        """Text embeddings (n, text_dim) of ``prompt`` (or, for text models, of ``y``); None without prompts."""
-        if prompt is not None and not self.text_conditional:
-            raise GenlabError(
-                f"prompt: this model is not text-conditional (condition={self.condition!r}); refit with condition='text'"
-            )
-        if self.text_conditional and y is not None:
-            prompt = self._prompts_from_y(y, prompt)
-        return None if prompt is None else self.encode_prompts(prompt, check_int("n", n, minimum=1))
-
-    @staticmethod
-    def _prompts_from_y(y: Any, prompt: Any) -> Any:
-        """Text models take prompts as ``y`` too: ``y`` checked to be texts, and not given twice."""
-        if prompt is not None:
-            raise GenlabError("give the prompts as prompt= or as y=, not both")
-        if not (isinstance(y, str) or (isinstance(y, (list, tuple)) and all(isinstance(t, str) for t in y))):
-            raise GenlabError(
-                "y: this model is text-conditional; give prompts (text), not class labels: sample(n, prompt='a thick seven')"
-            )
-        return y
-
     def _condition_for(self, n: int, y: Any, prompt: Any) -> tuple[torch.Tensor | None, torch.Tensor | None]:
         """(labels, text embeddings) for n images from ``y`` / ``prompt``, either or both None."""
         cond = self._prompt_embeddings(n, y, prompt)
@@ -694,37 +577,6 @@ class Diffusion(DataSpaceMixin, NeuralGenerativeModel):
                 nelbo = net.negative_elbo(x, n_points=int(self.elbo_points), generator=noise)
                 out.append(-nelbo.cpu() + net.log_det_to_unit(chunk))
         return torch.cat(out)
-
-
-def _caption_pool(captions: list[str], seed: int | None) -> list[str]:
-    """At most CAPTION_POOL_SIZE training captions (a seeded sample, in training order): the
-    prompts of ``sample(n)`` without a prompt, saved in config.json."""
-    if len(captions) <= CAPTION_POOL_SIZE:
-        return list(captions)
-    keep = np.sort(
-        np.random.default_rng(0 if seed is None else int(seed)).choice(len(captions), CAPTION_POOL_SIZE, replace=False)
-    )
-    return [captions[int(i)] for i in keep]
-
-
-def _check_captions(captions: Any, n: int | None, *, what: str = "caption") -> list[str]:
-    """One non-empty string per image: a clear error for missing, short or non-text captions."""
-    if captions is None:
-        raise GenlabError(
-            f"condition='text' needs one {what} per image: fit(X, captions) (load digit data with captions='auto')"
-        )
-    if isinstance(captions, str):
-        raise GenlabError(f"{what}s: expected one string per image, got a single string")
-    try:
-        items = list(captions)
-    except TypeError:
-        raise GenlabError(f"{what}s: expected a list of strings, got {type(captions).__name__}") from None
-    if n is not None and len(items) != n:
-        raise GenlabError(f"{what}s: {len(items)} given for {n} images")
-    for i, c in enumerate(items):
-        if not isinstance(c, str) or not c.strip():
-            raise GenlabError(f"{what}s[{i}]: expected a non-empty string, got {c!r}")
-    return items
 
 
 @contextlib.contextmanager

@@ -13,6 +13,12 @@ already give usable digits since the learned paths are nearly straight).
 ``condition="label"`` reuses the diffusion U-Net's label embedding with its learned null
 label: labels are dropped ``label_dropout`` of the time during training, and sampling uses
 classifier-free guidance ``v_u + g (v_c - v_u)`` (:func:`genlab.diffusion.samplers.classifier_free_guidance`).
+``condition="text"`` is the diffusion family's text conditioning
+(:mod:`genlab.models.text_conditioning`): ``fit(X, captions)`` embeds one caption per image
+with the offline sentence encoder, the embedding enters the U-Net through FiLM and is
+replaced by a learned null vector ``label_dropout`` of the time, and
+``sample(n, prompt="a thick seven")`` guides towards the prompt the same way (without a
+prompt, prompts are drawn from a saved sample of the training captions).
 
 Likelihood (``likelihood == "estimate"``): the instantaneous change of variables
 (Chen et al. 2018) ``log p_1(x1) = log N(x0; 0, I) - ∫_0^1 div v(x_t, t) dt`` along the ODE
@@ -22,8 +28,8 @@ solved backwards from the image to noise, with Hutchinson's estimator ``ε^T (�
 bound, and not exact: :meth:`FlowMatching.log_likelihood_estimate` returns the mean over
 ``likelihood_probes`` independent probe vectors with its standard error; ``score_samples``
 returns the mean. Figures are in genlab's convention: ``log p(u) = log p(x) + sum log |dx/du|``
-(``D ln 2`` for the linear space) at the fixed-seed uniform dequantisation noise. Text conditioning is not implemented here
-(use ``diffusion`` with ``condition="text"``).
+(``D ln 2`` for the linear space) at the fixed-seed uniform dequantisation noise; conditional
+models are scored with their unconditional (null) branch.
 """
 
 from __future__ import annotations
@@ -41,14 +47,16 @@ from ..errors import GenlabError
 from ..diffusion.pixel_space import HISTOGRAM_MIX, PixelSpace
 from ..likelihood import dequantize, score_generator
 from ..nn.unet import UNet
+from ..text.encoder import DEFAULT_MODEL as DEFAULT_TEXT_ENCODER
 from ._data_space import DATA_SPACE_PARAM, HISTOGRAM_MIX_PARAM, DataSpaceMixin
 from .neural import NeuralGenerativeModel, training_schema
 from .registry import register
 from .schema import Param
+from .text_conditioning import TextConditioned
 from .validation import check_choice, check_float, check_images, check_int
 
 ODE_SAMPLERS = ("euler", "heun")
-CONDITIONS = ("none", "label")
+CONDITIONS = ("none", "label", "text")
 DEFAULT_GUIDANCE = 1.5
 MAX_STEPS = 10_000
 #: seed of the Hutchinson probes (scores are reproducible)
@@ -74,14 +82,23 @@ class FlowMatchingNetwork(nn.Module):
         self.pixel_space = pixel_space or PixelSpace()
 
     def velocity(
-        self, x: torch.Tensor, t: torch.Tensor, labels: torch.Tensor | None = None, drop: torch.Tensor | None = None
+        self,
+        x: torch.Tensor,
+        t: torch.Tensor,
+        labels: torch.Tensor | None = None,
+        drop: torch.Tensor | None = None,
+        cond: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """v (B, C, H, W) at per-row times t (B,) in [0, 1] (0 = noise, 1 = data)."""
+        """v (B, C, H, W) at per-row times t (B,) in [0, 1] (0 = noise, 1 = data); ``labels``
+        (B,) or a conditioning vector ``cond`` (B, cond_dim) (text embeddings); rows flagged by
+        ``drop`` (B,) bool use the null label / null vector."""
         kwargs: dict[str, Any] = {}
         if self.n_classes is not None:
             kwargs["labels"] = labels
-            if drop is not None:
-                kwargs["drop"] = drop
+        if cond is not None:
+            kwargs["cond"] = cond
+        if drop is not None and kwargs:
+            kwargs["drop"] = drop
         # the U-Net's noise-level input runs from 0 (clean) to 1 (pure noise)
         return self.unet(x, 1.0 - t, **kwargs).float()
 
@@ -93,24 +110,33 @@ class FlowMatchingNetwork(nn.Module):
         x0 = torch.randn_like(x1)
         tt = t[:, None, None, None]
         xt = (1 - tt) * x0 + tt * x1
-        labels, drop = batch.get("labels"), None
-        if self.n_classes is not None and labels is not None:
+        labels, cond, drop = batch.get("labels"), batch.get("cond"), None
+        if (self.n_classes is not None and labels is not None) or cond is not None:
             drop = torch.rand(b, device=x1.device) < self.label_dropout
-        v = self.velocity(xt, t, labels if self.n_classes is not None else None, drop)
+        v = self.velocity(xt, t, labels if self.n_classes is not None else None, drop, cond)
         loss = (v - (x1 - x0)).pow(2).mean()
         return loss, {}
 
-    def guided_velocity(self, labels: torch.Tensor | None, guidance: float):
-        """v(x, t) with classifier-free guidance for ``labels`` (None = unconditional)."""
-        if labels is None or self.n_classes is None or guidance == 1.0:
-            return lambda x, t: self.velocity(x, t, labels if self.n_classes is not None else None)
+    def guided_velocity(self, labels: torch.Tensor | None, guidance: float, cond: torch.Tensor | None = None):
+        """v(x, t) with classifier-free guidance for ``labels`` or text embeddings ``cond``
+        (B, cond_dim) (neither = unconditional); both branches run in one batched call."""
+        if self.n_classes is None:
+            labels = None
+        if (labels is None and cond is None) or guidance == 1.0:
+            return lambda x, t: self.velocity(x, t, labels, None, cond)
         if guidance == 0.0:
-            return lambda x, t: self.velocity(x, t, None)
+            return lambda x, t: self.velocity(x, t)
 
         def v(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
             b = x.shape[0]
             drop = torch.cat([torch.zeros(b, dtype=torch.bool), torch.ones(b, dtype=torch.bool)]).to(x.device)
-            both = self.velocity(torch.cat([x, x]), torch.cat([t, t]), torch.cat([labels, labels]), drop)
+            both = self.velocity(
+                torch.cat([x, x]),
+                torch.cat([t, t]),
+                None if labels is None else torch.cat([labels, labels]),
+                drop,
+                None if cond is None else torch.cat([cond, cond]),
+            )
             return classifier_free_guidance(both[b:], both[:b], guidance)
 
         return v
@@ -133,13 +159,19 @@ def integrate(velocity, x: torch.Tensor, steps: int, method: str, *, t0: float =
 
 
 @register("flow-matching")
-class FlowMatching(DataSpaceMixin, NeuralGenerativeModel):
+class FlowMatching(DataSpaceMixin, TextConditioned, NeuralGenerativeModel):
     """Flow matching / rectified flow on a U-Net: Euler/Heun ODE sampling, guidance, a likelihood estimate.
 
     Parameters
     ----------
-    condition : {"none", "label"}
-        "label": class-conditional with classifier-free guidance.
+    condition : {"none", "label", "text"}
+        "label": class-conditional (``fit(X, y)``, ``sample(n, y=...)``); "text":
+        text-conditional (``fit(X, captions)``, ``sample(n, prompt="...")``); both with
+        classifier-free guidance.
+    text_encoder : str
+        condition="text": the sentence-transformers model (a name or a local folder) that
+        embeds captions and prompts; never downloaded. Its weights' hash is saved with the
+        model and checked when prompts are encoded again.
     width, channel_mults, n_res_blocks, patch_size, attention_size, dropout
         The U-Net (as for ``diffusion``; None = preset: width 32 / 64, one / two blocks,
         patch 2 for quick on images >= 16 px).
@@ -150,13 +182,13 @@ class FlowMatching(DataSpaceMixin, NeuralGenerativeModel):
     histogram_mix : float
         data_space="histogram": weight of the training histogram in the cell widths (as for ``diffusion``).
     label_dropout : float
-        Share of training labels replaced by the null label (for guidance).
+        Share of training labels (or captions) replaced by the null label (for guidance).
     sampler : {"heun", "euler"}
         Default ODE solver of ``sample``.
     steps : int
         Default solver steps (Heun: 2 network calls per step).
     guidance : float or None
-        Default guidance scale for labelled samples (None = 1.5).
+        Default guidance scale for labelled or prompted samples (None = 1.5).
     likelihood_steps : int
         Heun steps of the backward ODE for the likelihood.
     likelihood_probes : int
@@ -171,7 +203,15 @@ class FlowMatching(DataSpaceMixin, NeuralGenerativeModel):
     has_null_branch = True
     parameter_schema: ClassVar[dict[str, Param]] = {
         "condition": Param(
-            "choice", "none", choices=CONDITIONS, help="'label' = class-conditional with classifier-free guidance"
+            "choice",
+            "none",
+            choices=CONDITIONS,
+            help="'label' = class-conditional, 'text' = captions; both with classifier-free guidance",
+        ),
+        "text_encoder": Param(
+            "str",
+            DEFAULT_TEXT_ENCODER,
+            help="condition='text': sentence-transformers model (name or local folder), never downloaded",
         ),
         "width": Param("int", None, low=1, nullable=True, help="U-Net base channels (None = the preset's)"),
         "channel_mults": Param(
@@ -190,7 +230,7 @@ class FlowMatching(DataSpaceMixin, NeuralGenerativeModel):
             0.1,
             low=0.0,
             high=1.0,
-            help="share of labels dropped in training (the unconditional branch guidance needs)",
+            help="share of labels/captions dropped in training (the unconditional branch guidance needs)",
         ),
         "sampler": Param("choice", "heun", choices=ODE_SAMPLERS, help="ODE solver"),
         "steps": Param("int", 20, low=1, high=MAX_STEPS, help="solver steps"),
@@ -200,7 +240,7 @@ class FlowMatching(DataSpaceMixin, NeuralGenerativeModel):
             low=0.0,
             high=50.0,
             nullable=True,
-            help="classifier-free guidance (None = 1.5 for label models)",
+            help="classifier-free guidance (None = 1.5 for label and text models)",
         ),
         "likelihood_steps": Param("int", 20, low=1, high=MAX_STEPS, help="ODE steps of the likelihood estimate"),
         "likelihood_probes": Param("int", 4, low=1, help="Hutchinson probe vectors per image"),
@@ -226,12 +266,19 @@ class FlowMatching(DataSpaceMixin, NeuralGenerativeModel):
             nullable=True,
             help="classifier-free guidance: 0 = unconditional, 1 = conditional, > 1 = guided",
         ),
+        "prompt": Param(
+            "text",
+            None,
+            nullable=True,
+            help="condition='text': one prompt for all images or one per image (None = prompts drawn from the training captions)",
+        ),
     }
 
     def __init__(
         self,
         condition: str = "none",
         *,
+        text_encoder: str = DEFAULT_TEXT_ENCODER,
         width: int | None = None,
         channel_mults: Sequence[int] | None = None,
         n_res_blocks: int | None = None,
@@ -250,6 +297,7 @@ class FlowMatching(DataSpaceMixin, NeuralGenerativeModel):
         **training_params: Any,
     ) -> None:
         self.condition = condition
+        self.text_encoder = text_encoder
         self.width = width
         self.channel_mults = channel_mults
         self.n_res_blocks = n_res_blocks
@@ -313,12 +361,19 @@ class FlowMatching(DataSpaceMixin, NeuralGenerativeModel):
             if getattr(self, name) is not None:
                 check_int(name, getattr(self, name), minimum=1)
 
-    def _fit(self, images: torch.Tensor, labels: torch.Tensor | None, **fit_args: Any) -> None:
+    def _fit(
+        self,
+        images: torch.Tensor,
+        labels: torch.Tensor | None,
+        *,
+        resume: bool = False,
+        captions: list[str] | None = None,
+    ) -> None:
         self._check_hyper_parameters()
         if self.conditional and labels is None:
             raise GenlabError("flow-matching: condition='label' needs class labels; call fit(X, y)")
         self._fit_pixel_space(images)
-        super()._fit(images, labels, **fit_args)
+        super()._fit(images, labels, resume=resume, extra_data=self._text_training_data(captions))
 
     def _build_modules(self) -> None:
         n_classes = getattr(self, "n_classes_", None) if self.conditional else None
@@ -332,6 +387,7 @@ class FlowMatching(DataSpaceMixin, NeuralGenerativeModel):
             dropout=float(self.dropout),
             patch_size=int(self._param("patch_size")),
             n_classes=n_classes,
+            cond_dim=int(self.text_dim_) if self.text_conditional else None,
         )
         self.network_ = FlowMatchingNetwork(
             unet, n_classes=n_classes, label_dropout=float(self.label_dropout), pixel_space=self._pixel_space()
@@ -339,8 +395,8 @@ class FlowMatching(DataSpaceMixin, NeuralGenerativeModel):
 
     # ------------------------------------------------------------------ sampling
     def _check_option_combination(self, options: dict[str, Any]) -> None:
-        if options.get("guidance") is not None and not self.conditional:
-            raise GenlabError("guidance needs a class-conditional model (condition='label')")
+        super()._check_option_combination(options)
+        self._check_text_options(options)
 
     def _sample(
         self,
@@ -351,14 +407,16 @@ class FlowMatching(DataSpaceMixin, NeuralGenerativeModel):
         sampler: str | None = None,
         steps: int | None = None,
         guidance: float | None = None,
+        prompt: str | Sequence[str] | None = None,
         unconditional: bool | None = None,
     ) -> torch.Tensor:
-        # unconditional=True arrives with labels None: the null-label branch is used below
+        # unconditional=True arrives with labels None (and no prompt): the null branch is used below
         method = sampler or self.sampler
         n_steps = int(steps or self.steps)
         g = float(
             guidance if guidance is not None else (self.guidance if self.guidance is not None else DEFAULT_GUIDANCE)
         )
+        cond = self._text_condition(n, prompt, bool(unconditional), generator)
         net: FlowMatchingNetwork = self.network_
         dev = self._network_device()
         noise = torch.randn((n, *self.image_shape_), generator=generator, dtype=torch.float32)
@@ -368,10 +426,10 @@ class FlowMatching(DataSpaceMixin, NeuralGenerativeModel):
         try:
             with torch.no_grad():
                 for start in range(0, n, SAMPLE_BATCH):
-                    lab = labels[start : start + SAMPLE_BATCH].to(dev) if labels is not None else None
-                    x = integrate(
-                        net.guided_velocity(lab, g), noise[start : start + SAMPLE_BATCH].to(dev), n_steps, method
-                    )
+                    rows = slice(start, start + SAMPLE_BATCH)
+                    lab = labels[rows].to(dev) if labels is not None else None
+                    c = cond[rows].to(dev) if cond is not None else None
+                    x = integrate(net.guided_velocity(lab, g, c), noise[rows].to(dev), n_steps, method)
                     out.append(net.pixel_space.to_unit(x).cpu())
         finally:
             net.train(was)
