@@ -1,0 +1,124 @@
+"""In a real browser: the runs table, a run's page, its evaluation, comparing two runs, and that no page
+ever asks anything of the network beyond the local server."""
+
+import pytest
+
+pytest.importorskip("selenium", reason="selenium not installed (pip install -e '.[test]')")
+
+from selenium.webdriver.common.by import By  # noqa: E402
+
+from .browser import (  # noqa: E402
+    GMM_RUN,
+    LABEL_RUN,
+    assert_no_traceback,
+    is_local,
+    loaded_image,
+    open_page,
+    page_errors,
+    request_urls,
+    visible,
+    wait,
+)
+
+pytestmark = pytest.mark.e2e
+
+
+def row_names(driver) -> list[str]:
+    return [r.get_attribute("data-run") for r in driver.find_elements(By.CSS_SELECTOR, "#runs-table tr.run-row")]
+
+
+def test_runs_table_lists_every_run_with_its_samples(driver, server, runs_dir, shot):
+    open_page(driver, server, "/", "table#runs-table")
+    expected = sorted(p.name for p in runs_dir.iterdir() if (p / "config.json").is_file())
+    assert sorted(row_names(driver)) == expected
+    for name in expected:
+        row = driver.find_element(By.CSS_SELECTOR, f'tr.run-row[data-run="{name}"]')
+        assert (
+            row.find_element(By.CSS_SELECTOR, "a.run-link").get_attribute("href").rstrip("/").endswith(f"/runs/{name}")
+        )
+        row.find_element(By.CSS_SELECTOR, f'input.run-select[value="{name}"]')
+    loaded_image(driver, f'tr.run-row[data-run="{LABEL_RUN}"] img.run-thumb')
+    assert driver.find_element(By.ID, "nav-runs") and driver.find_element(By.ID, "nav-train")
+    shot("runs")
+
+    # a sortable column: clicking its header twice reverses the order it gave
+    headers = driver.find_elements(By.CSS_SELECTOR, "#runs-table th[data-sort]")
+    assert headers, "no sortable column header th[data-sort]"
+    by_name = [h for h in headers if h.get_attribute("data-sort") in ("name", "run")]
+    header = by_name[0] if by_name else headers[0]
+    header.click()
+    first = row_names(driver)
+    driver.find_element(By.CSS_SELECTOR, f'#runs-table th[data-sort="{header.get_attribute("data-sort")}"]').click()
+    wait(driver).until(lambda d: row_names(d) != first, "clicking a sorted column's header again changes nothing")
+    if by_name:
+        assert row_names(driver) == first[::-1]
+        assert sorted(first) in (first, first[::-1])
+
+
+def test_run_page_shows_parameters_curves_and_samples(driver, server, shot):
+    open_page(driver, server, "/", "table#runs-table")
+    driver.find_element(By.CSS_SELECTOR, f'tr.run-row[data-run="{LABEL_RUN}"] a.run-link').click()
+    params = visible(driver, "#run-params")
+    assert "width" in params.text and "8" in params.text  # the tiny run's own parameter
+    visible(driver, "#training-curves")
+    assert driver.find_elements(By.CSS_SELECTOR, "#training-curves img, #training-curves svg"), "no curve drawn"
+    loaded_image(driver, "#sample-grid img, img#sample-grid")
+    visible(driver, "#evaluation")
+    assert driver.find_element(By.ID, "generate-link").get_attribute("href").endswith(f"/runs/{LABEL_RUN}/generate")
+    assert driver.find_element(By.ID, "edit-link").get_attribute("href").endswith(f"/runs/{LABEL_RUN}/edit")
+    assert_no_traceback(driver)
+    shot("run")
+
+
+def test_evaluate_fills_the_evaluation_with_memorisation_and_baseline(driver, server, shot):
+    open_page(driver, server, f"/runs/{LABEL_RUN}", "button#evaluate-button")
+    driver.find_element(By.ID, "evaluate-button").click()
+    # evaluate samples and scores 1000 images of the tiny model: seconds, but the machine is shared
+    strip = loaded_image(driver, "#evaluation img#memorisation-strip", timeout=240)
+    loaded_image(driver, "#evaluation img#baseline-strip")
+    assert not page_errors(driver), page_errors(driver)
+    assert_no_traceback(driver)
+    driver.execute_script("arguments[0].scrollIntoView()", strip)
+    shot("evaluate")
+
+
+def test_compare_two_selected_runs(driver, server, shot):
+    open_page(driver, server, "/", "table#runs-table")
+    for name in (LABEL_RUN, GMM_RUN):
+        box = driver.find_element(By.CSS_SELECTOR, f'input.run-select[value="{name}"]')
+        if not box.is_selected():
+            box.click()
+    driver.find_element(By.ID, "compare-button").click()
+    table = visible(driver, "table#compare-table")
+    assert "runs=" in driver.current_url
+    assert LABEL_RUN in table.text and GMM_RUN in table.text
+    rows = [r for r in table.find_elements(By.CSS_SELECTOR, "tbody tr") if r.text.strip()]
+    assert len(rows) == 2, [r.text for r in rows]
+    wait(driver).until(lambda d: d.find_elements(By.CSS_SELECTOR, ".compare-plot"), "no comparison plot")
+    assert_no_traceback(driver)
+    shot("compare")
+
+
+def test_no_page_requests_anything_but_the_local_server(driver, server):
+    """Every page of the app, each with all its scripts, styles, fonts and images: only localhost."""
+    pages = [
+        ("/", "table#runs-table"),
+        ("/train", "form#train-form"),
+        (f"/runs/{LABEL_RUN}", "#run-params"),
+        (f"/runs/{LABEL_RUN}/generate", "button#generate-button"),
+        (f"/runs/{LABEL_RUN}/edit", "#inpaint"),
+        (f"/compare?runs={LABEL_RUN}&runs={GMM_RUN}", "table#compare-table"),
+    ]
+    request_urls(driver)  # what the earlier tests of this module requested goes into driver.requests_seen
+    for path, ready in pages:
+        open_page(driver, server, path, ready)
+        wait(driver, 10).until(lambda d: d.execute_script("return document.readyState") == "complete")
+        urls = request_urls(driver)
+        assert any(server.url.rstrip("/") in u for u in urls), f"{path}: the performance log saw no request"
+    external = sorted({u for u in driver.requests_seen if not is_local(u)})
+    assert not external, f"requests beyond localhost: {external}"
+    # the page's scripts ran without errors (a missing favicon is not one)
+    errors = [
+        e["message"] for e in driver.get_log("browser") if e["level"] == "SEVERE" and "favicon" not in e["message"]
+    ]
+    assert not errors, errors

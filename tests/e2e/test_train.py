@@ -1,0 +1,120 @@
+"""In a real browser: start a tiny training on digits from /train, watch its progress arrive (step,
+loss curve, sample grid), see the new run in the runs table; cancel a job and resume it."""
+
+import re
+
+import pytest
+
+pytest.importorskip("selenium", reason="selenium not installed (pip install -e '.[test]')")
+
+from selenium.webdriver.common.by import By  # noqa: E402
+from selenium.webdriver.support.ui import Select  # noqa: E402
+
+from .browser import (  # noqa: E402
+    TIMEOUT,
+    assert_no_traceback,
+    loaded_image,
+    open_page,
+    page_errors,
+    visible,
+    wait,
+)
+
+pytestmark = pytest.mark.e2e
+
+# the tiny diffusion of tests/test_diffusion.py, with a sample grid every epoch (~20 steps on digits)
+TINY_FORM = {"width": "8", "elbo_points": "2", "steps": "4", "warmup_steps": "0", "sample_every": "1"}
+
+
+def fill_train_form(driver, run_name: str, max_steps: int) -> None:
+    Select(driver.find_element(By.ID, "data")).select_by_value("digits")
+    Select(driver.find_element(By.ID, "model")).select_by_value("diffusion")
+    # the parameter fieldset is rebuilt from the family's schema when the model changes
+    wait(driver).until(lambda d: d.find_elements(By.CSS_SELECTOR, '#params [name="param-width"]'), "no param-width")
+    if driver.find_elements(By.ID, "condition"):
+        condition = Select(driver.find_element(By.ID, "condition"))
+        values = [o.get_attribute("value") for o in condition.options]
+        assert {"none", "label", "text"} <= set(values), values  # diffusion takes all three
+        condition.select_by_value("none")
+    for name, value in TINY_FORM.items():
+        field = driver.find_element(By.CSS_SELECTOR, f'#params [name="param-{name}"]')
+        set_field(driver, field, value)
+    set_field(driver, driver.find_element(By.ID, "run-name"), run_name)
+    set_field(driver, driver.find_element(By.ID, "max-steps"), str(max_steps))
+
+
+def set_field(driver, field, value: str) -> None:
+    if field.tag_name == "select":
+        Select(field).select_by_value(value)
+        return
+    field.clear()
+    field.send_keys(value)
+
+
+def job_step(driver) -> int | None:
+    text = driver.find_element(By.ID, "job-step").text
+    m = re.search(r"\d+", text)
+    return int(m.group()) if m else None
+
+
+def job_status(driver) -> str:
+    return driver.find_element(By.ID, "job-status").text.strip().lower()
+
+
+def wait_status(driver, wanted: set[str], timeout: float = TIMEOUT) -> str:
+    def reached(d):
+        status = job_status(d)
+        assert status != "failed" or "failed" in wanted, (
+            f"the job failed: {page_errors(d)} {d.find_element(By.ID, 'job-panel').text}"
+        )
+        return status if status in wanted else False
+
+    return wait(driver, timeout).until(reached, f"job status never became one of {sorted(wanted)}")
+
+
+def wait_step_above(driver, step: int, timeout: float = TIMEOUT) -> int:
+    return wait(driver, timeout).until(
+        lambda d: (s := job_step(d)) is not None and s > step and s, f"#job-step never passed {step}"
+    )
+
+
+def test_train_tiny_diffusion_and_watch_progress(driver, server, runs_dir, shot):
+    open_page(driver, server, "/train", "form#train-form")
+    fill_train_form(driver, "e2e-trained", max_steps=150)
+    driver.find_element(By.ID, "train-submit").click()
+    visible(driver, "#job-panel")
+    wait_status(driver, {"queued", "running", "done"})
+    first = wait(driver).until(lambda d: (s := job_step(d)) is not None and (s,), "#job-step shows no step")[0]
+    later = wait_step_above(driver, first)
+    assert later > first  # progress streamed to the page while it trained
+    loaded_image(driver, "img#job-preview")  # a sample grid written during training
+    assert driver.find_elements(By.CSS_SELECTOR, "#job-loss svg, #job-loss img, svg#job-loss, img#job-loss")
+    shot("train")
+    wait_status(driver, {"done"}, timeout=240)
+    assert job_step(driver) == 150
+    assert not page_errors(driver), page_errors(driver)
+    assert_no_traceback(driver)
+    assert (runs_dir / "e2e-trained" / "config.json").is_file()
+
+    driver.find_element(By.ID, "nav-runs").click()
+    visible(driver, 'tr.run-row[data-run="e2e-trained"]')
+    loaded_image(driver, 'tr.run-row[data-run="e2e-trained"] img.run-thumb')
+
+
+def test_cancel_keeps_the_run_resumable(driver, server, runs_dir):
+    open_page(driver, server, "/train", "form#train-form")
+    fill_train_form(driver, "e2e-cancelled", max_steps=100000)
+    driver.find_element(By.ID, "train-submit").click()
+    wait_status(driver, {"running"})
+    step = wait_step_above(driver, 45)  # past two epochs of digits: a checkpoint is on disk
+    driver.find_element(By.ID, "cancel-button").click()
+    wait_status(driver, {"cancelled"})
+    # the checkpoints stay (in the run folder, or the hidden staging folder of a run not yet published)
+    assert list(runs_dir.glob("*e2e-cancelled*/checkpoints/*")), sorted(p.name for p in runs_dir.iterdir())
+
+    visible(driver, "button#resume-button").click()
+    wait_status(driver, {"queued", "running"})
+    wait_step_above(driver, step)  # it continued from the checkpoint, not from step 0
+    driver.find_element(By.ID, "cancel-button").click()
+    wait_status(driver, {"cancelled"})
+    assert_no_traceback(driver)
