@@ -926,6 +926,24 @@ def inpaint(
     )
 
 
+@cli.command()
+@click.argument("runs_dir", type=click.Path(file_okay=False, path_type=Path), default=Path("runs"))
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind (anything but loopback is reachable from other machines).")
+@click.option("--port", type=click.IntRange(0, 65535), default=8765, show_default=True, help="Port (0 picks a free one).")
+@click.option(
+    "--data-root",
+    "data_roots",
+    multiple=True,
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    help="Folder whose npz:/folder: data the train page may use (repeatable; default: none, only named datasets and uploads).",
+)
+def serve(runs_dir, host, port, data_roots) -> None:
+    """A local web app over RUNS_DIR (default: runs): browse, compare, train, generate, edit and evaluate."""
+    from .ui.server import serve as run_server
+
+    run_server(runs_dir, host=host, port=port, data_roots=list(data_roots))
+
+
 # ---------------------------------------------------------------------- entry point
 _NO_ARGS_IS_HELP = getattr(click.exceptions, "NoArgsIsHelpError", ())  # click >= 8.2
 

@@ -8,7 +8,7 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -59,6 +59,8 @@ def sample_run(
     overwrite: bool = False,
     chunk: int = CHUNK,
     echo: Echo = silent,
+    model: Any = None,
+    on_chunk: Callable[[torch.Tensor, int], None] | None = None,
     **options: Any,
 ) -> SampleResult:
     """Draw ``n`` images from the run (or model folder) ``run_dir``.
@@ -70,6 +72,11 @@ def sample_run(
     a run's own files always. ``y``: class label(s) (one, or one per image); ``options``
     (prompt, guidance, steps, sampler, ...) go to ``model.sample`` as they are (a list of
     one value per image is split with the chunks).
+
+    Hooks for front ends that keep models loaded and stream (the web app): ``model``, the
+    run's already loaded model (``run_dir`` is then only where default outputs go);
+    ``on_chunk(images, first)``, called with each chunk of uint8 (m, C, H, W) images as it
+    is drawn (``first``: index of its first image).
     """
     from ..images import save_grid
     from ..models import GenerativeModel
@@ -77,7 +84,8 @@ def sample_run(
     if not isinstance(n, (int, np.integer)) or isinstance(n, bool) or n < 1:
         raise GenlabError(f"-n {n}: must be a whole number >= 1")
     n = int(n)
-    model = GenerativeModel.load(run_dir)
+    if model is None:
+        model = GenerativeModel.load(run_dir)
     if out_png is None and out_npy is None:
         out_png = next_free(Path(run_dir), "samples", ".png")
     if out_png is not None and out_npy is None and n > GRID_MAX:
@@ -110,6 +118,8 @@ def sample_run(
                 **{key: _part(v, first, m, n) for key, v in options.items()},
             )
             writer.write(images)
+            if on_chunk is not None:
+                on_chunk(images, first)
             if first < n_grid:
                 grid.append(images[: n_grid - first])
             if n > chunk:

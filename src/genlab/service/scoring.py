@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -98,11 +98,16 @@ def evaluate_run(
     json_out: str | Path | None = None,
     overwrite: bool = False,
     echo: Echo = silent,
+    inspect: Callable[[Any, Any, Any], None] | None = None,
 ) -> EvaluateResult:
     """Evaluate a run on held-out data (FD, precision/recall, density/coverage, memorisation,
     likelihood, class coverage, intrinsic dimension, sampling speed) with ``n_samples``
     samples, beside real data scored the same way; merges the record into the run's
-    metrics.json under "evaluation" (and writes it to ``json_out`` when given)."""
+    metrics.json under "evaluation" (and writes it to ``json_out`` when given).
+
+    ``inspect(evaluation, train, test)``: called with the model's
+    :class:`~genlab.metrics.evaluate.Evaluation` (its samples and memorisation result) and the
+    split, for front ends that draw figures of them (the web app's memorisation strip)."""
     from ..io import write_json
     from ..metrics.evaluate import evaluate_model, real_data_metrics
     from ..metrics.evaluator import get_evaluators
@@ -131,6 +136,8 @@ def evaluate_run(
     evaluation = evaluate_model(
         model, train, test, evaluators, n_samples=n_samples, seed=seed, inception_weights=inception_weights
     )
+    if inspect is not None:
+        inspect(evaluation, train, test)
     real = real_data_metrics(
         train, test, evaluators, n_samples=n_samples, seed=seed, inception_weights=inception_weights
     )
