@@ -45,9 +45,15 @@ class Server:
 
 def full_page_screenshot(driver, path: Path, width: int = 1280, max_height: int = 2400) -> None:
     """The whole page (up to ``max_height`` px): the window is grown to the document for the shot."""
-    height = driver.execute_script("return Math.max(document.body.scrollHeight, document.documentElement.scrollHeight)")
     old = driver.get_window_size()
-    driver.set_window_size(width, min(max(int(height), 600), max_height))
+    script = "return Math.max(document.body.scrollHeight, document.documentElement.scrollHeight)"
+    height = 0
+    for _ in range(3):  # growing the window can reflow the page (wider images, late layout): measure again
+        new = min(max(int(driver.execute_script(script)), 600), max_height)
+        if new == height:
+            break
+        height = new
+        driver.set_window_size(width, height)
     try:
         driver.save_screenshot(str(path))
     finally:
@@ -87,6 +93,19 @@ def open_page(driver, server: Server, path: str, ready_css: str):
     el = visible(driver, ready_css)
     assert_no_traceback(driver)
     return el
+
+
+def set_value(driver, css: str, value: str) -> None:
+    """Type ``value`` into the field ``css`` (a select: choose the option of that value)."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import Select
+
+    field = driver.find_element(By.CSS_SELECTOR, css)
+    if field.tag_name == "select":
+        Select(field).select_by_value(value)
+    else:
+        field.clear()
+        field.send_keys(value)
 
 
 def assert_no_traceback(driver) -> None:

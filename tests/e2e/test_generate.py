@@ -21,17 +21,12 @@ from .browser import (  # noqa: E402
     loaded_image,
     open_page,
     page_errors,
+    set_value,
     visible,
     wait,
 )
 
 pytestmark = pytest.mark.e2e
-
-
-def set_value(driver, css: str, value: str) -> None:
-    field = driver.find_element(By.CSS_SELECTOR, css)
-    field.clear()
-    field.send_keys(value)
 
 
 def generate(driver) -> Image.Image:
