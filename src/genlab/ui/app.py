@@ -60,7 +60,7 @@ def endpoint(fn: Callable) -> Callable:
 
     @functools.wraps(fn)
     async def wrapper(request: Request) -> Response:
-        api = request.url.path.startswith("/api/")
+        api = request.url.path.startswith("/api")
         try:
             return await fn(request)
         except HTTPError as exc:
@@ -561,7 +561,7 @@ def create_app(
     async def not_found(request: Request, exc: Exception) -> Response:
         status = getattr(exc, "status_code", 404)
         message = {404: "not found", 405: "method not allowed"}.get(status, getattr(exc, "detail", "error"))
-        if request.url.path.startswith("/api/"):
+        if request.url.path.startswith("/api"):
             return _error(status, f"{request.url.path[:200]}: {message}")
         return templates.TemplateResponse(request, "error.html", {"message": message, "status": status}, status_code=status)
 
@@ -768,7 +768,7 @@ def run_edit(action: str, folder: Path, model, fields: dict[str, str], files: di
                 images = _run_images(folder)
                 a = fit_image(files["upload_a"][1], shape, "upload_a") if "upload_a" in files else _pick(images, ia, "index_a")
                 b = fit_image(files["upload_b"][1], shape, "upload_b") if "upload_b" in files else _pick(images, ib, "index_b")
-                np.savez(tmp / "ends.npz", images=np.stack([a, b]))
+                np.savez(tmp / "ends.npz", x=np.stack([a, b]))
                 data_spec, ia, ib = f"npz:{tmp / 'ends.npz'}", 0, 1
             result = interpolate_run(
                 folder, out, data_spec=data_spec, from_index=ia, to_index=ib, steps=frames - 2,

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
+import signal
 import socket
 import sys
+import threading
 from pathlib import Path
 
 import click
@@ -50,6 +53,21 @@ def serve(runs_dir: Path, *, host: str = "127.0.0.1", port: int = 8765, data_roo
             await super().startup(sockets=sockets)
             click.echo(f"genlab serve: http://{shown}:{bound}/")
             sys.stdout.flush()
+
+        @contextlib.contextmanager
+        def capture_signals(self):
+            # SIGINT/SIGTERM end the server gracefully (a running training job gets SIGINT and
+            # keeps its checkpoint); unlike uvicorn's default, the signal is not re-raised
+            # afterwards, so 'genlab serve' exits 0 instead of printing 'aborted'
+            if threading.current_thread() is not threading.main_thread():
+                yield
+                return
+            original = {sig: signal.signal(sig, self.handle_exit) for sig in (signal.SIGINT, signal.SIGTERM)}
+            try:
+                yield
+            finally:
+                for sig, handler in original.items():
+                    signal.signal(sig, handler)
 
     config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on")
     Server(config).run(sockets=[sock])

@@ -1,4 +1,4 @@
-"""Uploaded training sets: a ``.npz`` (``images``, optional ``labels``) or a ``.zip`` of image
+"""Uploaded training sets: a ``.npz`` (``x`` images, optional ``y`` labels) or a ``.zip`` of image
 files, stored under ``RUNS_DIR/.uploads/`` (hidden: never listed as a run) by content hash."""
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ def save_upload(runs_dir: Path, filename: str, content: bytes) -> str:
         if not target.is_dir():
             _extract_images(content, target)
         return f"folder:{target}"
-    raise HTTPError(400, f"data_upload: {filename[:60]!r}; upload a .npz (images, labels) or a .zip of images")
+    raise HTTPError(400, f"data_upload: {filename[:60]!r}; upload a .npz (x, y) or a .zip of images")
 
 
 def _is_npz(content: bytes) -> bool:
@@ -56,8 +56,10 @@ def _check_npz(content: bytes) -> None:
             if sum(i.file_size for i in z.infolist()) > MAX_ZIP_UNPACKED_BYTES:
                 raise HTTPError(413, f"data_upload: unpacks to more than {MAX_ZIP_UNPACKED_BYTES:,} bytes")
         with np.load(io.BytesIO(content), allow_pickle=False) as npz:
-            if "images" not in npz.files:
-                raise HTTPError(400, f"data_upload: the .npz has no 'images' array (it has {', '.join(npz.files) or 'none'})")
+            if "x" not in npz.files:
+                raise HTTPError(400, f"data_upload: the .npz has no 'x' array of images (it has {', '.join(npz.files) or 'none'}); expected x (N,H,W) or (N,C,H,W) and optional labels y (N,)")
+            for name in npz.files:
+                npz[name]  # reading each array refuses pickled objects
     except HTTPError:
         raise
     except (ValueError, OSError, zipfile.BadZipFile) as exc:
