@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import re
@@ -24,9 +25,15 @@ URL_LINE = re.compile(r"^genlab serve: (http://\S+/)\s*$")
 LABEL_RUN = "digits-diffusion-label"
 TEXT_RUN = "digits-diffusion-text"
 GMM_RUN = "digits-gmm"
-# the tiny configuration of tests/test_diffusion.py and tests/test_cli.py: seconds on a CPU
-TINY_DIFFUSION = {"width": 8, "elbo_points": 2, "steps": 4, "warmup_steps": 0}
-TINY_DIFFUSION_STEPS = 12
+#: GENLAB_UPDATE_SCREENSHOTS=1: write the README's screenshots (docs/screenshots/), from runs trained long
+#: enough to draw digits (a few minutes more); otherwise the runs are tiny and the shots go to a tmp dir
+UPDATE_SCREENSHOTS = os.environ.get("GENLAB_UPDATE_SCREENSHOTS", "") not in ("", "0")
+if UPDATE_SCREENSHOTS:
+    TINY_DIFFUSION = {"width": 16, "elbo_points": 2, "steps": 20}
+    TINY_DIFFUSION_STEPS = 600
+else:  # the tiny configuration of tests/test_diffusion.py and tests/test_cli.py: seconds on a CPU
+    TINY_DIFFUSION = {"width": 8, "elbo_points": 2, "steps": 4, "warmup_steps": 0}
+    TINY_DIFFUSION_STEPS = 12
 
 
 class Server:
@@ -43,21 +50,29 @@ class Server:
         return "\n".join(lines[-n:])
 
 
-def full_page_screenshot(driver, path: Path, width: int = 1280, max_height: int = 2400) -> None:
-    """The whole page (up to ``max_height`` px): the window is grown to the document for the shot."""
-    old = driver.get_window_size()
-    script = "return Math.max(document.body.scrollHeight, document.documentElement.scrollHeight)"
-    height = 0
-    for _ in range(3):  # growing the window can reflow the page (wider images, late layout): measure again
-        new = min(max(int(driver.execute_script(script)), 600), max_height)
-        if new == height:
-            break
-        height = new
-        driver.set_window_size(width, height)
-    try:
-        driver.save_screenshot(str(path))
-    finally:
-        driver.set_window_size(old["width"], old["height"])
+def screenshot(driver, path: Path, element=None, max_height: int = 2400, margin: int = 12) -> None:
+    """A PNG of the whole page (or of ``element`` with a margin), beyond the window, at most ``max_height``
+    CSS px tall: Chromium's DevTools capture, so nothing is cut at the viewport's edge."""
+    if element is None:
+        size = driver.execute_cdp_cmd("Page.getLayoutMetrics", {})["cssContentSize"]
+        clip = {"x": 0, "y": 0, "width": size["width"], "height": min(size["height"], max_height)}
+    else:
+        rect = driver.execute_script(
+            "const r = arguments[0].getBoundingClientRect();"
+            "return {x: r.left + window.scrollX, y: r.top + window.scrollY, width: r.width, height: r.height}",
+            element,
+        )
+        x, y = max(rect["x"] - margin, 0), max(rect["y"] - margin, 0)
+        clip = {
+            "x": x,
+            "y": y,
+            "width": rect["width"] + 2 * margin,
+            "height": min(rect["height"] + 2 * margin, max_height),
+        }
+    shot = driver.execute_cdp_cmd(
+        "Page.captureScreenshot", {"format": "png", "captureBeyondViewport": True, "clip": {**clip, "scale": 1}}
+    )
+    path.write_bytes(base64.b64decode(shot["data"]))
 
 
 def wait(driver, timeout: float = TIMEOUT):

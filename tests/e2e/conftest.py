@@ -38,9 +38,10 @@ from .browser import (
     TIMEOUT,
     TINY_DIFFUSION,
     TINY_DIFFUSION_STEPS,
+    UPDATE_SCREENSHOTS,
     URL_LINE,
     Server,
-    full_page_screenshot,
+    screenshot,
 )
 
 import pytest
@@ -94,6 +95,10 @@ def make_tiny_runs(root: Path) -> None:
         if has_text_extra():
             fit_run("diffusion", "digits", root / TEXT_RUN, condition="text", **common)
         fit_run("gmm", "digits", root / GMM_RUN, params={"n_components": 4})
+        if UPDATE_SCREENSHOTS:  # the README's comparison shows two evaluated runs (the tests evaluate LABEL_RUN)
+            from genlab.service import evaluate_run
+
+            evaluate_run(root / GMM_RUN, n_samples=200)
     finally:
         torch.set_num_threads(threads)
 
@@ -208,14 +213,14 @@ def screenshot_dir(tmp_path_factory) -> Path:
 
 @pytest.fixture
 def shot(driver, screenshot_dir):
-    """``shot(name)`` saves a screenshot of the whole page as NAME.png and returns its path."""
-    update = os.environ.get("GENLAB_UPDATE_SCREENSHOTS", "") not in ("", "0")
+    """``shot(name, element=None)`` saves a screenshot of the whole page (or of ``element``) as NAME.png
+    and returns its path."""
 
-    def save(name: str) -> Path:
-        folder = SCREENSHOT_DIR if update and name in README_SHOTS else screenshot_dir
+    def save(name: str, element=None) -> Path:
+        folder = SCREENSHOT_DIR if UPDATE_SCREENSHOTS and name in README_SHOTS else screenshot_dir
         folder.mkdir(parents=True, exist_ok=True)
         path = folder / f"{name}.png"
-        full_page_screenshot(driver, path)
+        screenshot(driver, path, element)
         return path
 
     return save

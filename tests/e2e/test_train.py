@@ -12,6 +12,7 @@ from selenium.webdriver.support.ui import Select  # noqa: E402
 
 from .browser import (  # noqa: E402
     TIMEOUT,
+    UPDATE_SCREENSHOTS,
     assert_no_traceback,
     loaded_image,
     open_page,
@@ -23,8 +24,9 @@ from .browser import (  # noqa: E402
 
 pytestmark = pytest.mark.e2e
 
-# the tiny diffusion of tests/test_diffusion.py
-TINY_FORM = {"width": "8", "elbo_points": "2", "steps": "4", "warmup_steps": "0"}
+# the tiny diffusion of tests/test_diffusion.py (wider and longer for the README's screenshot)
+TINY_FORM = {"width": "16" if UPDATE_SCREENSHOTS else "8", "elbo_points": "2", "steps": "4", "warmup_steps": "0"}
+TRAIN_STEPS = 240 if UPDATE_SCREENSHOTS else 60
 # set when the form offers them (the server may fix them itself: a sample grid every epoch, ~20 steps on digits)
 OPTIONAL_FORM = {"sample_every": "1"}
 
@@ -77,7 +79,7 @@ def wait_step_above(driver, step: int, timeout: float = TIMEOUT) -> int:
 
 def test_train_tiny_diffusion_and_watch_progress(driver, server, runs_dir, shot):
     open_page(driver, server, "/train", "form#train-form")
-    fill_train_form(driver, "e2e-trained", max_steps=60)
+    fill_train_form(driver, "e2e-trained", max_steps=TRAIN_STEPS)
     driver.find_element(By.ID, "train-submit").click()
     visible(driver, "#job-panel")
     wait_status(driver, {"queued", "running", "done"})
@@ -86,9 +88,12 @@ def test_train_tiny_diffusion_and_watch_progress(driver, server, runs_dir, shot)
     assert 0 < first < later  # progress streamed to the page while it trained, not only at the end
     loaded_image(driver, "img#job-preview")  # a sample grid written during training
     assert driver.find_elements(By.CSS_SELECTOR, "#job-loss svg, #job-loss img, svg#job-loss, img#job-loss")
+    if UPDATE_SCREENSHOTS:  # a grid from late in training, when the samples look like digits
+        wait_step_above(driver, TRAIN_STEPS - 50, timeout=600)
+        loaded_image(driver, "img#job-preview")
     shot("train")
     wait_status(driver, {"done"}, timeout=240)
-    assert job_step(driver) == 60
+    assert job_step(driver) == TRAIN_STEPS
     assert not page_errors(driver), page_errors(driver)
     assert_no_traceback(driver)
     assert (runs_dir / "e2e-trained" / "config.json").is_file()
