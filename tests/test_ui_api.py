@@ -238,6 +238,19 @@ def test_server_paths_only_under_allowed_roots(client, data_root, tmp_path):
         assert r.status_code == 400 and "not allowed" in r.json()["error"]
 
 
+def test_foreign_hosts_and_cross_site_posts_are_refused(client):
+    r = client.get("/api/runs", headers={"host": "evil.example:8765"})
+    assert r.status_code == 400 and "host" in r.json()["error"]
+    r = client.post("/api/runs/gmm/generate", json={"n": 1}, headers={"origin": "http://evil.example"})
+    assert r.status_code == 403 and "cross-site" in r.json()["error"]
+    r = client.post("/api/jobs", data={"model": "gmm", "run_name": "x"}, headers={"origin": "null"})
+    assert r.status_code == 403
+    r = client.post("/api/runs/gmm/generate", json={"n": 1, "seed": 0}, headers={"origin": "http://testserver"})
+    assert r.status_code == 200
+    with TestClient(create_app(client.app.state.runs_dir, allowed_hosts=["*"])) as c:
+        assert c.get("/api/runs", headers={"host": "192.168.0.7:8765"}).status_code == 200
+
+
 # ---------------------------------------------------------------------- generate
 def test_generate_streams_chunks_and_matches_seeded_sampling(client, runs):
     from genlab.models import GenerativeModel
@@ -381,6 +394,7 @@ def _png(array: np.ndarray) -> bytes:
 def test_edit_endpoints(client):
     r = client.get("/api/runs/diff/dataset-image?index=3")
     assert r.status_code == 200 and r.headers["content-type"] == "image/png"
+    assert r.headers["x-genlab-label"] == "3"  # the bundled digits are labelled 0, 1, ..., 9, 0, ...
     assert client.get("/api/runs/diff/dataset-image?index=99999").status_code == 400
     assert client.get("/api/runs/diff/dataset-image?index=-1").status_code == 400
     r = client.post("/api/runs/vae/edit/interpolate", data={"index_a": "0", "index_b": "5", "frames": "6"})

@@ -27,6 +27,7 @@ from typing import Any, Callable
 
 import numpy as np
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import FileResponse, HTMLResponse, JSONResponse, Response, StreamingResponse
 from starlette.routing import Mount, Route
@@ -211,7 +212,8 @@ def model_info(model) -> dict[str, Any]:
             labels = [c.item() if hasattr(c, "item") else c for c in list(classes)]
         elif n_classes:
             labels = list(range(int(n_classes)))
-    options = {k: p.to_json() for k, p in cls.sample_options.items() if k not in ("prompt", "unconditional")}
+    hidden = ("prompt",) if model.conditional and cls.has_null_branch else ("prompt", "unconditional")
+    options = {k: p.to_json() for k, p in cls.sample_options.items() if k not in hidden}
     return {
         "model": model.name,
         "image_shape": [int(s) for s in model.image_shape_],
@@ -230,10 +232,13 @@ def create_app(
     data_root: Path | str | None = None,
     data_roots: list[Path | str] | None = None,
     python: str | None = None,
+    allowed_hosts: list[str] | None = None,
 ) -> Starlette:
     """The web app over RUNS_DIR. ``data_root``/``data_roots``: folders whose ``npz:``/``folder:``
     data the train page may name (none: only the named datasets and uploads). ``python``: the
-    interpreter of training subprocesses (default: this one)."""
+    interpreter of training subprocesses (default: this one). ``allowed_hosts``: the Host
+    header values accepted (default: loopback names only, which defeats DNS rebinding;
+    ``["*"]`` accepts any, for a server bound to another interface on purpose)."""
     runs_dir = Path(runs_dir).expanduser().absolute()
     runs_dir.mkdir(parents=True, exist_ok=True)
     roots = [Path(r).expanduser().resolve() for r in ([data_root] if data_root else []) + list(data_roots or [])]
@@ -302,13 +307,19 @@ def create_app(
         model = await asyncio.to_thread(load, name)
         info = model_info(model)
         caps = set(info["capabilities"])
+        classes: list[int] = []
+        if "attributes" in caps:
+            data = await asyncio.to_thread(_run_data, run_dir(name))
+            classes = [] if data.labels is None else sorted({int(v) for v in data.labels.tolist()})
         sections = {
             "interpolate": "interpolate" in caps,
             "inpaint": "inpaint" in caps,
             "sdedit": "edit" in caps,
-            "attributes": "attributes" in caps and info["conditional"] is False,
+            "attributes": "attributes" in caps and info["conditional"] is False and len(classes) > 1,
         }
-        return page(request, "edit.html", name=name, info=info, sections=sections, info_json=svg_json(info))
+        return page(
+            request, "edit.html", name=name, info=info, sections=sections, classes=classes, info_json=svg_json(info)
+        )
 
     @endpoint
     async def train_page(request: Request) -> Response:
@@ -443,10 +454,12 @@ def create_app(
     async def api_dataset_image(request: Request) -> Response:
         name = request.path_params["name"]
         index_ = get_int(dict(request.query_params), "index", 0, 0, 10**9)
-        images = await asyncio.to_thread(_run_images, run_dir(name))
+        data = await asyncio.to_thread(_run_data, run_dir(name))
+        images = data.images
         if index_ >= len(images):
             raise HTTPError(400, f"index: {index_} is past the last image ({len(images) - 1})")
-        return Response(png_bytes(images[index_ : index_ + 1]), media_type="image/png")
+        headers = {} if data.labels is None else {"X-Genlab-Label": str(int(data.labels[index_]))}
+        return Response(png_bytes(images[index_ : index_ + 1]), media_type="image/png", headers=headers)
 
     @endpoint
     async def api_edit(request: Request) -> Response:
@@ -575,6 +588,7 @@ def create_app(
         jobs.shutdown()  # a running training gets SIGINT: its last checkpoint stays
 
     app = Starlette(
+        middleware=[Middleware(LocalOnly, allowed_hosts=allowed_hosts)],
         routes=routes,
         exception_handlers={404: not_found, 405: not_found, 500: server_error},
         lifespan=lifespan,
@@ -586,6 +600,39 @@ def create_app(
     app.state.runs_dir = runs_dir
     app.state.roots = roots
     return app
+
+
+# ---------------------------------------------------------------------- request guard
+#: Host header names a loopback server answers to
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1", "testserver")
+
+
+class LocalOnly:
+    """ASGI guard in front of every route: refuses (400) a Host header not in
+    ``allowed_hosts`` (a web page that rebinds its own domain name to 127.0.0.1 cannot
+    reach the app) and (403) a state-changing request whose Origin is another site (a
+    page elsewhere cannot start training or generation through the user's browser)."""
+
+    def __init__(self, app, allowed_hosts: list[str] | None = None):
+        self.app = app
+        self.allowed = None if allowed_hosts and "*" in allowed_hosts else set(allowed_hosts or LOOPBACK_HOSTS)
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
+        host = headers.get("host", "")
+        name = host[1:].split("]")[0] if host.startswith("[") else host.rsplit(":", 1)[0] if host.count(":") == 1 else host
+        problem = None
+        if self.allowed is not None and name not in self.allowed:
+            problem = (400, f"host {host[:100]!r}: this server answers to {', '.join(sorted(self.allowed))} only")
+        elif scope.get("method") not in ("GET", "HEAD", "OPTIONS") and "origin" in headers:
+            origin = headers["origin"]
+            if origin == "null" or origin.split("://", 1)[-1] != host:
+                problem = (403, f"origin {origin[:100]!r}: cross-site requests are refused")
+        if problem is not None:
+            return await _error(*problem)(scope, receive, send)
+        return await self.app(scope, receive, send)
 
 
 # ---------------------------------------------------------------------- workers behind the endpoints
@@ -732,11 +779,31 @@ def draw(folder: Path, model, n: int, seed: int, y, options: dict, chunk: int, e
         return np.load(npy)
 
 
-def _run_images(folder: Path):
-    """The images of the run's dataset (checked against its fingerprint), uint8 (N, C, H, W)."""
+_DATA_CACHE: OrderedDict[tuple, Any] = OrderedDict()
+_DATA_LOCK = threading.Lock()
+
+
+def _run_data(folder: Path):
+    """The run's dataset (checked against its fingerprint once; the last few kept in memory,
+    keyed by the run and its run.json's mtime, so that browsing images is fast)."""
     from ..runs import RunInfo
 
-    return RunInfo.load(folder).load_data().images
+    stamp = (str(folder.resolve()), (folder / "run.json").stat().st_mtime_ns)
+    with _DATA_LOCK:
+        if stamp in _DATA_CACHE:
+            _DATA_CACHE.move_to_end(stamp)
+            return _DATA_CACHE[stamp]
+    data = RunInfo.load(folder).load_data()
+    with _DATA_LOCK:
+        _DATA_CACHE[stamp] = data
+        while len(_DATA_CACHE) > 2:
+            _DATA_CACHE.popitem(last=False)
+    return data
+
+
+def _run_images(folder: Path):
+    """The images of the run's dataset, uint8 (N, C, H, W)."""
+    return _run_data(folder).images
 
 
 def run_edit(action: str, folder: Path, model, fields: dict[str, str], files: dict[str, tuple[str, bytes]]) -> bytes:

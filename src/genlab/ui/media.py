@@ -180,15 +180,18 @@ def fit_image(data: bytes, shape: Iterable[int], field: str) -> np.ndarray:
 
 
 def mask_from_png(data: bytes, h: int, w: int) -> np.ndarray:
-    """A painted mask (any size; white/opaque = regenerate) as a uint8 (h, w) image, 255 = regenerate."""
+    """A painted mask (any size; white/opaque = regenerate) as a uint8 (h, w) image, 255 =
+    regenerate: a model pixel is regenerated when at least a quarter of the painted area over
+    it is painted (a canvas brush is much finer than an 8x8 or 28x28 image)."""
     from PIL import Image
 
     img = open_image(data, "mask")
     if img.mode in ("RGBA", "LA") or "transparency" in img.info:
-        gray = np.asarray(img.convert("RGBA").resize((w, h), Image.BILINEAR))[..., 3]
+        painted = img.convert("RGBA").getchannel("A")
     else:
-        gray = np.asarray(img.convert("L").resize((w, h), Image.BILINEAR))
-    return np.where(gray >= 128, 255, 0).astype(np.uint8)
+        painted = img.convert("L")
+    coverage = np.asarray(painted.point(lambda v: 255 if v >= 128 else 0).resize((w, h), Image.BOX))
+    return np.where(coverage >= 64, 255, 0).astype(np.uint8)
 
 
 def svg_json(obj: Any) -> str:

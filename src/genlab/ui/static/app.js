@@ -202,7 +202,16 @@ function initEdit() {
   const prompt = () => ($("#edit-prompt") ? $("#edit-prompt").value : "");
   const preview = (input, img) => {
     if (!input || !img) return;
-    const load = () => { img.src = `${base}/dataset-image?index=${encodeURIComponent(input.value || 0)}`; };
+    const load = async () => {
+      try {
+        const response = await fetch(`${base}/dataset-image?index=${encodeURIComponent(input.value || 0)}`);
+        if (!response.ok) await jsonOrError(response);
+        const label = response.headers.get("X-Genlab-Label");
+        img.title = label === null ? "" : `label ${label}`;
+        img.dataset.label = label === null ? "" : label;
+        await imageInto(img, response);
+      } catch (e) { showError(e.message); }
+    };
     input.addEventListener("change", load);
     load();
   };
