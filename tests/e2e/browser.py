@@ -34,6 +34,8 @@ if UPDATE_SCREENSHOTS:
 else:  # the tiny configuration of tests/test_diffusion.py and tests/test_cli.py: seconds on a CPU
     TINY_DIFFUSION = {"width": 8, "elbo_points": 2, "steps": 4, "warmup_steps": 0}
     TINY_DIFFUSION_STEPS = 12
+#: sampling steps and images of the generate tests
+GENERATE_STEPS, GENERATE_IMAGES = (20, 16) if UPDATE_SCREENSHOTS else (4, 8)
 
 
 class Server:

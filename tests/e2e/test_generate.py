@@ -15,6 +15,8 @@ from selenium.webdriver.common.keys import Keys  # noqa: E402
 from selenium.webdriver.support.ui import Select  # noqa: E402
 
 from .browser import (  # noqa: E402
+    GENERATE_IMAGES,
+    GENERATE_STEPS,
     LABEL_RUN,
     TEXT_RUN,
     assert_no_traceback,
@@ -60,10 +62,10 @@ def test_generate_with_a_label_and_restore_the_form_from_the_png(driver, server,
     label = Select(driver.find_element(By.ID, "label"))
     assert {o.get_attribute("value") for o in label.options} >= {"", *map(str, range(10))}
     label.select_by_value("3")
-    set_value(driver, "#n", "8")
+    set_value(driver, "#n", str(GENERATE_IMAGES))
     set_value(driver, "#seed", "123")
     if driver.find_elements(By.ID, "steps"):
-        set_value(driver, "#steps", "4")
+        set_value(driver, "#steps", str(GENERATE_STEPS))
     # the guidance slider, moved with the keyboard as a user would, shows its value
     slider = driver.find_element(By.ID, "guidance")
     before = driver.find_element(By.ID, "guidance-value").text
@@ -105,9 +107,9 @@ def test_generate_with_a_prompt(driver, server, runs_dir, shot):
     open_page(driver, server, f"/runs/{TEXT_RUN}/generate", "textarea#prompt")
     assert not driver.find_elements(By.ID, "label"), "a text-conditional run offers a label menu"
     driver.find_element(By.ID, "prompt").send_keys("a thick seven")
-    set_value(driver, "#n", "4")
+    set_value(driver, "#n", str(GENERATE_IMAGES))
     if driver.find_elements(By.ID, "steps"):
-        set_value(driver, "#steps", "4")
+        set_value(driver, "#steps", str(GENERATE_STEPS))
     grid = generate(driver)
     assert grid.size[0] > 8
     shot("generate-prompt")
