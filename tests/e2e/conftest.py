@@ -26,6 +26,8 @@ import threading
 from pathlib import Path
 from urllib.parse import urlsplit
 
+import pytest
+
 from .browser import (
     CHROMEDRIVER,
     CHROMIUM,
@@ -43,8 +45,6 @@ from .browser import (
     Server,
     screenshot,
 )
-
-import pytest
 
 
 def _browser_missing() -> str | None:
@@ -91,7 +91,9 @@ def make_tiny_runs(root: Path) -> None:
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # tiny convolutions: a second thread only fights the server for the cores
     try:
-        fit_run("diffusion", "digits", root / LABEL_RUN, condition="label", **common)
+        # the README's run page: a full sample grid and grids over training (every 5 epochs)
+        showcase = dict(n_samples=64, sample_every=5) if UPDATE_SCREENSHOTS else {}
+        fit_run("diffusion", "digits", root / LABEL_RUN, condition="label", **{**common, **showcase})
         if has_text_extra():
             fit_run("diffusion", "digits", root / TEXT_RUN, condition="text", **common)
         fit_run("gmm", "digits", root / GMM_RUN, params={"n_components": 4})
@@ -173,7 +175,7 @@ def _stop(proc: subprocess.Popen) -> None:
 
 
 @pytest.fixture(scope="module")
-def driver(server, tmp_path_factory):
+def driver(server, tmp_path_factory, screenshot_dir):
     """One headless Chromium per test module, with the performance (network) and console logs on."""
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
@@ -200,6 +202,7 @@ def driver(server, tmp_path_factory):
     drv = webdriver.Chrome(service=Service(str(CHROMEDRIVER)), options=options)
     drv.set_page_load_timeout(TIMEOUT)
     drv.requests_seen = []  # every URL the pages requested (filled by request_urls)
+    drv.screenshot_dir = screenshot_dir  # where a failing test leaves its page
     yield drv
     drv.quit()
     shutil.rmtree(profile, ignore_errors=True)
@@ -213,14 +216,34 @@ def screenshot_dir(tmp_path_factory) -> Path:
 
 @pytest.fixture
 def shot(driver, screenshot_dir):
-    """``shot(name, element=None)`` saves a screenshot of the whole page (or of ``element``) as NAME.png
-    and returns its path."""
+    """``shot(name, element=None, max_height=2400)`` saves a screenshot of the whole page (or of
+    ``element``), at most ``max_height`` CSS px from its top, as NAME.png and returns its path."""
 
-    def save(name: str, element=None) -> Path:
+    def save(name: str, element=None, max_height: int = 2400) -> Path:
         folder = SCREENSHOT_DIR if UPDATE_SCREENSHOTS and name in README_SHOTS else screenshot_dir
         folder.mkdir(parents=True, exist_ok=True)
         path = folder / f"{name}.png"
-        screenshot(driver, path, element)
+        screenshot(driver, path, element, max_height=max_height)
         return path
 
     return save
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """A failing browser test reports the server's stderr and leaves a screenshot of the page."""
+    outcome = yield
+    report = outcome.get_result()
+    if report.when != "call" or not report.failed:
+        return
+    server = item.funcargs.get("server")
+    if isinstance(server, Server):
+        report.sections.append(("genlab serve stderr (last lines)", server.log_tail()))
+    driver = item.funcargs.get("driver")
+    if driver is not None:
+        path = driver.screenshot_dir / f"FAILED-{item.name}.png"
+        try:
+            screenshot(driver, path)
+            report.sections.append(("screenshot", f"{path} (page {driver.current_url})"))
+        except Exception as exc:  # the browser itself may be what failed
+            report.sections.append(("screenshot", f"none: {exc}"))

@@ -70,7 +70,7 @@ def test_run_page_shows_parameters_curves_and_samples(driver, server, shot):
     assert driver.find_element(By.ID, "generate-link").get_attribute("href").endswith(f"/runs/{LABEL_RUN}/generate")
     assert driver.find_element(By.ID, "edit-link").get_attribute("href").endswith(f"/runs/{LABEL_RUN}/edit")
     assert_no_traceback(driver)
-    shot("run")
+    shot("run", max_height=1500)  # the top: samples, curves, grids over training, the first parameters
 
 
 def test_evaluate_fills_the_evaluation_with_memorisation_and_baseline(driver, server, shot):
