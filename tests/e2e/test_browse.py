@@ -108,7 +108,7 @@ def test_compare_two_selected_runs(driver, server, shot):
     shot("compare")
 
 
-def test_no_page_requests_anything_but_the_local_server(driver, server):
+def test_no_page_requests_anything_but_the_local_server(driver, server, shot):
     """Every page of the app, each with all its scripts, styles, fonts and images: only localhost."""
     pages = [
         ("/", "table#runs-table"),
@@ -122,6 +122,7 @@ def test_no_page_requests_anything_but_the_local_server(driver, server):
     for path, ready in pages:
         open_page(driver, server, path, ready)
         wait(driver, 10).until(lambda d: d.execute_script("return document.readyState") == "complete")
+        shot("offline-" + (re.sub(r"[^a-z]+", "-", path.split("?")[0]).strip("-") or "runs"))
         urls = request_urls(driver)
         assert any(server.url.rstrip("/") in u for u in urls), f"{path}: the performance log saw no request"
     external = sorted({u for u in driver.requests_seen if not is_local(u)})

@@ -104,7 +104,7 @@ def test_train_tiny_diffusion_and_watch_progress(driver, server, runs_dir, shot)
     loaded_image(driver, 'tr.run-row[data-run="e2e-trained"] img.run-thumb')
 
 
-def test_cancel_keeps_the_run_resumable(driver, server, runs_dir):
+def test_cancel_keeps_the_run_resumable(driver, server, runs_dir, shot):
     open_page(driver, server, "/train", "form#train-form")
     fill_train_form(driver, "e2e-cancelled", max_steps=100000)
     driver.find_element(By.ID, "train-submit").click()
@@ -112,6 +112,7 @@ def test_cancel_keeps_the_run_resumable(driver, server, runs_dir):
     wait_step_above(driver, 25)  # past the first epoch of digits (~20 steps): a checkpoint is on disk
     driver.find_element(By.ID, "cancel-button").click()
     wait_status(driver, {"cancelled"})
+    shot("train-cancelled")
     # the checkpoints stay (in the run folder, or the hidden staging folder of a run not yet published)
     assert list(runs_dir.glob("*e2e-cancelled*/checkpoints/*")), sorted(p.name for p in runs_dir.iterdir())
 
@@ -122,3 +123,4 @@ def test_cancel_keeps_the_run_resumable(driver, server, runs_dir):
     driver.find_element(By.ID, "cancel-button").click()
     wait_status(driver, {"cancelled"})
     assert_no_traceback(driver)
+    shot("train-resumed-cancelled")
