@@ -46,7 +46,14 @@ def runs(tmp_path_factory) -> Path:
     fit_run("gmm", "digits", root / "gmm", params=dict(n_components=3), n_samples=16)
     fit_run("diffusion", "digits", root / "diff", params=TINY_UNET, condition="label", max_steps=3, **TINY)
     fit_run("diffusion", "digits", root / "text", params=TINY_UNET, condition="text", max_steps=2, **TINY)
-    fit_run("vae", "digits", root / "vae", params=dict(latent_dim=2, width=8, n_blocks=0, batch_size=32), max_steps=3, **TINY)
+    fit_run(
+        "vae",
+        "digits",
+        root / "vae",
+        params=dict(latent_dim=2, width=8, n_blocks=0, batch_size=32),
+        max_steps=3,
+        **TINY,
+    )
     torch.set_num_threads(before)
     return root
 
@@ -88,26 +95,74 @@ def download_npy(client, key: str) -> np.ndarray:
 # ---------------------------------------------------------------------- pages
 def test_pages_load_with_the_contract_ids(client):
     page = client.get("/").text
-    for marker in ('id="runs-table"', 'class="run-row" data-run="gmm"', 'class="run-link"', 'class="run-thumb"',
-                   'data-sort="model"', 'class="run-select" value="diff"', 'id="compare-button"', 'id="nav-runs"', 'id="nav-train"'):
+    for marker in (
+        'id="runs-table"',
+        'class="run-row" data-run="gmm"',
+        'class="run-link"',
+        'class="run-thumb"',
+        'data-sort="model"',
+        'class="run-select" value="diff"',
+        'id="compare-button"',
+        'id="nav-runs"',
+        'id="nav-train"',
+    ):
         assert marker in page, marker
     run = client.get("/runs/diff").text
-    for marker in ('id="run-params"', 'id="training-curves"', "<svg", 'id="sample-grid"', 'id="sample-history"',
-                   'id="evaluation"', 'id="evaluate-button"', 'id="generate-link"', 'id="edit-link"'):
+    for marker in (
+        'id="run-params"',
+        'id="training-curves"',
+        "<svg",
+        'id="sample-grid"',
+        'id="sample-history"',
+        'id="evaluation"',
+        'id="evaluate-button"',
+        'id="generate-link"',
+        'id="edit-link"',
+    ):
         assert marker in run, marker
     assert "<polyline" in run  # the curve drawn from checkpoints/metrics.csv
     compare = client.get("/compare?runs=gmm&runs=diff").text
     assert 'id="compare-table"' in compare and "gmm" in compare and "diff" in compare
     train = client.get("/train").text
-    for marker in ('id="train-form"', 'id="data"', 'value="fashion-mnist"', 'id="data-path"', 'id="data-upload"',
-                   'id="model"', 'id="preset"', 'id="condition"', 'id="params"', 'id="run-name"', 'id="max-steps"',
-                   'id="train-submit"', 'id="job-panel"', 'id="job-status"', 'id="job-step"', 'id="job-loss"',
-                   'id="job-preview"', 'id="cancel-button"', 'id="resume-button"', 'id="job-queue"'):
+    for marker in (
+        'id="train-form"',
+        'id="data"',
+        'value="fashion-mnist"',
+        'id="data-path"',
+        'id="data-upload"',
+        'id="model"',
+        'id="preset"',
+        'id="condition"',
+        'id="params"',
+        'id="run-name"',
+        'id="max-steps"',
+        'id="train-submit"',
+        'id="job-panel"',
+        'id="job-status"',
+        'id="job-step"',
+        'id="job-loss"',
+        'id="job-preview"',
+        'id="cancel-button"',
+        'id="resume-button"',
+        'id="job-queue"',
+    ):
         assert marker in train, marker
     gen = client.get("/runs/diff/generate").text
-    for marker in ('id="n"', 'id="seed"', 'id="label"', 'value="7"', 'id="guidance"', 'id="guidance-value"',
-                   'id="sampler"', 'id="steps"', 'id="generate-button"', 'id="generated"', 'id="download-png"',
-                   'id="download-npy"', 'id="load-png"'):
+    for marker in (
+        'id="n"',
+        'id="seed"',
+        'id="label"',
+        'value="7"',
+        'id="guidance"',
+        'id="guidance-value"',
+        'id="sampler"',
+        'id="steps"',
+        'id="generate-button"',
+        'id="generated"',
+        'id="download-png"',
+        'id="download-npy"',
+        'id="load-png"',
+    ):
         assert marker in gen, marker
     assert 'id="prompt"' not in gen
     text_gen = client.get("/runs/text/generate").text
@@ -115,9 +170,21 @@ def test_pages_load_with_the_contract_ids(client):
     vae_gen = client.get("/runs/vae/generate").text
     assert 'id="temperature"' in vae_gen and 'id="guidance"' not in vae_gen
     edit = client.get("/runs/diff/edit").text
-    for marker in ('id="interpolate"', 'id="inpaint"', 'id="sdedit"', 'id="mask-canvas"', 'id="mask-clear"',
-                   'id="brush-size"', 'id="inpaint-button"', 'id="strength"', 'id="edit-button"', 'id="index-a"',
-                   'id="upload-b"', 'id="frames"', 'id="interpolate-button"'):
+    for marker in (
+        'id="interpolate"',
+        'id="inpaint"',
+        'id="sdedit"',
+        'id="mask-canvas"',
+        'id="mask-clear"',
+        'id="brush-size"',
+        'id="inpaint-button"',
+        'id="strength"',
+        'id="edit-button"',
+        'id="index-a"',
+        'id="upload-b"',
+        'id="frames"',
+        'id="interpolate-button"',
+    ):
         assert marker in edit, marker
     assert 'id="attributes"' not in edit
     vae_edit = client.get("/runs/vae/edit").text
@@ -221,14 +288,22 @@ def test_symlink_out_of_runs_dir_is_neither_listed_nor_served(runs, tmp_path):
 
 
 def test_server_paths_only_under_allowed_roots(client, data_root, tmp_path):
-    for path in ("/etc/passwd", "npz:/etc/passwd", f"npz:{data_root}/../../etc/passwd", "../x.npz", f"folder:{tmp_path}"):
+    for path in (
+        "/etc/passwd",
+        "npz:/etc/passwd",
+        f"npz:{data_root}/../../etc/passwd",
+        "../x.npz",
+        f"folder:{tmp_path}",
+    ):
         r = client.post("/api/jobs", data={"model": "gmm", "run_name": "never", "data": "path", "data_path": path})
         assert r.status_code == 400, (path, r.text)
         assert "outside the allowed data folders" in r.json()["error"]
     link = data_root / "link-out.npz"
     link.symlink_to("/etc/hostname")
     try:
-        r = client.post("/api/jobs", data={"model": "gmm", "run_name": "never", "data": "path", "data_path": "npz:link-out.npz"})
+        r = client.post(
+            "/api/jobs", data={"model": "gmm", "run_name": "never", "data": "path", "data_path": "npz:link-out.npz"}
+        )
         assert r.status_code == 400
     finally:
         link.unlink()
@@ -256,7 +331,9 @@ def test_generate_streams_chunks_and_matches_seeded_sampling(client, runs):
     from genlab.models import GenerativeModel
 
     chunks, final = generate(client, "diff", n=20, seed=5, label=3, steps=2, sampler="ddim", chunk=8)
-    assert [c["first"] for c in chunks] == [0, 8, 16] and all(c["tile"].startswith("data:image/png;base64,") for c in chunks)
+    assert [c["first"] for c in chunks] == [0, 8, 16] and all(
+        c["tile"].startswith("data:image/png;base64,") for c in chunks
+    )
     assert final["n"] == 20 and final["params"]["label"] == 3
     images = download_npy(client, final["id"])
     assert images.shape == (20, 1, 8, 8) and images.dtype == np.uint8
@@ -299,7 +376,16 @@ def test_png_carries_its_parameters_and_refills_the_form(client):
     assert "attachment" in r.headers["content-disposition"]
     img = Image.open(io.BytesIO(r.content))
     stored = json.loads(img.text[PNG_PARAMS_KEY])
-    assert stored == {"run": "diff", "model": "diffusion", "n": 4, "seed": 11, "label": 6, "steps": 2, "sampler": "ddim", "guidance": 1.5}
+    assert stored == {
+        "run": "diff",
+        "model": "diffusion",
+        "n": 4,
+        "seed": 11,
+        "label": 6,
+        "steps": 2,
+        "sampler": "ddim",
+        "guidance": 1.5,
+    }
     assert img.text["seed"] == "11" and img.text["sampler"] == "ddim"
     back = client.post("/api/png-params", files={"png": ("g.png", r.content, "image/png")})
     assert back.status_code == 200 and back.json() == stored
@@ -348,7 +434,11 @@ def test_bad_bodies_and_unknown_downloads(client):
     assert r.status_code == 400 and "JSON" in r.json()["error"]
     r = client.post("/api/runs/diff/generate", content=b"[1, 2]", headers={"content-type": "application/json"})
     assert r.status_code == 400
-    r = client.post("/api/runs/diff/generate", content=b"{" + b" " * (L.MAX_JSON_BYTES + 1) + b"}", headers={"content-type": "application/json"})
+    r = client.post(
+        "/api/runs/diff/generate",
+        content=b"{" + b" " * (L.MAX_JSON_BYTES + 1) + b"}",
+        headers={"content-type": "application/json"},
+    )
     assert r.status_code == 413
     assert client.get("/api/generations/deadbeef.png").status_code == 404
     _, final = generate(client, "gmm", n=1, seed=0)
@@ -402,19 +492,35 @@ def test_edit_endpoints(client):
     strip = np.asarray(Image.open(io.BytesIO(r.content)))
     assert strip.shape[1] > strip.shape[0] * 4  # one row of 6 images
     up = _png(np.tile(np.linspace(0, 255, 20, dtype=np.uint8), (20, 1)))
-    r = client.post("/api/runs/vae/edit/interpolate", data={"index_a": "0", "frames": "4"}, files={"upload_b": ("b.png", up, "image/png")})
+    r = client.post(
+        "/api/runs/vae/edit/interpolate",
+        data={"index_a": "0", "frames": "4"},
+        files={"upload_b": ("b.png", up, "image/png")},
+    )
     assert r.status_code == 200, r.text
-    r = client.post("/api/runs/diff/edit/interpolate", data={"index_a": "0", "index_b": "10", "frames": "4", "inversion_steps": "2"})
+    r = client.post(
+        "/api/runs/diff/edit/interpolate", data={"index_a": "0", "index_b": "10", "frames": "4", "inversion_steps": "2"}
+    )
     assert r.status_code == 200, r.text
     mask = np.zeros((64, 64), np.uint8)
     mask[:, 32:] = 255
-    r = client.post("/api/runs/diff/edit/inpaint", data={"index": "2", "steps": "2", "variants": "2"}, files={"mask": ("m.png", _png(mask), "image/png")})
+    r = client.post(
+        "/api/runs/diff/edit/inpaint",
+        data={"index": "2", "steps": "2", "variants": "2"},
+        files={"mask": ("m.png", _png(mask), "image/png")},
+    )
     assert r.status_code == 200, r.text
-    r = client.post("/api/runs/diff/edit/inpaint", data={"index": "2"}, files={"mask": ("m.png", _png(np.zeros((8, 8), np.uint8)), "image/png")})
+    r = client.post(
+        "/api/runs/diff/edit/inpaint",
+        data={"index": "2"},
+        files={"mask": ("m.png", _png(np.zeros((8, 8), np.uint8)), "image/png")},
+    )
     assert r.status_code == 400 and "empty" in r.json()["error"]
     r = client.post("/api/runs/diff/edit/sdedit", data={"index": "1", "strength": "0.5", "steps": "2"})
     assert r.status_code == 200, r.text
-    r = client.post("/api/runs/text/edit/sdedit", data={"index": "1", "strength": "0.4", "steps": "2", "prompt": "a thin one"})
+    r = client.post(
+        "/api/runs/text/edit/sdedit", data={"index": "1", "strength": "0.4", "steps": "2", "prompt": "a thin one"}
+    )
     assert r.status_code == 200, r.text
     r = client.post("/api/runs/vae/edit/attribute", data={"attribute": "1", "scale": "1.5", "index": "0"})
     assert r.status_code == 200, r.text
@@ -443,7 +549,9 @@ def test_edit_bad_inputs(client, run, action, data, status, fragment):
 
 def test_edit_oversized_upload(client):
     big = b"0" * (L.MAX_IMAGE_UPLOAD_BYTES + 1)
-    r = client.post("/api/runs/vae/edit/interpolate", data={"index_a": "0"}, files={"upload_b": ("b.png", big, "image/png")})
+    r = client.post(
+        "/api/runs/vae/edit/interpolate", data={"index_a": "0"}, files={"upload_b": ("b.png", big, "image/png")}
+    )
     assert r.status_code == 413
 
 
@@ -460,10 +568,20 @@ def _wait(client, job_id: str, until, timeout: float = 180.0) -> dict:
 
 def test_training_job_progress_cancel_resume(client, runs):
     form = {
-        "model": "diffusion", "data": "digits", "run_name": "job-diff", "max_steps": "60", "checkpoint_every": "5",
-        "condition": "label", "score_images": "8", "n_samples": "10",
-        "param-width": "8", "param-channel_mults": "1", "param-n_res_blocks": "1", "param-steps": "2",
-        "param-batch_size": "32", "param-val_fraction": "0",
+        "model": "diffusion",
+        "data": "digits",
+        "run_name": "job-diff",
+        "max_steps": "60",
+        "checkpoint_every": "5",
+        "condition": "label",
+        "score_images": "8",
+        "n_samples": "10",
+        "param-width": "8",
+        "param-channel_mults": "1",
+        "param-n_res_blocks": "1",
+        "param-steps": "2",
+        "param-batch_size": "32",
+        "param-val_fraction": "0",
     }
     r = client.post("/api/jobs", data=form)
     assert r.status_code == 201, r.text
@@ -499,10 +617,37 @@ def test_training_job_progress_cancel_resume(client, runs):
     snapshot = client.get("/api/jobs").json()
     assert snapshot["current"] is None and not snapshot["queue"]
     assert client.post(f"/api/jobs/{resumed['id']}/resume").status_code == 409
+    # a restarted server still lists the jobs (from RUNS_DIR/.jobs)
+    with TestClient(create_app(runs)) as again:
+        assert again.get(f"/api/jobs/{job['id']}").json()["status"] == "cancelled"
+        assert again.get(f"/api/jobs/{resumed['id']}").json()["status"] == "done"
+
+
+def test_a_job_interrupted_by_a_server_stop_is_resumable(runs):
+    from genlab.ui.jobs import JOBS_DIR
+
+    record = {
+        "id": "0123456789ab",
+        "kind": "fit",
+        "run": "ghost",
+        "status": "running",
+        "created": 1.0,
+        "spec": {"name": "ghost", "model": "gmm"},
+    }
+    (runs / JOBS_DIR).mkdir(exist_ok=True)
+    (runs / JOBS_DIR / "0123456789ab.json").write_text(json.dumps(record))
+    (runs / JOBS_DIR / "junk.json").write_text("{not json")
+    with TestClient(create_app(runs)) as c:
+        state = c.get("/api/jobs/0123456789ab").json()
+        assert state["status"] == "cancelled" and "interrupted" in state["message"]
+        r = c.post("/api/jobs/0123456789ab/resume")  # no checkpoints of 'ghost': nothing to resume
+        assert r.status_code == 409 and "no checkpoint" in r.json()["error"]
 
 
 def test_a_failing_job_leaves_the_server_up(client):
-    r = client.post("/api/jobs", data={"model": "gmm", "data": "digits", "run_name": "job-bad", "param-n_components": "100000"})
+    r = client.post(
+        "/api/jobs", data={"model": "gmm", "data": "digits", "run_name": "job-bad", "param-n_components": "100000"}
+    )
     assert r.status_code == 201, r.text
     state = _wait(client, r.json()["id"], lambda s: s["status"] in ("done", "failed", "cancelled"))
     assert state["status"] == "failed" and state["message"]
@@ -533,11 +678,23 @@ def test_train_bad_inputs(client, form, status, fragment):
 
 def test_train_uploads(client, runs, monkeypatch):
     monkeypatch.setattr(L, "MAX_DATA_UPLOAD_BYTES", 2048)
-    r = client.post("/api/jobs", data={"model": "gmm", "run_name": "up", "data": "upload"}, files={"data_upload": ("x.npz", b"0" * (2048 + 1024 * 1024 + 1))})
+    r = client.post(
+        "/api/jobs",
+        data={"model": "gmm", "run_name": "up", "data": "upload"},
+        files={"data_upload": ("x.npz", b"0" * (2048 + 1024 * 1024 + 1))},
+    )
     assert r.status_code == 413
-    r = client.post("/api/jobs", data={"model": "gmm", "run_name": "up", "data": "upload"}, files={"data_upload": ("x.txt", b"hello")})
+    r = client.post(
+        "/api/jobs",
+        data={"model": "gmm", "run_name": "up", "data": "upload"},
+        files={"data_upload": ("x.txt", b"hello")},
+    )
     assert r.status_code == 400
-    r = client.post("/api/jobs", data={"model": "gmm", "run_name": "up", "data": "upload"}, files={"data_upload": ("x.npz", b"PK\x03\x04garbage")})
+    r = client.post(
+        "/api/jobs",
+        data={"model": "gmm", "run_name": "up", "data": "upload"},
+        files={"data_upload": ("x.npz", b"PK\x03\x04garbage")},
+    )
     assert r.status_code == 400
 
 
@@ -614,7 +771,10 @@ def test_serve_prints_the_url_and_serves(tmp_path):
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1] / "src"), "OMP_NUM_THREADS": "1"}
     proc = subprocess.Popen(
         [sys.executable, "-m", "genlab", "serve", str(tmp_path / "runs"), "--port", "0"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=env,
+        text=True,
     )
     try:
         line = proc.stdout.readline()
@@ -626,3 +786,27 @@ def test_serve_prints_the_url_and_serves(tmp_path):
         proc.send_signal(signal.SIGINT)
         proc.wait(timeout=20)
     assert proc.stderr.read().strip() == ""
+
+
+def test_training_on_an_uploaded_npz_and_on_a_path_under_the_data_root(client, runs):
+    rng = np.random.default_rng(1)
+    buf = io.BytesIO()
+    np.savez(buf, x=rng.integers(0, 256, (30, 1, 8, 8), dtype=np.uint8))
+    r = client.post(
+        "/api/jobs",
+        data={"model": "gaussian", "run_name": "from-upload", "data": "upload"},
+        files={"data_upload": ("mine.npz", buf.getvalue(), "application/octet-stream")},
+    )
+    assert r.status_code == 201, r.text
+    r2 = client.post(
+        "/api/jobs", data={"model": "gaussian", "run_name": "from-path", "data": "path", "data_path": "npz:tiny.npz"}
+    )
+    assert r2.status_code == 201, r2.text
+    for job in (r.json(), r2.json()):
+        state = _wait(client, job["id"], lambda s: s["status"] in ("done", "failed", "cancelled"))
+        assert state["status"] == "done", state
+    upload_spec = json.loads((runs / "from-upload" / "run.json").read_text())["data"]
+    assert upload_spec.startswith(f"npz:{runs / '.uploads'}")
+    assert json.loads((runs / "from-path" / "run.json").read_text())["data"].endswith("tiny.npz")
+    names = {r["name"] for r in client.get("/api/runs").json()["runs"]}
+    assert {"from-upload", "from-path"} <= names and ".uploads" not in names

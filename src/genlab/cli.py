@@ -928,8 +928,15 @@ def inpaint(
 
 @cli.command()
 @click.argument("runs_dir", type=click.Path(file_okay=False, path_type=Path), default=Path("runs"))
-@click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind (anything but loopback is reachable from other machines).")
-@click.option("--port", type=click.IntRange(0, 65535), default=8765, show_default=True, help="Port (0 picks a free one).")
+@click.option(
+    "--host",
+    default="127.0.0.1",
+    show_default=True,
+    help="Address to bind (anything but loopback is reachable from other machines).",
+)
+@click.option(
+    "--port", type=click.IntRange(0, 65535), default=8765, show_default=True, help="Port (0 picks a free one)."
+)
 @click.option(
     "--data-root",
     "data_roots",

@@ -16,7 +16,6 @@ import io
 import json
 import logging
 import math
-import os
 import queue
 import secrets
 import tempfile
@@ -29,7 +28,7 @@ import numpy as np
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
-from starlette.responses import FileResponse, HTMLResponse, JSONResponse, Response, StreamingResponse
+from starlette.responses import FileResponse, JSONResponse, Response, StreamingResponse
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
@@ -120,7 +119,9 @@ async def read_form(request: Request, limit: int) -> tuple[dict[str, str], dict[
     try:
         form = await replay.form(max_files=4, max_fields=500)
     except Exception as exc:  # noqa: BLE001 - malformed multipart: the parser's message, one line
-        raise HTTPError(400, f"form: cannot parse it ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})") from None
+        raise HTTPError(
+            400, f"form: cannot parse it ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})"
+        ) from None
     fields, files = {}, {}
     for key, value in form.multi_items():
         if hasattr(value, "read"):
@@ -417,9 +418,16 @@ def create_app(
                     tile = png_bytes(images, ncols=min(len(images), 8))
                     import base64
 
-                    yield json.dumps(
-                        {"first": first, "count": len(images), "tile": "data:image/png;base64," + base64.b64encode(tile).decode()}
-                    ) + "\n"
+                    yield (
+                        json.dumps(
+                            {
+                                "first": first,
+                                "count": len(images),
+                                "tile": "data:image/png;base64," + base64.b64encode(tile).decode(),
+                            }
+                        )
+                        + "\n"
+                    )
                     continue
                 yield json.dumps(item) + "\n"
                 return
@@ -435,11 +443,17 @@ def create_app(
             import torch
 
             body = png_bytes(torch.from_numpy(images), params=params)
-            return Response(body, media_type="image/png", headers=_attachment(f"{params['run']}-seed{params['seed']}.png"))
+            return Response(
+                body, media_type="image/png", headers=_attachment(f"{params['run']}-seed{params['seed']}.png")
+            )
         if ext == "npy":
             buf = io.BytesIO()
             np.save(buf, images)
-            return Response(buf.getvalue(), media_type="application/octet-stream", headers=_attachment(f"{params['run']}-seed{params['seed']}.npy"))
+            return Response(
+                buf.getvalue(),
+                media_type="application/octet-stream",
+                headers=_attachment(f"{params['run']}-seed{params['seed']}.npy"),
+            )
         raise HTTPError(404, f".{ext}: downloads are .png or .npy")
 
     @endpoint
@@ -576,7 +590,9 @@ def create_app(
         message = {404: "not found", 405: "method not allowed"}.get(status, getattr(exc, "detail", "error"))
         if request.url.path.startswith("/api"):
             return _error(status, f"{request.url.path[:200]}: {message}")
-        return templates.TemplateResponse(request, "error.html", {"message": message, "status": status}, status_code=status)
+        return templates.TemplateResponse(
+            request, "error.html", {"message": message, "status": status}, status_code=status
+        )
 
     async def server_error(request: Request, exc: Exception) -> Response:
         log.exception("unhandled error in %s", request.url.path, exc_info=exc)
@@ -622,7 +638,9 @@ class LocalOnly:
             return await self.app(scope, receive, send)
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
         host = headers.get("host", "")
-        name = host[1:].split("]")[0] if host.startswith("[") else host.rsplit(":", 1)[0] if host.count(":") == 1 else host
+        name = (
+            host[1:].split("]")[0] if host.startswith("[") else host.rsplit(":", 1)[0] if host.count(":") == 1 else host
+        )
         problem = None
         if self.allowed is not None and name not in self.allowed:
             problem = (400, f"host {host[:100]!r}: this server answers to {', '.join(sorted(self.allowed))} only")
@@ -676,8 +694,17 @@ def compare_table(runs_dir: Path, names: list[str], run_dir: Callable[[str], Pat
         ev = metrics.get("evaluation") or {}
         values = {k: v for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
         values.update({k: v for k, v in (ev.get("metrics") or {}).items() if isinstance(v, (int, float))})
-        half = {k: (ci[1] - ci[0]) / 2 for k, ci in (ev.get("intervals") or {}).items() if isinstance(ci, (list, tuple)) and len(ci) == 2}
-        rows[name] = {"metrics": {k: (float(v), 0.0) for k, v in values.items()}, "n": 1, "errors": [], "intervals": half}
+        half = {
+            k: (ci[1] - ci[0]) / 2
+            for k, ci in (ev.get("intervals") or {}).items()
+            if isinstance(ci, (list, tuple)) and len(ci) == 2
+        }
+        rows[name] = {
+            "metrics": {k: (float(v), 0.0) for k, v in values.items()},
+            "n": 1,
+            "errors": [],
+            "intervals": half,
+        }
         for k, v in (ev.get("real_data") or {}).items():
             if isinstance(v, (int, float)):
                 real.setdefault(k, float(v))
@@ -688,7 +715,13 @@ def compare_table(runs_dir: Path, names: list[str], run_dir: Callable[[str], Pat
     for name, row in summary["rows"].items():
         if name == REAL_ROW and not real:
             continue
-        table.append({"name": name, "real": name == REAL_ROW, "cells": [fmt.format(row["metrics"][k][0]) if k in row["metrics"] else "—" for k, _, fmt in columns]})
+        table.append(
+            {
+                "name": name,
+                "real": name == REAL_ROW,
+                "cells": [fmt.format(row["metrics"][k][0]) if k in row["metrics"] else "—" for k, _, fmt in columns],
+            }
+        )
     plots = []
     for key, title, _ in columns:
         values = {n: rows[n]["metrics"].get(key, (None,))[0] for n in rows}
@@ -719,7 +752,9 @@ def generation_params(name: str, model, data: dict) -> tuple[dict, dict, Any]:
             raise HTTPError(400, f"label: {name} is not class-conditional")
         matches = [c for c in info["labels"] if str(c) == str(label)]
         if not matches:
-            raise HTTPError(400, f"label: {str(label)[:40]!r} is not a class of {name} ({', '.join(map(str, info['labels']))})")
+            raise HTTPError(
+                400, f"label: {str(label)[:40]!r} is not a class of {name} ({', '.join(map(str, info['labels']))})"
+            )
         y = matches[0]
         params["label"] = y
     prompt = get_prompt(data)
@@ -754,11 +789,16 @@ def generation_params(name: str, model, data: dict) -> tuple[dict, dict, Any]:
         options["prompt"] = prompt
     unknown = sorted(set(data) - set(info["sample_options"]) - {"n", "seed", "label", "prompt", "chunk"})
     if unknown:
-        raise HTTPError(400, f"{unknown[0][:40]}: not an option of {info['model']} (options: {', '.join(info['sample_options']) or 'none'})")
+        raise HTTPError(
+            400,
+            f"{unknown[0][:40]}: not an option of {info['model']} (options: {', '.join(info['sample_options']) or 'none'})",
+        )
     return params, options, y
 
 
-def draw(folder: Path, model, n: int, seed: int, y, options: dict, chunk: int, emit: Callable[[Any], None]) -> np.ndarray:
+def draw(
+    folder: Path, model, n: int, seed: int, y, options: dict, chunk: int, emit: Callable[[Any], None]
+) -> np.ndarray:
     """``sample_run`` with the loaded model, each chunk handed to ``emit`` as it is drawn;
     returns all the images (uint8 (n, C, H, W), read back from the .npy it streamed)."""
     from ..service import sample_run
@@ -833,14 +873,28 @@ def run_edit(action: str, folder: Path, model, fields: dict[str, str], files: di
             data_spec, ia, ib = None, get_int(fields, "index_a", 0, 0, 10**9), get_int(fields, "index_b", 1, 0, 10**9)
             if "upload_a" in files or "upload_b" in files:  # the two ends as a tiny dataset of the model's shape
                 images = _run_images(folder)
-                a = fit_image(files["upload_a"][1], shape, "upload_a") if "upload_a" in files else _pick(images, ia, "index_a")
-                b = fit_image(files["upload_b"][1], shape, "upload_b") if "upload_b" in files else _pick(images, ib, "index_b")
+                a = (
+                    fit_image(files["upload_a"][1], shape, "upload_a")
+                    if "upload_a" in files
+                    else _pick(images, ia, "index_a")
+                )
+                b = (
+                    fit_image(files["upload_b"][1], shape, "upload_b")
+                    if "upload_b" in files
+                    else _pick(images, ib, "index_b")
+                )
                 np.savez(tmp / "ends.npz", x=np.stack([a, b]))
                 data_spec, ia, ib = f"npz:{tmp / 'ends.npz'}", 0, 1
             result = interpolate_run(
-                folder, out, data_spec=data_spec, from_index=ia, to_index=ib, steps=frames - 2,
+                folder,
+                out,
+                data_spec=data_spec,
+                from_index=ia,
+                to_index=ib,
+                steps=frames - 2,
                 mode=mode,
-                inversion_steps=inversion, prompt=prompt,
+                inversion_steps=inversion,
+                prompt=prompt,
             )
             return png_bytes(result.strip, ncols=len(result.strip))
         index_ = get_int(fields, "index", 0, 0, 10**9)
@@ -855,15 +909,30 @@ def run_edit(action: str, folder: Path, model, fields: dict[str, str], files: di
             Image.fromarray(mask).save(tmp / "mask.png")
             variants = get_int(fields, "variants", 4, 1, L.MAX_VARIANTS)
             result = inpaint_run(
-                folder, out, mask_file=tmp / "mask.png", variants=variants, indices=[index_], label=label_value,
-                prompt=prompt, guidance=guidance, steps=common_steps, seed=seed,
+                folder,
+                out,
+                mask_file=tmp / "mask.png",
+                variants=variants,
+                indices=[index_],
+                label=label_value,
+                prompt=prompt,
+                guidance=guidance,
+                steps=common_steps,
+                seed=seed,
             )
             return png_bytes(result.grid, ncols=2 + variants)
         if action == "sdedit":
             strength = get_float(fields, "strength", 0.5, 0.0, 1.0)
             result = edit_run(
-                folder, out, strengths=[strength], indices=[index_], label=label_value, prompt=prompt,
-                guidance=guidance, steps=common_steps, seed=seed,
+                folder,
+                out,
+                strengths=[strength],
+                indices=[index_],
+                label=label_value,
+                prompt=prompt,
+                guidance=guidance,
+                steps=common_steps,
+                seed=seed,
             )
             return png_bytes(result.grid, ncols=2)
         # attribute: the direction from the other classes towards class ``attribute``
@@ -884,7 +953,9 @@ def run_edit(action: str, folder: Path, model, fields: dict[str, str], files: di
         vector = attribute_vector(model, sub, labels, 1, 0)
         source = _pick(_run_images(folder), index_, "index")[None]
         strengths = [0.0, scale / 2, scale]
-        out_images = torch.cat([torch.from_numpy(source)] + [apply_attribute(model, source, vector, s) for s in strengths])
+        out_images = torch.cat(
+            [torch.from_numpy(source)] + [apply_attribute(model, source, vector, s) for s in strengths]
+        )
         return png_bytes(out_images, ncols=len(out_images))
 
 
@@ -894,7 +965,9 @@ def _pick(images, index: int, field: str) -> np.ndarray:
     return images[index].numpy()
 
 
-def train_spec(runs_dir: Path, roots: list[Path], fields: dict[str, Any], files: dict[str, tuple[str, bytes]]) -> dict[str, Any]:
+def train_spec(
+    runs_dir: Path, roots: list[Path], fields: dict[str, Any], files: dict[str, tuple[str, bytes]]
+) -> dict[str, Any]:
     """A training job's arguments from the train form, every value checked (see
     :func:`genlab.ui.jobs.fit_command` for how they become a ``genlab fit`` command)."""
     from ..models.registry import get_model_class
@@ -938,7 +1011,16 @@ def train_spec(runs_dir: Path, roots: list[Path], fields: dict[str, Any], files:
         pname = key[len("param-") :]
         if pname not in schema:
             raise HTTPError(400, f"{key}: {model_name} has no parameter {pname[:40]!r}")
-        if pname in ("checkpoint_dir", "device", "condition", "preset", "max_steps", "epochs", "checkpoint_every", "sample_every"):
+        if pname in (
+            "checkpoint_dir",
+            "device",
+            "condition",
+            "preset",
+            "max_steps",
+            "epochs",
+            "checkpoint_every",
+            "sample_every",
+        ):
             continue  # set by the form's own fields or by the server
         params[pname] = schema[pname].validate(pname, _parse_field(value, schema[pname]))
     condition = str(fields.get("condition") or "none")

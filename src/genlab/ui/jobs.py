@@ -7,8 +7,8 @@ run folder, or in its hidden staging sibling while a replacement is trained, see
 :func:`genlab.runs.staging_path`) and the sample grids it writes every epoch into
 ``checkpoints/samples/``. Cancel sends SIGINT (the trainer stops; the checkpoints written
 every ``checkpoint_every`` steps are kept); resume runs the same command with ``--resume``.
-An evaluation job calls :func:`genlab.service.evaluate_run` in the worker thread and draws
-the memorisation and noise-baseline strips beside it.
+An evaluation job is ``python -m genlab.ui.evaluate_job`` in a subprocess too: it calls
+:func:`genlab.service.evaluate_run` and draws the memorisation and noise-baseline strips.
 """
 
 from __future__ import annotations
@@ -99,6 +99,55 @@ class JobQueue:
         self._cond = threading.Condition()
         self._stop = False
         self._thread: threading.Thread | None = None
+        self._restore()
+
+    # ------------------------------------------------------------------ persistence
+    def _record(self, job: Job) -> None:
+        """Keep the job on disk (``RUNS_DIR/.jobs/<id>.json``) so that a restarted server
+        still lists it and can resume it."""
+        from ..io import write_json
+
+        try:
+            (self.runs_dir / JOBS_DIR).mkdir(exist_ok=True)
+            write_json(self.runs_dir / JOBS_DIR / f"{job.id}.json", {**job.public(), "spec": job.spec})
+        except OSError:
+            log.warning("cannot record job %s", job.id, exc_info=True)
+
+    def _restore(self) -> None:
+        """The jobs of earlier servers; one that was queued or running when its server
+        stopped is 'cancelled' (its checkpoints are kept, so it can be resumed)."""
+        folder = self.runs_dir / JOBS_DIR
+        records = []
+        for path in folder.glob("*.json") if folder.is_dir() else []:
+            try:
+                raw = json.loads(path.read_text(encoding="utf-8"))
+                job = Job(
+                    str(raw["id"]),
+                    str(raw["kind"]),
+                    str(raw["run"]),
+                    dict(raw["spec"]),
+                    status=str(raw["status"]),
+                    created=float(raw["created"]),
+                    started=raw.get("started"),
+                    finished=raw.get("finished"),
+                    returncode=raw.get("returncode"),
+                    message=str(raw.get("message", "")),
+                    resumed_from=raw.get("resumed_from"),
+                )
+            except (OSError, ValueError, KeyError, TypeError):
+                continue
+            if not re.fullmatch(r"[0-9a-f]{12}", job.id) or job.kind not in ("fit", "evaluate"):
+                continue
+            if job.status not in FINAL:
+                job.status, job.message = (
+                    "cancelled",
+                    "interrupted: the server stopped (resume continues from the last checkpoint)",
+                )
+                job.finished = job.finished or time.time()
+                records.append(job)
+            self.jobs[job.id] = job
+        for job in records:
+            self._record(job)
 
     # ------------------------------------------------------------------ submitting
     def _start_worker(self) -> None:
@@ -115,12 +164,15 @@ class JobQueue:
                 raise HTTPError(409, f"run {job.run}: a job for it is queued or running")
             self.jobs[job.id] = job
             self.queue.append(job.id)
+            self._record(job)
             self._start_worker()
             self._cond.notify_all()
         return job
 
     def submit_fit(self, spec: dict[str, Any], *, resume_of: Job | None = None) -> Job:
-        job = Job(secrets.token_hex(6), "fit", spec["name"], dict(spec), resumed_from=resume_of.id if resume_of else None)
+        job = Job(
+            secrets.token_hex(6), "fit", spec["name"], dict(spec), resumed_from=resume_of.id if resume_of else None
+        )
         if resume_of is not None:
             job.spec["resume"] = True
         return self._add(job)
@@ -140,15 +192,14 @@ class JobQueue:
             if job.status == "queued":
                 self.queue.remove(job.id)
                 job.status, job.finished, job.message = "cancelled", time.time(), "cancelled before it started"
+                self._record(job)
                 return job
             if job.status != "running":
                 raise HTTPError(409, f"job {job.id}: {job.status}, nothing to cancel")
             job.cancel_requested = True
             proc = self._proc
-        if job.kind == "fit" and proc is not None and proc.poll() is None:
-            proc.send_signal(signal.SIGINT)  # the trainer stops; its last checkpoint stays
-        elif job.kind == "evaluate":
-            job.message = "cancel requested; an evaluation stops when it finishes"
+        if proc is not None and proc.poll() is None:
+            proc.send_signal(signal.SIGINT)  # a trainer stops; its last checkpoint stays
         return job
 
     def resume(self, job_id: str) -> Job:
@@ -217,6 +268,7 @@ class JobQueue:
                 job = self.jobs[self.queue.popleft()]
                 self.current = job
                 job.status, job.started = "running", time.time()
+            self._record(job)
             try:
                 if job.kind == "fit":
                     self._run_fit(job)
@@ -224,17 +276,37 @@ class JobQueue:
                     self._run_evaluate(job)
             except Exception as exc:  # noqa: BLE001 - a job's failure never stops the worker
                 log.exception("job %s failed", job.id)
-                job.status, job.message = "failed", f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+                job.status, job.message = (
+                    "failed",
+                    f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}",
+                )
             finally:
                 job.finished = time.time()
+                self._record(job)
                 with self._cond:
                     self.current = None
                     self._proc = None
 
     def _run_fit(self, job: Job) -> None:
+        cmd = fit_command(self.python, self.runs_dir, job.spec, resume=bool(job.spec.get("resume")))
+        self._run_subprocess(job, cmd, "genlab fit")
+
+    def _run_evaluate(self, job: Job) -> None:
+        cmd = [
+            self.python,
+            "-m",
+            "genlab.ui.evaluate_job",
+            str(self.runs_dir / job.run),
+            str(int(job.spec["n"])),
+            str(int(job.spec["seed"])),
+        ]
+        self._run_subprocess(job, cmd, "the evaluation")
+
+    def _run_subprocess(self, job: Job, cmd: list[str], what: str) -> None:
+        """Run ``cmd`` (its output into ``RUNS_DIR/.jobs/<id>.log``) and set the job's status
+        from its exit: done, cancelled (SIGINT asked for) or failed (its last line as the message)."""
         logs = self.runs_dir / JOBS_DIR
         logs.mkdir(exist_ok=True)
-        cmd = fit_command(self.python, self.runs_dir, job.spec, resume=bool(job.spec.get("resume")))
         env = dict(os.environ)
         src = str(Path(__file__).resolve().parents[2])  # the genlab this server runs, first on the path
         env["PYTHONPATH"] = src + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
@@ -252,25 +324,14 @@ class JobQueue:
         if rc == 0:
             job.status, job.message = "done", tail or "finished"
         elif job.cancel_requested:
-            job.status, job.message = "cancelled", "cancelled; the last checkpoint is kept (resume continues from it)"
+            job.status = "cancelled"
+            job.message = (
+                "cancelled; the last checkpoint is kept (resume continues from it)"
+                if job.kind == "fit"
+                else "cancelled"
+            )
         else:
-            job.status, job.message = "failed", tail or f"genlab fit exited with {rc}"
-
-    def _run_evaluate(self, job: Job) -> None:
-        from ..service import evaluate_run
-        from .figures import write_figures
-
-        run = self.runs_dir / job.run
-        figures: dict[str, Any] = {}
-
-        def inspect(evaluation, train, test) -> None:
-            figures.update(evaluation=evaluation, train=train, test=test)
-
-        result = evaluate_run(run, n_samples=int(job.spec["n"]), seed=int(job.spec["seed"]), inspect=inspect)
-        if figures:
-            write_figures(run, figures["evaluation"], figures["train"], figures["test"], seed=int(job.spec["seed"]))
-        job.status = "done"
-        job.message = f"evaluated with {result.n_samples} samples in {result.seconds:.1f} s"
+            job.status, job.message = "failed", tail or f"{what} exited with {rc}"
 
     def shutdown(self) -> None:
         with self._cond:

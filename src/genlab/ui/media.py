@@ -53,7 +53,14 @@ def _thin(points: list[tuple[float, float]], limit: int = MAX_CURVE_POINTS) -> l
     return [points[i] for i in idx]
 
 
-def curves_svg(curves: dict[str, list[tuple[float, float]]], *, width: int = 480, height: int = 220, css_id: str = "", css_class: str = "curve") -> str:
+def curves_svg(
+    curves: dict[str, list[tuple[float, float]]],
+    *,
+    width: int = 480,
+    height: int = 220,
+    css_id: str = "",
+    css_class: str = "curve",
+) -> str:
     """An inline SVG line plot of the curves (x: step, y: loss); an empty plot says 'no log yet'."""
     colors = {"train_loss": "#1f77b4", "val_loss": "#d62728"}
     series = {k: _thin(v) for k, v in curves.items() if v}
@@ -87,20 +94,30 @@ def curves_svg(curves: dict[str, list[tuple[float, float]]], *, width: int = 480
     parts.append(f'<text x="{left + pw / 2:.1f}" y="{height - 1}" text-anchor="middle" font-size="10">step</text>')
     for i, (key, pts) in enumerate(series.items()):
         path = " ".join(f"{sx(x):.1f},{sy(y):.1f}" for x, y in pts)
-        parts.append(f'<polyline fill="none" stroke="{colors.get(key, "#333")}" stroke-width="1.5" points="{path}" data-series="{escape(key)}"/>')
+        parts.append(
+            f'<polyline fill="none" stroke="{colors.get(key, "#333")}" stroke-width="1.5" points="{path}" data-series="{escape(key)}"/>'
+        )
         if len(pts) == 1:
-            parts.append(f'<circle cx="{sx(pts[0][0]):.1f}" cy="{sy(pts[0][1]):.1f}" r="3" fill="{colors.get(key, "#333")}"/>')
-        parts.append(f'<text x="{left + 8}" y="{top + 14 + 12 * i}" font-size="11" fill="{colors.get(key, "#333")}">{escape(key.replace("_", " "))}</text>')
+            parts.append(
+                f'<circle cx="{sx(pts[0][0]):.1f}" cy="{sy(pts[0][1]):.1f}" r="3" fill="{colors.get(key, "#333")}"/>'
+            )
+        parts.append(
+            f'<text x="{left + 8}" y="{top + 14 + 12 * i}" font-size="11" fill="{colors.get(key, "#333")}">{escape(key.replace("_", " "))}</text>'
+        )
     parts.append("</svg>")
     return "".join(parts)
 
 
-def bars_svg(title: str, values: dict[str, float | None], *, reference: float | None = None, css_class: str = "compare-plot") -> str:
+def bars_svg(
+    title: str, values: dict[str, float | None], *, reference: float | None = None, css_class: str = "compare-plot"
+) -> str:
     """A horizontal bar chart of one metric over runs (the real-vs-real reference as a dashed line)."""
     items = [(k, v) for k, v in values.items() if v is not None and math.isfinite(v)]
     height = 30 + 18 * max(1, len(items))
     width = 420
-    parts = [f'<svg class="{css_class}" width="{width}" height="{height}" viewBox="0 0 {width} {height}" role="img"><text x="4" y="14" font-size="12" font-weight="bold">{escape(title)}</text>']
+    parts = [
+        f'<svg class="{css_class}" width="{width}" height="{height}" viewBox="0 0 {width} {height}" role="img"><text x="4" y="14" font-size="12" font-weight="bold">{escape(title)}</text>'
+    ]
     top = max([abs(v) for _, v in items] + ([abs(reference)] if reference is not None else []) + [1e-12])
     left, pw = 150, width - 150 - 60
     for i, (name, v) in enumerate(items):
@@ -111,7 +128,9 @@ def bars_svg(title: str, values: dict[str, float | None], *, reference: float | 
         parts.append(f'<text x="{left + w + 3:.1f}" y="{y + 11}" font-size="10">{v:.4g}</text>')
     if reference is not None and math.isfinite(reference):
         x = left + abs(reference) / top * pw
-        parts.append(f'<line x1="{x:.1f}" y1="18" x2="{x:.1f}" y2="{height}" stroke="#d62728" stroke-dasharray="4 3"><title>real data {reference:.4g}</title></line>')
+        parts.append(
+            f'<line x1="{x:.1f}" y1="18" x2="{x:.1f}" y2="{height}" stroke="#d62728" stroke-dasharray="4 3"><title>real data {reference:.4g}</title></line>'
+        )
     parts.append("</svg>")
     return "".join(parts)
 

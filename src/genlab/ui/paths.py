@@ -23,7 +23,10 @@ class HTTPError(Exception):
 def check_run_name(name: str, field: str = "run") -> str:
     """A run name: ``[A-Za-z0-9._-]{1,100}``, not starting with a dot (no '..', no slashes)."""
     if not isinstance(name, str) or not _NAME.fullmatch(name) or name.startswith("."):
-        raise HTTPError(400, f"{field}: {str(name)[:120]!r} is not a valid run name (letters, digits, '.', '_', '-'; not starting with '.')")
+        raise HTTPError(
+            400,
+            f"{field}: {str(name)[:120]!r} is not a valid run name (letters, digits, '.', '_', '-'; not starting with '.')",
+        )
     return name
 
 

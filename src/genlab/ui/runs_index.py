@@ -14,11 +14,28 @@ from .paths import _NAME
 #: the files a summary is made of; a change of any of their mtimes re-reads the run
 SUMMARY_FILES = ("config.json", "run.json", "metrics.json")
 #: evaluation metrics shown as columns of the runs table (key, title)
-EVAL_COLUMNS = (("fd", "FD"), ("precision", "precision"), ("recall", "recall"), ("coverage", "coverage"), ("copies", "near-copies"))
+EVAL_COLUMNS = (
+    ("fd", "FD"),
+    ("precision", "precision"),
+    ("recall", "recall"),
+    ("coverage", "coverage"),
+    ("copies", "near-copies"),
+)
 #: hyper-parameters shown in the "key parameters" column when a run sets them
 KEY_PARAMS = (
-    "condition", "n_components", "covariance_type", "bandwidth", "latent_dim", "width", "channel_mults",
-    "preset", "max_steps", "epochs", "loss", "schedule", "prediction",
+    "condition",
+    "n_components",
+    "covariance_type",
+    "bandwidth",
+    "latent_dim",
+    "width",
+    "channel_mults",
+    "preset",
+    "max_steps",
+    "epochs",
+    "loss",
+    "schedule",
+    "prediction",
 )
 
 

@@ -34,7 +34,9 @@ def serve(runs_dir: Path, *, host: str = "127.0.0.1", port: int = 8765, data_roo
             f"genlab serve: warning: binding {host}: anyone who can reach this machine can use the app (train, read runs); use 127.0.0.1 unless you mean it",
             err=True,
         )
-    app = create_app(runs_dir, data_roots=data_roots, allowed_hosts=[*LOOPBACK_HOSTS, host] if is_loopback(host) else ["*"])
+    app = create_app(
+        runs_dir, data_roots=data_roots, allowed_hosts=[*LOOPBACK_HOSTS, host] if is_loopback(host) else ["*"]
+    )
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)

@@ -57,7 +57,10 @@ def _check_npz(content: bytes) -> None:
                 raise HTTPError(413, f"data_upload: unpacks to more than {MAX_ZIP_UNPACKED_BYTES:,} bytes")
         with np.load(io.BytesIO(content), allow_pickle=False) as npz:
             if "x" not in npz.files:
-                raise HTTPError(400, f"data_upload: the .npz has no 'x' array of images (it has {', '.join(npz.files) or 'none'}); expected x (N,H,W) or (N,C,H,W) and optional labels y (N,)")
+                raise HTTPError(
+                    400,
+                    f"data_upload: the .npz has no 'x' array of images (it has {', '.join(npz.files) or 'none'}); expected x (N,H,W) or (N,C,H,W) and optional labels y (N,)",
+                )
             for name in npz.files:
                 npz[name]  # reading each array refuses pickled objects
     except HTTPError:
@@ -74,7 +77,11 @@ def _extract_images(content: bytes, target: Path) -> None:
     except zipfile.BadZipFile:
         raise HTTPError(400, "data_upload: not a readable .zip") from None
     with archive:
-        members = [i for i in archive.infolist() if not i.is_dir() and PurePosixPath(i.filename).suffix.lower() in IMAGE_SUFFIXES]
+        members = [
+            i
+            for i in archive.infolist()
+            if not i.is_dir() and PurePosixPath(i.filename).suffix.lower() in IMAGE_SUFFIXES
+        ]
         if not members:
             raise HTTPError(400, "data_upload: the .zip holds no image files (.png, .jpg, ...)")
         if len(members) > MAX_ZIP_FILES:

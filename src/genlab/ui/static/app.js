@@ -329,6 +329,9 @@ function initTrain() {
   };
   modelSelect.addEventListener("change", buildParams);
   buildParams();
+  // typing a path or choosing a file selects that kind of data
+  $("#data-path").addEventListener("input", () => { if ($("#data-path").value) $("#data").value = "path"; });
+  $("#data-upload").addEventListener("change", () => { if ($("#data-upload").files[0]) $("#data").value = "upload"; });
 
   let current = null, source = null;
   const render = (state) => {
