@@ -166,3 +166,40 @@ def test_inpaint_with_a_painted_mask(driver, server, shot):
     assert_no_traceback(driver)
     assert result.get_attribute("src") != source.get_attribute("src")
     shot("inpaint")
+
+
+def pick_image_b(driver, index: int) -> str:
+    """Type ``index`` into image B's field; its dataset preview's label once it has loaded."""
+    before = driver.find_element(By.ID, "image-b").get_attribute("src")
+    set_value(driver, "#index-b", str(index))
+    driver.find_element(By.ID, "index-b").send_keys(Keys.TAB)  # a change event, as leaving the field does
+    wait(driver).until(lambda d: d.find_element(By.ID, "image-b").get_attribute("src") != before, "#image-b stale")
+    return loaded_image(driver, "img#image-b").get_attribute("data-label")
+
+
+def test_interpolate_and_sdedit(driver, server, shot):
+    open_page(driver, server, f"/runs/{LABEL_RUN}/edit", "#interpolate")
+    label_a = loaded_image(driver, "img#image-a").get_attribute("data-label")
+    set_value(driver, "#frames", "5")
+    # two images of different classes: a class-conditional model refuses, with a message on the page
+    index = next(i for i in range(1, 50) if pick_image_b(driver, i) != label_a)
+    driver.find_element(By.ID, "interpolate-button").click()
+    wait(driver).until(lambda d: page_errors(d), "no error message for two images of different classes")
+    assert_no_traceback(driver)
+    # two images of one class: the interpolation
+    index = next(i for i in range(index + 1, 100) if pick_image_b(driver, i) == label_a)
+    driver.find_element(By.ID, "interpolate-button").click()
+    loaded_image(driver, "img#interpolate-result")
+    wait(driver).until(lambda d: not page_errors(d), "the error message stayed after a good interpolation")
+
+    strength = driver.find_element(By.ID, "strength")
+    strength.click()
+    strength.send_keys(Keys.HOME + Keys.ARROW_RIGHT * 14)  # 0.7 in steps of 0.05
+    wait(driver).until(
+        lambda d: d.find_element(By.ID, "strength-value").text.strip() in ("0.7", "0.70"), "#strength-value wrong"
+    )
+    driver.find_element(By.ID, "edit-button").click()
+    loaded_image(driver, "img#edit-result")
+    assert not page_errors(driver), page_errors(driver)
+    assert_no_traceback(driver)
+    shot("edit")
