@@ -11,6 +11,9 @@
 #   never lets pip resolve a bare "torch" from PyPI, which would pull a multi-GB CUDA build.
 # * genlab is installed in editable mode with the requested extras, with the present torch
 #   pinned so that no dependency can replace it.
+# * With the test extras, the browser of the end-to-end tests (Debian's chromium and chromium-driver)
+#   is installed with apt-get when /usr/bin/chromium or /usr/bin/chromedriver is missing (as root, or
+#   through passwordless sudo); if that cannot be done, a warning, and the browser tests skip.
 # A stamp file skips the pip work when nothing changed since the last run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
