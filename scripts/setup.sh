@@ -11,6 +11,9 @@
 #   never lets pip resolve a bare "torch" from PyPI, which would pull a multi-GB CUDA build.
 # * genlab is installed in editable mode with the requested extras, with the present torch
 #   pinned so that no dependency can replace it.
+# * With the test extras, the browser of the end-to-end tests (Debian's chromium and chromium-driver)
+#   is installed with apt-get when /usr/bin/chromium or /usr/bin/chromedriver is missing (as root, or
+#   through passwordless sudo); if that cannot be done, a warning, and the browser tests skip.
 # A stamp file skips the pip work when nothing changed since the last run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -28,6 +31,39 @@ if [ ! -x "$ENV_DIR/bin/python" ]; then
     fi
 fi
 PY="$ENV_DIR/bin/python"
+
+# The browser of the end-to-end tests (tests/e2e): Debian's chromium and its driver, from apt-get only
+# (never a downloaded browser build). Checked before the stamp, so a machine that gains root or apt later
+# gets it; without it the browser tests skip with the reason and everything else runs.
+if [[ ",$EXTRAS," == *,test,* ]] && { [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/chromedriver ]; }; then
+    browser_ok=0
+    if command -v apt-get >/dev/null 2>&1; then
+        as_root=()
+        if [ "$(id -u)" -ne 0 ]; then
+            if command -v sudo >/dev/null 2>&1 && sudo -n true >/dev/null 2>&1; then
+                as_root=(sudo -n)
+            else
+                as_root=(false)
+            fi
+        fi
+        if [ "${as_root[0]:-}" != false ]; then
+            echo "setup: installing Debian's chromium and chromium-driver for the browser tests (apt-get)"
+            apt_install() { "${as_root[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null; }
+            # an 'apt-get update' only when the install fails without it (a fresh image has no package lists)
+            if apt_install 2>/dev/null \
+                || { "${as_root[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -qq >/dev/null && apt_install; }; then
+                browser_ok=1
+            fi
+        fi
+    fi
+    if [ "$browser_ok" = 1 ] && [ -x /usr/bin/chromium ] && [ -x /usr/bin/chromedriver ]; then
+        echo "setup: $(/usr/bin/chromium --version 2>/dev/null | head -n1) ready for the browser tests"
+    else
+        echo "setup: WARNING: /usr/bin/chromium and /usr/bin/chromedriver are missing and could not be installed" \
+            "(needs apt-get as root or passwordless sudo): the browser tests in tests/e2e will be skipped;" \
+            "install them with 'sudo apt-get install chromium chromium-driver'" >&2
+    fi
+fi
 stamp="$ENV_DIR/.genlab-setup${EXTRAS:+-${EXTRAS//,/-}}"
 if [ -f "$stamp" ] && [ "$stamp" -nt pyproject.toml ] && [ "$stamp" -nt scripts/setup.sh ] && "$PY" -c "import genlab, torch" >/dev/null 2>&1; then
     exit 0
