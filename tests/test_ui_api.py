@@ -481,6 +481,16 @@ def _png(array: np.ndarray) -> bytes:
     return buf.getvalue()
 
 
+def test_interpolation_starts_on_two_images_of_one_class(client):
+    # a class-conditional model refuses two classes: the page must not start on such a pair
+    page = client.get("/runs/diff/edit").text
+    start = re.search(r'id="index-b" type="number" min="0" value="(\d+)"', page)
+    assert start is not None, "image B's index field is missing"
+    b = int(start.group(1))
+    label = lambda i: client.get(f"/api/runs/diff/dataset-image?index={i}").headers["x-genlab-label"]  # noqa: E731
+    assert b > 0 and label(b) == label(0)
+
+
 def test_edit_endpoints(client):
     r = client.get("/api/runs/diff/dataset-image?index=3")
     assert r.status_code == 200 and r.headers["content-type"] == "image/png"

@@ -309,9 +309,14 @@ def create_app(
         info = model_info(model)
         caps = set(info["capabilities"])
         classes: list[int] = []
-        if "attributes" in caps:
+        index_b = 1  # the interpolation's starting pair: a class-conditional model needs one class
+        if caps & {"attributes", "interpolate"}:
             data = await asyncio.to_thread(_run_data, run_dir(name))
-            classes = [] if data.labels is None else sorted({int(v) for v in data.labels.tolist()})
+            if data.labels is not None:
+                labels = np.asarray(data.labels)
+                classes = sorted({int(v) for v in np.unique(labels)})
+                same = np.flatnonzero(labels[1:] == labels[0])
+                index_b = int(same[0]) + 1 if same.size else 1
         sections = {
             "interpolate": "interpolate" in caps,
             "inpaint": "inpaint" in caps,
@@ -319,7 +324,14 @@ def create_app(
             "attributes": "attributes" in caps and info["conditional"] is False and len(classes) > 1,
         }
         return page(
-            request, "edit.html", name=name, info=info, sections=sections, classes=classes, info_json=svg_json(info)
+            request,
+            "edit.html",
+            name=name,
+            info=info,
+            sections=sections,
+            classes=classes,
+            index_b=index_b,
+            info_json=svg_json(info),
         )
 
     @endpoint
