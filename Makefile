@@ -1,6 +1,6 @@
 # The two commands of the README's quick start:
 #   make demo   set up, then run the main job on the bundled digits (text-to-image diffusion, ~4-5 min on 2 cores)
-#   make test   set up (with test extras), then run the whole test suite
+#   make test   set up (with test extras; Debian's chromium for the browser tests), then run the whole test suite
 # The environment is $GENLAB_ENV, else the active virtualenv, else ./.venv.
 ENV_DIR := $(or $(GENLAB_ENV),$(VIRTUAL_ENV),$(CURDIR)/.venv)
 PY := $(ENV_DIR)/bin/python
