@@ -23,27 +23,31 @@ PNG_PARAMS_KEY = "genlab"
 
 def read_curves(csv_path: Path) -> dict[str, list[tuple[float, float]]]:
     """{"train_loss": [(step, value), ...], "val_loss": [...]} from a trainer metrics.csv
-    ("step" rows for the training loss, "epoch" rows for the validation loss)."""
+    ("step" rows for the training loss, "epoch" rows for the validation loss); empty curves
+    when the file is missing or unreadable (a run still starting)."""
+    from ..training.metrics import read_metrics
+
     curves: dict[str, list[tuple[float, float]]] = {"train_loss": [], "val_loss": []}
     try:
-        with open(csv_path, newline="", encoding="utf-8") as f:
-            for row in csv.DictReader(f):
-                try:
-                    step = float(row.get("step") or "nan")
-                except ValueError:
-                    continue
-                for key in curves:
-                    if key == "train_loss" and row.get("kind") != "step":
-                        continue
-                    try:
-                        value = float(row.get(key) or "nan")
-                    except ValueError:
-                        continue
-                    if math.isfinite(step) and math.isfinite(value):
-                        curves[key].append((step, value))
-    except OSError:
-        pass
+        rows = read_metrics(csv_path)
+    except (OSError, csv.Error, UnicodeDecodeError):
+        return curves
+    for row in rows:
+        step = _finite(row.get("step"))
+        for key, points in curves.items():
+            value = _finite(row.get(key))
+            if step is not None and value is not None and (key != "train_loss" or row.get("kind") == "step"):
+                points.append((step, value))
     return curves
+
+
+def _finite(text: str | None) -> float | None:
+    """A CSV cell as a finite float, None when empty, unparsable or not finite."""
+    try:
+        value = float(text or "nan")
+    except ValueError:
+        return None
+    return value if math.isfinite(value) else None
 
 
 def _thin(points: list[tuple[float, float]], limit: int = MAX_CURVE_POINTS) -> list[tuple[float, float]]:
