@@ -13,7 +13,8 @@ ends where training ends). Then 1,000 samples per setting (seed 0) are scored wi
 evaluator network (Fréchet distance against the held-out images):
 
 * flow matching: Euler 100 steps, Heun 50 steps (100 network calls), Euler 10, Heun 10
-  (20 calls), Heun 5 (10 calls);
+  (20 calls), Heun 5 (10 calls), and DPM-Solver++(2M) on the rectified-flow log-SNR grid
+  with 100, 20, 10 and 8 steps (one call each);
 * diffusion: DPM-Solver++(2M) 100, 10 and 5 steps (one call each).
 
 Prints the table and the ratios (few-step FD over the same solver's 100-call FD; flow
@@ -42,10 +43,20 @@ from genlab.progress import set_quiet  # noqa: E402
 RESULTS = Path(__file__).resolve().parent / "results"
 COLUMNS = ["family", "sampler", "steps", "network_calls", "fd", "precision", "recall", "sample_cpu_s"]
 SETTINGS = {
-    "flow-matching": [("euler", 100), ("heun", 50), ("euler", 10), ("heun", 10), ("heun", 5)],
+    "flow-matching": [
+        ("euler", 100),
+        ("heun", 50),
+        ("euler", 10),
+        ("heun", 10),
+        ("heun", 5),
+        ("dpm++", 100),
+        ("dpm++", 20),
+        ("dpm++", 10),
+        ("dpm++", 8),
+    ],
     "diffusion": [("dpm++", 100), ("dpm++", 10), ("dpm++", 5)],
 }
-CALLS_PER_STEP = {"euler": 1, "heun": 2, "dpm++": 1}
+CALLS_PER_STEP = {"euler": 1, "heun": 2, "dpm++": 1}  # dpm++ is a multistep solver: one call per step
 
 
 def make(family: str, max_steps: int):
@@ -113,11 +124,16 @@ def main() -> None:
         "fm euler10 / fm euler100": fd[("flow-matching", "euler", 10)] / fd[("flow-matching", "euler", 100)],
         "fm heun5 / fm heun50": fd[("flow-matching", "heun", 5)] / fd[("flow-matching", "heun", 50)],
         "fm heun10 / fm heun50": fd[("flow-matching", "heun", 10)] / fd[("flow-matching", "heun", 50)],
+        "fm dpm++10 / fm dpm++100": fd[("flow-matching", "dpm++", 10)] / fd[("flow-matching", "dpm++", 100)],
+        "fm dpm++10 / fm heun50": fd[("flow-matching", "dpm++", 10)] / fd[("flow-matching", "heun", 50)],
+        "fm dpm++8 / fm heun50": fd[("flow-matching", "dpm++", 8)] / fd[("flow-matching", "heun", 50)],
         "diffusion dpm++10 / dpm++100": fd[("diffusion", "dpm++", 10)] / fd[("diffusion", "dpm++", 100)],
         "fm heun50 / diffusion dpm++100 (100 calls)": fd[("flow-matching", "heun", 50)]
         / fd[("diffusion", "dpm++", 100)],
         "fm heun5 / diffusion dpm++10 (10 calls)": fd[("flow-matching", "heun", 5)] / fd[("diffusion", "dpm++", 10)],
         "fm euler10 / diffusion dpm++10 (10 calls)": fd[("flow-matching", "euler", 10)]
+        / fd[("diffusion", "dpm++", 10)],
+        "fm dpm++10 / diffusion dpm++10 (10 calls)": fd[("flow-matching", "dpm++", 10)]
         / fd[("diffusion", "dpm++", 10)],
     }
     print()

@@ -45,8 +45,6 @@ def no_warnings():
         yield
 
 
-
-
 @pytest.fixture(scope="session")
 def zeros_and_ones(digits):
     """The digits 0 and 1 with their automatic captions: (images, labels, captions)."""

@@ -369,7 +369,7 @@ def fit(
 @click.option(
     "--sampler",
     default=None,
-    help="Sampler: ddpm, ddim, dpm++ (diffusion); euler, heun (flow matching); prior or gmm (autoencoders).",
+    help="Sampler: ddpm, ddim, dpm++ (diffusion); euler, heun, dpm++ (flow matching); prior or gmm (autoencoders).",
 )
 @click.option("--temperature", type=float, default=None, help="Latent temperature (autoencoders, flows).")
 @click.option(

@@ -39,7 +39,7 @@ from .samplers import (
     ddim_invert,
     make_sampler,
 )
-from .schedules import SCHEDULES, CosineSchedule, LinearSchedule, NoiseSchedule, make_schedule
+from .schedules import SCHEDULES, CosineSchedule, LinearSchedule, NoiseSchedule, RectifiedFlowSchedule, make_schedule
 
 __all__ = [
     "DATA_SPACES",
@@ -58,6 +58,7 @@ __all__ = [
     "LinearSchedule",
     "NoiseSchedule",
     "Prediction",
+    "RectifiedFlowSchedule",
     "Sampler",
     "check_guidance",
     "classifier_free_guidance",

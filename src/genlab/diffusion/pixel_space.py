@@ -104,6 +104,17 @@ class PixelSpace:
         frac = ((x - edges[idx]) / widths[idx]).clamp(0.0, 1.0)
         return ((idx.to(x.dtype) + frac) / 256.0).clamp(0.0, 1.0)
 
+    def log_det_unit(self, u: torch.Tensor) -> torch.Tensor:
+        """``sum_pixels log |dx/du|`` (nats) of dequantised values ``u`` (B, ...) in [0, 1] -> (B,)
+        in ``u``'s dtype and device; the level of a value is ``floor(256 u)`` (the same as
+        :meth:`log_det` of the images it dequantises). Used where only ``u`` is at hand
+        (a learned dequantiser's noise)."""
+        if self.linear:
+            return u.new_full((u.shape[0],), u[0].numel() * math.log(2.0))
+        per_level = torch.log(256.0 * self.widths).to(u.device, u.dtype)
+        level = torch.clamp(torch.floor(256.0 * u.detach()), 0, LEVELS - 1).to(torch.int64)
+        return per_level[level.reshape(u.shape[0], -1)].sum(1)
+
     def log_det(self, images: torch.Tensor) -> torch.Tensor:
         """``sum_pixels log |dx/du|`` (nats) of each uint8 image (B, ...) -> (B,) float64:
         ``log(256 width_v)`` per pixel of level ``v`` (``log 2`` everywhere for the linear map)."""

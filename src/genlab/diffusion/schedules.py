@@ -136,6 +136,25 @@ class LinearSchedule(NoiseSchedule):
         return (-self.b0 + torch.sqrt(self.b0**2 + 4 * a * integral)) / (2 * a)
 
 
+class RectifiedFlowSchedule(NoiseSchedule):
+    """The straight path of flow matching seen as a variance-preserving schedule.
+
+    Flow matching (:mod:`genlab.models.flow_matching`) interpolates ``x_s = s x + (1 - s) eps``
+    with ``s = 1 - t`` (its own time runs from noise to data). Dividing by
+    ``n_s = sqrt(s^2 + (1 - s)^2)`` gives ``z = x_s / n_s = alpha x + sigma eps`` with
+    alpha^2 + sigma^2 = 1, so ``lambda_t = 2 log((1 - t) / t)`` and the diffusion samplers
+    (DPM-Solver++ above all) can integrate a velocity field (not used to train diffusion).
+    """
+
+    name = "rectified-flow"
+
+    def _logsnr(self, t: torch.Tensor) -> torch.Tensor:
+        return 2.0 * (torch.log1p(-t) - torch.log(t))
+
+    def _time(self, logsnr: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid(-0.5 * logsnr)
+
+
 def make_schedule(name: str) -> NoiseSchedule:
     """The schedule called ``name`` ("cosine" or "linear")."""
     if name == "cosine":

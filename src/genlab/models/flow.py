@@ -1,10 +1,11 @@
 """``flow``: multiscale normalizing flows (RealNVP, Glow, neural-spline flows) with an exact likelihood.
 
 The network (:class:`genlab.nn.flows.MultiscaleFlow`) is a bijection ``f`` from
-``x = u - 0.5`` (``u`` the dequantised image in [0, 1], :mod:`genlab.likelihood`) to
-standardised latents ``eps`` of every level, so
+``x = s(u) / 2`` (``u`` the dequantised image in [0, 1], :mod:`genlab.likelihood`; ``s`` the
+data-space map of :mod:`genlab.diffusion.pixel_space`, ``s(u) / 2 = u - 0.5`` for
+``data_space="linear"``) to standardised latents ``eps`` of every level, so
 
-    log p(u) = log N(f(u - 0.5); 0, I) + log |det df/du|
+    log p(u) = log N(f(x); 0, I) + log |det df/dx| + log |det dx/du|
 
 in nats per image, exactly — the convention of :mod:`genlab.likelihood` (the density lives
 on R^D; what falls outside the unit cube is lost mass, so the figure never flatters).
@@ -21,6 +22,13 @@ on R^D; what falls outside the unit cube is lost mass, so the figure never flatt
 With ``condition="label"`` every prior (each split and the top) gets a per-channel label
 embedding: ``p(u | y)`` is exact and ``score_samples`` returns the exact marginal
 ``log Σ_y p(y) p(u | y)`` with the training class frequencies ``p(y)``.
+
+``data_space="histogram"`` (the default, as for diffusion): ``s`` gives each pixel level a
+cell whose width grows with its share of the training pixels, a fixed elementwise
+piecewise-linear bijection fitted on the training split (``pixel_edges_``) whose exact
+log-Jacobian enters the score. It acts as a first flow layer that knows each pixel's
+marginal level distribution, so the couplings no longer spend their capacity squeezing the
+background into a cell 1/256 wide. Models saved before the option load as ``"linear"``.
 
 ``encode`` returns the standardised latents (N, D) of the cell centres; ``decode`` inverts
 exactly, so ``reconstruct`` returns the input images and the latent tools of
@@ -43,9 +51,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..device import make_generator
+from ..diffusion.pixel_space import HISTOGRAM_MIX, PixelSpace
 from ..errors import GenlabError
 from ..likelihood import LN_2, LN_256, dequantize, quantize, score_generator
 from ..nn.flows import COUPLINGS, MASKS, MultiscaleFlow, ResNetConditioner, no_autocast, standard_normal_log_prob
+from ._data_space import DATA_SPACE_PARAM, HISTOGRAM_MIX_PARAM, DataSpaceMixin
 from .autoencoder import AutoencoderModel
 from .neural import NeuralGenerativeModel, training_schema
 from .registry import register
@@ -102,10 +112,12 @@ class FlowNetwork(nn.Module):
         *,
         dequantization: str = "uniform",
         deq_width: int = 32,
+        pixel_space: PixelSpace | None = None,
         **flow_kwargs: Any,
     ) -> None:
         super().__init__()
         self.image_shape = tuple(int(s) for s in image_shape)
+        self.pixel_space = pixel_space or PixelSpace()
         self.flow = MultiscaleFlow(self.image_shape, **flow_kwargs)
         self.n_classes = self.flow.n_classes
         self.dequantizer = (
@@ -126,9 +138,22 @@ class FlowNetwork(nn.Module):
             return labels.to(device=device, dtype=torch.float32)
         return F.one_hot(labels.to(device), self.n_classes).float()
 
+    def to_flow(self, u: torch.Tensor) -> torch.Tensor:
+        """Unit-cube values u -> the flow's input x = s(u) / 2 in [-0.5, 0.5] (``u - 0.5`` when linear)."""
+        return u - 0.5 if self.pixel_space.linear else 0.5 * self.pixel_space.to_data(u)
+
+    def from_flow(self, x: torch.Tensor) -> torch.Tensor:
+        """The flow's output x -> unit-cube values (not clamped when linear; clamped to [0, 1] otherwise)."""
+        return x + 0.5 if self.pixel_space.linear else self.pixel_space.to_unit(2.0 * x)
+
     def log_prob_unit(self, u: torch.Tensor, onehot: torch.Tensor | None) -> torch.Tensor:
-        """log p(u) (B,) nats for unit-cube values u (B, C, H, W)."""
-        return self.flow.log_prob(u - 0.5, onehot)
+        """log p(u) (B,) nats for unit-cube values u (B, C, H, W), the data-space map's log-Jacobian included."""
+        lp = self.flow.log_prob(self.to_flow(u), onehot)
+        if self.pixel_space.linear:
+            return lp
+        # dx/du = 256 width_v / 2 on level v's cell; the fp32 sum is exact enough (tested against fp64)
+        with no_autocast(lp):
+            return lp + (self.pixel_space.log_det_unit(u.float()) - u[0].numel() * LN_2).to(lp.dtype)
 
     def dequantize_batch(
         self, images: torch.Tensor, generator: torch.Generator | None = None
@@ -169,7 +194,7 @@ class FlowNetwork(nn.Module):
         images = batch["images"]
         onehot = self.onehot(batch.get("labels"), images.shape[0], images.device)
         u, _ = self.dequantize_batch(images)
-        self.flow.initialize(u - 0.5, onehot)
+        self.flow.initialize(self.to_flow(u), onehot)
 
 
 class _LikelihoodKind:
@@ -183,7 +208,7 @@ class _LikelihoodKind:
 
 
 @register("flow")
-class Flow(NeuralGenerativeModel):
+class Flow(DataSpaceMixin, NeuralGenerativeModel):
     """Normalizing flow (Glow/RealNVP/neural-spline multiscale flow): exact likelihood, exact encode/decode.
 
     Parameters
@@ -213,6 +238,13 @@ class Flow(NeuralGenerativeModel):
         (Flow++; the score is then a lower bound).
     dequantization_samples : int
         Draws of q(e | x) averaged per image when scoring a variational model.
+    data_space : {"histogram", "linear"}
+        The fixed first layer between dequantised pixels and the flow
+        (:mod:`genlab.diffusion.pixel_space`): "histogram" gives each level a cell sized by its
+        share of the training pixels, "linear" is ``u - 0.5`` (models saved before the
+        option load with it). The likelihood stays exact either way (its Jacobian is scored).
+    histogram_mix : float
+        data_space="histogram": weight of the training histogram in the cell widths.
     condition : {"none", "label"}
         "label": class-conditional priors at every level (``fit(X, y)``, ``sample(n, y=...)``).
     temperature : float
@@ -266,6 +298,8 @@ class Flow(NeuralGenerativeModel):
         "dequantization_samples": Param(
             "int", 1, low=1, help="draws of q(e|x) averaged per image when scoring a variational model"
         ),
+        "data_space": DATA_SPACE_PARAM,
+        "histogram_mix": HISTOGRAM_MIX_PARAM,
         "condition": Param("choice", "none", choices=CONDITIONS, help="'label' = class-conditional priors"),
         "temperature": Param(
             "float",
@@ -302,6 +336,8 @@ class Flow(NeuralGenerativeModel):
         tail_bound: float = 4.0,
         dequantization: str = "uniform",
         dequantization_samples: int = 1,
+        data_space: str = "histogram",
+        histogram_mix: float = HISTOGRAM_MIX,
         condition: str = "none",
         temperature: float = 1.0,
         *,
@@ -318,6 +354,8 @@ class Flow(NeuralGenerativeModel):
         self.tail_bound = tail_bound
         self.dequantization = dequantization
         self.dequantization_samples = dequantization_samples
+        self.data_space = data_space
+        self.histogram_mix = histogram_mix
         self.condition = condition
         self.temperature = temperature
         self._set_training_params(training_params, grad_clip=grad_clip)
@@ -379,6 +417,7 @@ class Flow(NeuralGenerativeModel):
             )
         if self.conditional:
             self.class_counts_ = torch.bincount(labels, minlength=int(labels.max()) + 1).to(torch.float64)
+        self._fit_pixel_space(images)
         super()._fit(images, labels, **fit_args)
 
     def _build_modules(self) -> None:
@@ -386,6 +425,7 @@ class Flow(NeuralGenerativeModel):
         self.network_ = FlowNetwork(
             self.image_shape_,
             dequantization=self.dequantization,
+            pixel_space=self._pixel_space(),
             n_levels=int(self._param("n_levels")),
             depth=int(self._param("depth")),
             width=int(self._param("width")),
@@ -486,7 +526,7 @@ class Flow(NeuralGenerativeModel):
                 u = dequantize(images[start : start + FLOW_BATCH].to(dev), noise=False, dtype=dtype)
                 lab = labels[start : start + FLOW_BATCH] if labels is not None else None
                 onehot = net.onehot(lab, len(u), dev)
-                eps, _ = net.flow(u - 0.5, None if onehot is None else onehot.to(dtype))
+                eps, _ = net.flow(net.to_flow(u), None if onehot is None else onehot.to(dtype))
                 out.append(net.flow.flatten(eps).cpu())  # float64: float32 latents would not decode exactly
         return torch.cat(out)
 
@@ -501,7 +541,7 @@ class Flow(NeuralGenerativeModel):
                 lab = labels[start : start + FLOW_BATCH] if labels is not None else None
                 onehot = net.onehot(lab, len(zs), dev)
                 x = net.flow.inverse(net.flow.unflatten(zs), None if onehot is None else onehot.to(dtype))
-                out.append((x + 0.5).float().cpu())
+                out.append(net.from_flow(x).float().cpu())
         return torch.cat(out)
 
     @property

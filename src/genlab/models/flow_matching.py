@@ -7,8 +7,13 @@ histogram, ``"linear"``: ``x1 = 2u - 1``; :mod:`genlab.diffusion.pixel_space`). 
 draws noise ``x0 ~ N(0, I)`` and a time ``t ~ U[0, 1]`` and regresses the U-Net's velocity
 ``v(x_t, t)`` on the straight path ``x_t = (1 - t) x0 + t x1`` onto its constant velocity
 ``x1 - x0`` (mean squared error). Sampling integrates ``dx/dt = v(x, t)`` from noise at
-``t = 0`` to data at ``t = 1`` with Euler or Heun (``steps`` network steps; a few steps
-already give usable digits since the learned paths are nearly straight).
+``t = 0`` to data at ``t = 1`` with Euler or Heun on a uniform time grid, or with
+DPM-Solver++(2M) (``sampler="dpm++"``): the straight path is a variance-preserving diffusion
+after rescaling (:class:`genlab.diffusion.schedules.RectifiedFlowSchedule`), the velocity
+gives the denoiser's clean-data and noise predictions (``x1 = x + (1 - t) v``,
+``x0 = x - t v``), and the diffusion family's multistep solver runs on a log-SNR grid —
+one network call per step, so ten calls come close to the 100-call image quality, which
+Euler and Heun do not.
 
 ``condition="label"`` reuses the diffusion U-Net's label embedding with its learned null
 label: labels are dropped ``label_dropout`` of the time during training, and sampling uses
@@ -42,7 +47,8 @@ import torch
 from torch import nn
 
 from ..device import make_generator
-from ..diffusion.samplers import check_guidance, classifier_free_guidance
+from ..diffusion.samplers import DPMSolverPP2M, Prediction, check_guidance, classifier_free_guidance
+from ..diffusion.schedules import RectifiedFlowSchedule
 from ..errors import GenlabError
 from ..diffusion.pixel_space import HISTOGRAM_MIX, PixelSpace
 from ..likelihood import dequantize, score_generator
@@ -55,7 +61,7 @@ from .schema import Param
 from .text_conditioning import TextConditioned
 from .validation import check_choice, check_float, check_images, check_int
 
-ODE_SAMPLERS = ("euler", "heun")
+ODE_SAMPLERS = ("euler", "heun", "dpm++")
 CONDITIONS = ("none", "label", "text")
 DEFAULT_GUIDANCE = 1.5
 MAX_STEPS = 10_000
@@ -142,8 +148,30 @@ class FlowMatchingNetwork(nn.Module):
         return v
 
 
+def velocity_denoiser(velocity):
+    """A velocity field ``v(x, t)`` (flow-matching time: 0 noise, 1 data) as a diffusion
+    denoiser ``denoise(z, logsnr) -> Prediction`` on the variance-preserving view of the
+    straight path (:class:`~genlab.diffusion.schedules.RectifiedFlowSchedule`): ``t =
+    sigmoid(logsnr / 2)``, ``x = z sqrt(t^2 + (1 - t)^2)``, clean data ``x + (1 - t) v`` and
+    noise ``x - t v`` (exact on the path ``x = t x1 + (1 - t) x0``)."""
+
+    def denoise(z: torch.Tensor, logsnr: float) -> Prediction:
+        t = 1.0 / (1.0 + math.exp(-0.5 * logsnr))
+        x = z * math.sqrt(t * t + (1.0 - t) ** 2)
+        v = velocity(x, torch.full((z.shape[0],), t, device=z.device, dtype=z.dtype))
+        return Prediction(x0=x + (1.0 - t) * v, eps=x - t * v)
+
+    return denoise
+
+
 def integrate(velocity, x: torch.Tensor, steps: int, method: str, *, t0: float = 0.0, t1: float = 1.0) -> torch.Tensor:
-    """Solve dx/dt = velocity(x, t) from t0 to t1 with ``steps`` Euler or Heun steps (uniform grid)."""
+    """Solve dx/dt = velocity(x, t) from t0 to t1 with ``steps`` Euler or Heun steps (uniform
+    grid), or ``method="dpm++"``: DPM-Solver++(2M) from noise (t0 = 0) to data (t1 = 1) on
+    the log-SNR grid of the diffusion samplers (:func:`velocity_denoiser`)."""
+    if method == "dpm++":
+        if (t0, t1) != (0.0, 1.0):
+            raise GenlabError("sampler='dpm++' integrates from noise (t = 0) to data (t = 1) only")
+        return DPMSolverPP2M(RectifiedFlowSchedule(), steps).sample(velocity_denoiser(velocity), x)
     ts = torch.linspace(t0, t1, steps + 1).tolist()
     for a, b in zip(ts[:-1], ts[1:]):
         h = b - a
@@ -183,10 +211,11 @@ class FlowMatching(DataSpaceMixin, TextConditioned, NeuralGenerativeModel):
         data_space="histogram": weight of the training histogram in the cell widths (as for ``diffusion``).
     label_dropout : float
         Share of training labels (or captions) replaced by the null label (for guidance).
-    sampler : {"heun", "euler"}
-        Default ODE solver of ``sample``.
+    sampler : {"heun", "euler", "dpm++"}
+        Default ODE solver of ``sample``: Heun or Euler on a uniform time grid, or
+        DPM-Solver++(2M) on a log-SNR grid (the few-step choice: ``steps=10``).
     steps : int
-        Default solver steps (Heun: 2 network calls per step).
+        Default solver steps (Heun: 2 network calls per step; Euler and dpm++: 1).
     guidance : float or None
         Default guidance scale for labelled or prompted samples (None = 1.5).
     likelihood_steps : int
@@ -232,7 +261,9 @@ class FlowMatching(DataSpaceMixin, TextConditioned, NeuralGenerativeModel):
             high=1.0,
             help="share of labels/captions dropped in training (the unconditional branch guidance needs)",
         ),
-        "sampler": Param("choice", "heun", choices=ODE_SAMPLERS, help="ODE solver"),
+        "sampler": Param(
+            "choice", "heun", choices=ODE_SAMPLERS, help="ODE solver (dpm++: DPM-Solver++(2M), the few-step choice)"
+        ),
         "steps": Param("int", 20, low=1, high=MAX_STEPS, help="solver steps"),
         "guidance": Param(
             "float",
@@ -508,4 +539,4 @@ def _log_density_hutchinson(velocity, x1: torch.Tensor, eps: torch.Tensor, steps
     return log_p0 + int_div
 
 
-__all__ = ["FlowMatching", "FlowMatchingNetwork", "integrate"]
+__all__ = ["FlowMatching", "FlowMatchingNetwork", "integrate", "velocity_denoiser"]
