@@ -119,6 +119,9 @@ TINY = {
         warmup_steps=0,
         val_fraction=0.0,
     ),
+    "flow": dict(
+        n_levels=2, depth=1, width=8, n_blocks=0, max_steps=3, device="cpu", warmup_steps=0, val_fraction=0.0
+    ),
     "gan": dict(
         g_width=8,
         d_width=8,
@@ -145,7 +148,7 @@ def tiny_models(request, digits):
 def test_defaults_and_the_histogram_space_round_trips(tiny_models, tmp_path):
     X, models = tiny_models
     model = models["histogram"]
-    # the default where it measurably helped (diffusion, flow-matching); a GAN's FD got worse
+    # the default where it measurably helped (diffusion, flow-matching, flow); a GAN's FD got worse
     assert type(model)().data_space == ("linear" if model.name == "gan" else "histogram")
     assert isinstance(model.pixel_edges_, torch.Tensor) and models["linear"].pixel_edges_ is None
     np.testing.assert_allclose(model.pixel_edges_.numpy(), _numpy_edges(X, HISTOGRAM_MIX), atol=1e-12)

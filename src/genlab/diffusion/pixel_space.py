@@ -1,5 +1,7 @@
 """The data space of a diffusion model: a monotone piecewise-linear map between the unit
-cube of dequantised pixels and [-1, 1], one linear piece per uint8 level.
+cube of dequantised pixels and [-1, 1], one linear piece per uint8 level. Shared by
+``diffusion``, ``flow-matching``, ``flow`` (its fixed first layer, halved to [-0.5, 0.5])
+and, as an option, ``gan`` (:mod:`genlab.models._data_space`).
 
 Why (issue #14): with the plain map ``x = 2u - 1`` every level is a cell 2/256 wide, and
 the background of digit images (level 0, half or more of all pixels) sits on the lower

@@ -1,5 +1,5 @@
-"""The ``data_space`` option shared by the families that learn images in [-1, 1] with a
-Gaussian noise process (diffusion, flow-matching): see :mod:`genlab.diffusion.pixel_space`."""
+"""The ``data_space`` option shared by the families that map pixels to a continuous space
+(diffusion, flow-matching, flow, gan): see :mod:`genlab.diffusion.pixel_space`."""
 
 from __future__ import annotations
 
