@@ -41,6 +41,14 @@ from genlab.samplers import make_latent_sampler  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 SPECS = {"digits": "digits", "mnist10k": f"npz:{SHARED_DATA / 'mnist10k.npz'}"}
+#: label -> (registry name, parameters), as in autoencoders.py
+FAMILIES = {
+    "vae": ("vae", {}),
+    "cvae": ("vae", {"condition": "label"}),
+    "wae_mmd": ("wae", {"divergence": "mmd"}),
+    "wae_sliced": ("wae", {"divergence": "sliced"}),
+    "wae_cw": ("wae", {"divergence": "cw"}),
+}
 COLUMNS = ["sampler", "K", "T", "fd", "precision", "recall", "coverage", "copies", "copies_reference"]
 
 
@@ -58,15 +66,14 @@ def refit_sampler(model, kind: str, components: int | None, codes: torch.Tensor,
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", choices=sorted(SPECS), default="digits")
-    ap.add_argument("--family", default="vae", choices=["vae", "cvae", "wae_mmd", "wae_sliced", "wae_cw"])
+    ap.add_argument("--family", default="vae", choices=sorted(FAMILIES))
     ap.add_argument("-n", type=int, default=1000)
     ap.add_argument("--temperatures", type=float, nargs="*", default=None, help="default: preset T, 1.0, 1.2, 1.5")
     ap.add_argument("--components", type=int, nargs="*", default=None, help="default: preset K, K/4, 10, 1")
     args = ap.parse_args()
     set_quiet(True)
     train, test = load_dataset(SPECS[args.data]).split(0.2, 0)
-    name = "vae" if args.family == "cvae" else args.family
-    extra = {"condition": "label"} if args.family == "cvae" else {}
+    name, extra = FAMILIES[args.family]
     with threads(1):
         evaluator = get_evaluator(train, test, seed=0)
         model = make_model(name, preset="quick", device="cpu", random_state=0, **extra)

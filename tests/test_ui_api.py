@@ -581,7 +581,9 @@ def test_training_job_progress_cancel_resume(client, runs):
         "model": "diffusion",
         "data": "digits",
         "run_name": "job-diff",
-        "max_steps": "60",
+        # long enough that the job cannot finish between seeing step 5 and the cancel
+        # (60 steps did once, on a loaded machine), short enough to resume to the end quickly
+        "max_steps": "500",
         "checkpoint_every": "5",
         "condition": "label",
         "score_images": "8",
@@ -618,10 +620,10 @@ def test_training_job_progress_cancel_resume(client, runs):
     assert resumed["resumed_from"] == job["id"]
     state = _wait(client, resumed["id"], lambda s: s["status"] in ("done", "failed", "cancelled"))
     assert state["status"] == "done", state
-    assert state["step"] >= 60 > stopped_at
+    assert state["step"] >= 500 > stopped_at
     assert (runs / "job-diff" / "config.json").is_file()
     metrics = json.loads((runs / "job-diff" / "metrics.json").read_text())
-    assert metrics["training"]["steps"] == 60
+    assert metrics["training"]["steps"] == 500
     assert client.get(f"/api/jobs/{resumed['id']}/preview.png").status_code == 200
     assert "job-diff" in {r["name"] for r in client.get("/api/runs").json()["runs"]}
     snapshot = client.get("/api/jobs").json()
