@@ -119,9 +119,7 @@ TINY = {
         warmup_steps=0,
         val_fraction=0.0,
     ),
-    "flow": dict(
-        n_levels=2, depth=1, width=8, n_blocks=0, max_steps=3, device="cpu", warmup_steps=0, val_fraction=0.0
-    ),
+    "flow": dict(n_levels=2, depth=1, width=8, n_blocks=0, max_steps=3, device="cpu", warmup_steps=0, val_fraction=0.0),
     "gan": dict(
         g_width=8,
         d_width=8,

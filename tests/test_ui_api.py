@@ -581,9 +581,7 @@ def test_training_job_progress_cancel_resume(client, runs):
         "model": "diffusion",
         "data": "digits",
         "run_name": "job-diff",
-        # long enough that the job cannot finish between seeing step 5 and the cancel
-        # (60 steps did once, on a loaded machine), short enough to resume to the end quickly
-        "max_steps": "500",
+        "max_steps": "60",
         "checkpoint_every": "5",
         "condition": "label",
         "score_images": "8",
@@ -620,10 +618,10 @@ def test_training_job_progress_cancel_resume(client, runs):
     assert resumed["resumed_from"] == job["id"]
     state = _wait(client, resumed["id"], lambda s: s["status"] in ("done", "failed", "cancelled"))
     assert state["status"] == "done", state
-    assert state["step"] >= 500 > stopped_at
+    assert state["step"] >= 60 > stopped_at
     assert (runs / "job-diff" / "config.json").is_file()
     metrics = json.loads((runs / "job-diff" / "metrics.json").read_text())
-    assert metrics["training"]["steps"] == 500
+    assert metrics["training"]["steps"] == 60
     assert client.get(f"/api/jobs/{resumed['id']}/preview.png").status_code == 200
     assert "job-diff" in {r["name"] for r in client.get("/api/runs").json()["runs"]}
     snapshot = client.get("/api/jobs").json()
@@ -822,3 +820,37 @@ def test_training_on_an_uploaded_npz_and_on_a_path_under_the_data_root(client, r
     assert json.loads((runs / "from-path" / "run.json").read_text())["data"].endswith("tiny.npz")
     names = {r["name"] for r in client.get("/api/runs").json()["runs"]}
     assert {"from-upload", "from-path"} <= names and ".uploads" not in names
+
+
+def test_a_job_started_with_sigint_ignored_still_stops_on_cancel():
+    """Background jobs of non-interactive shells inherit SIGINT = SIG_IGN, and Python then never
+    installs its KeyboardInterrupt handler: the job queue's cancel (SIGINT) would do nothing.
+    The queue runs its jobs through genlab.ui.interruptible, which restores the handler."""
+    import signal
+    import subprocess
+    import sys
+
+    sleeper = ["timeit", "-n", "1", "-r", "1", "import time; time.sleep(60)"]
+
+    def start(cmd):
+        return subprocess.Popen(
+            cmd,
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN),  # as a background job inherits it
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+
+    plain = start([sys.executable, "-m", *sleeper])
+    wrapped = start([sys.executable, "-m", "genlab.ui.interruptible", *sleeper])
+    try:
+        time.sleep(3)  # both interpreters up and sleeping
+        for proc in (plain, wrapped):
+            proc.send_signal(signal.SIGINT)
+        assert wrapped.wait(timeout=30) != 0  # KeyboardInterrupt ended it
+        time.sleep(1)
+        assert plain.poll() is None  # the plain interpreter ignored the signal: the bug this guards against
+    finally:
+        for proc in (plain, wrapped):
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()

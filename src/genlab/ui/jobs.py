@@ -312,6 +312,8 @@ class JobQueue:
         env["PYTHONPATH"] = src + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
         env.setdefault("OMP_NUM_THREADS", "1")
         log_path = logs / f"{job.id}.log"
+        if cmd[1:2] == ["-m"]:  # cancelling sends SIGINT: make sure the child acts on it
+            cmd = [cmd[0], "-m", "genlab.ui.interruptible", *cmd[2:]]
         with open(log_path, "wb") as out:
             proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env)
             with self._cond:
