@@ -118,9 +118,7 @@ class PixelSpace:
         return per_level[level.reshape(u.shape[0], -1)].sum(1)
 
     def log_det(self, images: torch.Tensor) -> torch.Tensor:
-        """``sum_pixels log |dx/du|`` (nats) of each uint8 image (B, ...) -> (B,) float64:
+        """``sum_pixels log |dx/du|`` (nats) of each uint8 image (B, ...) -> (B,) float64 on the CPU:
         ``log(256 width_v)`` per pixel of level ``v`` (``log 2`` everywhere for the linear map)."""
-        per_level = torch.log(256.0 * self.widths)
-        if self.linear:
-            return torch.full((images.shape[0],), images[0].numel() * math.log(2.0), dtype=torch.float64, device="cpu")
-        return per_level[images.reshape(images.shape[0], -1).to(torch.int64).cpu()].sum(1)
+        cell_centres = (images.reshape(images.shape[0], -1).to("cpu", torch.float64) + 0.5) / 256.0
+        return self.log_det_unit(cell_centres)
