@@ -1,6 +1,7 @@
 """GAN family: losses against their formulas, penalties against autograd, spectral norm,
 networks at every size, augmentation, a toy 2-D GAN that covers all modes, the collapse
-monitor, and the model (n-critic schedule, truncation, inversion, save/load, resume)."""
+monitor, self-conditioning clusters, and the model (n-critic schedule, truncation,
+inversion, save/load, resume)."""
 
 import math
 
@@ -21,6 +22,7 @@ from genlab.adversarial import (
     r1_penalty,
 )
 from genlab.adversarial.augment import cutout, translate
+from genlab.adversarial.clusters import assign_clusters, fit_clusters
 from genlab.nn.gan import ARCHITECTURES, ConditionalBatchNorm2d, make_gan_networks
 
 
@@ -306,6 +308,11 @@ def test_registered_and_presets(digits):
     values = model._preset_values("quick", (1, 28, 28), 8000)
     assert values["architecture"] == "dcgan" and values["augment"] == "none" and values["n_critic"] == 1
     assert model._preset_values("quick", (1, 8, 8), 1437)["augment"] == "translation,cutout"
+    # self-conditioning: unconditional quick models above 16x16 only
+    assert values["clusters"] == 50 and model._preset_values("quick", (1, 28, 28), 900)["clusters"] == 10
+    assert model._preset_values("quick", (1, 8, 8), 1437)["clusters"] == 0
+    assert GAN(condition="label")._preset_values("quick", (1, 28, 28), 8000)["clusters"] == 0
+    assert model._preset_values("full", (1, 28, 28), 8000)["clusters"] == 0
     full = GAN(loss="wgan-gp")._preset_values("full", (3, 32, 32), 50000)
     assert (
         full["architecture"] == "resnet"
@@ -384,9 +391,10 @@ def test_save_load_and_clone(fitted, tmp_path):
     assert copy.get_params() == fitted.get_params() and not hasattr(copy, "network_")
 
 
-def test_resume_continues_the_run_exactly(digits, tmp_path):
+@pytest.mark.parametrize("clusters", [0, 3])
+def test_resume_continues_the_run_exactly(digits, tmp_path, clusters):
     X = digits.images[:96]
-    kw = dict(epochs=3, max_steps=None, n_critic=2, checkpoint_every=3, r1_gamma=0.1, r1_every=2)
+    kw = dict(epochs=3, max_steps=None, n_critic=2, checkpoint_every=3, r1_gamma=0.1, r1_every=2, clusters=clusters)
 
     class Killed(GAN):
         def _training_callbacks(self, config):
@@ -471,3 +479,94 @@ def test_odd_sizes_train_and_bad_input_is_named(digits):
         tiny(augment="rotate").fit(odd)
     with pytest.raises(GenlabError, match="not class-conditional"):
         model.sample(2, y=1)
+
+
+# ---------------------------------------------------------------------- self-conditioning
+def _three_groups(n_per: int = 30, seed: int = 0) -> tuple[torch.Tensor, np.ndarray]:
+    """Images with a bright 3x3 block in one of three corners, plus faint noise."""
+    g = torch.Generator().manual_seed(seed)
+    images = torch.randint(0, 30, (3 * n_per, 1, 8, 8), generator=g, dtype=torch.uint8)
+    group = np.repeat(np.arange(3), n_per)
+    for i, (r, c) in enumerate([(0, 0), (0, 5), (5, 0)]):
+        images[group == i, :, r : r + 3, c : c + 3] = 250
+    return images, group
+
+
+def test_clusters_recover_separated_groups_and_assign_like_training():
+    images, group = _three_groups()
+    found = fit_clusters(images, 3, seed=0)
+    labels = found.labels.numpy()
+    # each true group is exactly one cluster (up to renaming)
+    assert {tuple(sorted(set(labels[group == i]))) for i in range(3)} == {(0,), (1,), (2,)}
+    assert len(set(labels)) == 3 and int(found.counts.sum()) == len(images)
+    assert found.components.shape[1] == 64 and found.centroids.shape == (3, found.components.shape[0])
+    again = assign_clusters(images, found.mean, found.components, found.centroids)
+    assert torch.equal(again, found.labels)
+    with pytest.raises(GenlabError, match="clusters=0"):
+        fit_clusters(images, 0)
+
+
+@pytest.fixture(scope="module")
+def self_conditioned(digits):
+    return tiny(clusters=4, max_steps=20, lr=1e-3, d_lr=1e-3).fit(digits.images[:200], digits.labels[:200])
+
+
+def test_self_conditioned_gan_samples_its_clusters_by_frequency(self_conditioned):
+    model = self_conditioned
+    assert int(model.cluster_counts_.sum()) == 200 and model.network_.n_classes == 4
+    assert model.latent_dim_ == 8 + 4 and not model.conditional and not hasattr(model, "class_counts_")
+    # at truncation 0 every sample is the mean-latent image of the cluster it drew
+    means = model.decode(torch.cat([torch.zeros(4, 8), torch.eye(4)], dim=1))
+    samples = model.sample(400, seed=0, truncation=0.0)
+    which = (samples[:, None].float() - means[None].float()).abs().flatten(2).sum(2).argmin(1)
+    assert torch.equal(samples, means[which])
+    expected = model.cluster_counts_.double() / 200
+    observed = torch.bincount(which, minlength=4).double() / 400
+    assert float((observed - expected).abs().max()) < 0.08  # 3.3 s.e. of the largest share
+    with pytest.raises(GenlabError, match="not class-conditional"):
+        model.sample(2, y=1)
+
+
+def test_self_conditioned_codes_carry_the_cluster(self_conditioned, digits):
+    model = self_conditioned
+    codes = model.encode(digits.images[:5])
+    nearest = assign_clusters(
+        digits.images[:5], model.cluster_mean_, model.cluster_components_, model.cluster_centroids_
+    )
+    assert codes.shape == (5, 12) and torch.equal(codes[:, 8:].argmax(1), nearest)
+    assert torch.equal(codes[:, 8:].sum(1), torch.ones(5))
+    # cluster weights are clipped and normalised: scaled or negative entries name the same mixture
+    z = torch.randn(2, 8, generator=torch.Generator().manual_seed(0))
+    w = torch.tensor([[0.2, 0.0, 0.6, 0.2], [1.0, 0.0, 0.0, 0.0]])
+    raw = torch.tensor([[2.0, -1.0, 6.0, 2.0], [3.0, 0.0, -5.0, 0.0]])
+    assert torch.equal(model.decode(torch.cat([z, raw], 1)), model.decode(torch.cat([z, w], 1)))
+    assert model.reconstruct(digits.images[:2]).shape == (2, 1, 8, 8)
+    assert model.interpolate(digits.images[0], digits.images[1], 4, steps=5).shape == (4, 1, 8, 8)
+
+
+def test_self_conditioned_save_load_and_old_checkpoints(self_conditioned, fitted, tmp_path):
+    import json
+
+    self_conditioned.save(tmp_path / "sc")
+    loaded = GAN.load(tmp_path / "sc")
+    assert torch.equal(loaded.sample(6, seed=3), self_conditioned.sample(6, seed=3))
+    assert torch.equal(loaded.cluster_centroids_, self_conditioned.cluster_centroids_)
+    # a model saved before the option existed has no "clusters" and no clusters: it loads as 0
+    fitted.save(tmp_path / "old")
+    config_path = tmp_path / "old" / "config.json"
+    config = json.loads(config_path.read_text())
+    del config["params"]["clusters"]
+    config["fitted"]["resolved_params_"].pop("clusters", None)
+    config_path.write_text(json.dumps(config))
+    old = GAN.load(tmp_path / "old")
+    assert old.clusters == 0 and not old.self_conditioned_
+    assert torch.equal(old.sample(4, seed=1), fitted.sample(4, seed=1))
+
+
+def test_self_conditioning_bad_input(digits):
+    with pytest.raises(GenlabError, match="self-conditioning is for unconditional"):
+        tiny(condition="label", clusters=3).fit(digits.images[:40], digits.labels[:40])
+    with pytest.raises(GenlabError, match="larger than the number of training images"):
+        tiny(clusters=50).fit(digits.images[:40])
+    with pytest.raises(GenlabError, match="clusters"):
+        tiny(clusters=-1).fit(digits.images[:40])
