@@ -276,40 +276,22 @@ def main() -> None:
         results["real"] = {k: summarize([r.get(k) for r in floor]) for k in floor[0]}
         rows = results.setdefault("rows", {})
         gan_seconds = None
+
+        def fit_row(key: str, label: str, **params) -> float:
+            """Fit a genlab GAN, evaluate it into ``rows[key]``; returns its fit seconds."""
+            start = time.perf_counter()
+            model = GAN(**gan_params(args.steps, **params)).fit(train.images, train.labels)
+            seconds = time.perf_counter() - start
+            rows[key] = evaluate(label, model, train, test, evaluator, seconds, model.training_summary_["steps"])
+            print(rows[key], flush=True)
+            return seconds
+
         if "gan" in experiments or "dcgan" in experiments:
-            start = time.perf_counter()
-            gan = GAN(**gan_params(args.steps)).fit(train.images, train.labels)
-            gan_seconds = time.perf_counter() - start
-            rows["gan"] = evaluate(
-                "gan (quick)", gan, train, test, evaluator, gan_seconds, gan.training_summary_["steps"]
-            )
-            print(rows["gan"], flush=True)
+            gan_seconds = fit_row("gan", "gan (quick)")
         if "cgan" in experiments:
-            start = time.perf_counter()
-            cgan = GAN(**gan_params(args.steps, condition="label")).fit(train.images, train.labels)
-            rows["cgan"] = evaluate(
-                "cgan (quick)",
-                cgan,
-                train,
-                test,
-                evaluator,
-                time.perf_counter() - start,
-                cgan.training_summary_["steps"],
-            )
-            print(rows["cgan"], flush=True)
+            fit_row("cgan", "cgan (quick)", condition="label")
         if "plain" in experiments:
-            start = time.perf_counter()
-            plain = GAN(**gan_params(args.steps, clusters=0)).fit(train.images, train.labels)
-            rows["gan_plain"] = evaluate(
-                "gan, clusters=0 (no self-conditioning)",
-                plain,
-                train,
-                test,
-                evaluator,
-                time.perf_counter() - start,
-                plain.training_summary_["steps"],
-            )
-            print(rows["gan_plain"], flush=True)
+            fit_row("gan_plain", "gan, clusters=0 (no self-conditioning)", clusters=0)
         if "dcgan" in experiments:
             base = TextbookDCGAN(train.image_shape[1]).fit_for(train.images, gan_seconds)
             rows["dcgan"] = evaluate(
