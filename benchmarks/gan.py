@@ -275,6 +275,7 @@ def main() -> None:
         floor = [real_data_metrics(train, test, evaluator, n_samples=N_SAMPLES, seed=s) for s in (0, 1, 2)]
         results["real"] = {k: summarize([r.get(k) for r in floor]) for k in floor[0]}
         rows = results.setdefault("rows", {})
+        produced: set[str] = set()
         gan_seconds = None
 
         def fit_row(key: str, label: str, **params) -> float:
@@ -283,6 +284,7 @@ def main() -> None:
             model = GAN(**gan_params(args.steps, **params)).fit(train.images, train.labels)
             seconds = time.perf_counter() - start
             rows[key] = evaluate(label, model, train, test, evaluator, seconds, model.training_summary_["steps"])
+            produced.add(key)
             print(rows[key], flush=True)
             return seconds
 
@@ -297,14 +299,15 @@ def main() -> None:
             rows["dcgan"] = evaluate(
                 "textbook DCGAN (equal time)", base, train, test, evaluator, gan_seconds, base.steps
             )
+            produced.add("dcgan")
             print(rows["dcgan"], flush=True)
         if "augment" in experiments:
             curves = results.setdefault("augment_curve", {})
             curves.update(augment_curve(train, test, evaluator, args.steps, args.curve_every, args.policies.split(";")))
     results["settings"] = {"steps": args.steps, "threads": args.threads, "n_samples": N_SAMPLES}
     RESULTS.mkdir(parents=True, exist_ok=True)
-    if out_json.is_file():  # another run may have written rows meanwhile: keep them
-        rows = {**json.loads(out_json.read_text()).get("rows", {}), **rows}
+    if out_json.is_file():  # another run may have written rows meanwhile: keep them, replace only ours
+        rows = {**json.loads(out_json.read_text()).get("rows", {}), **{k: rows[k] for k in produced}}
         results["rows"] = rows
     out_json.write_text(json.dumps(results, indent=2, default=float) + "\n")
     real = {k: v[0] for k, v in results["real"].items()}

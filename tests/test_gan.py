@@ -291,7 +291,15 @@ from genlab.training import load_latest  # noqa: E402
 
 def tiny(**kw):
     params = dict(
-        preset="quick", device="cpu", g_width=8, d_width=8, latent_dim=8, max_steps=6, batch_size=16, selection="last"
+        preset="quick",
+        device="cpu",
+        g_width=8,
+        d_width=8,
+        latent_dim=8,
+        max_steps=6,
+        batch_size=16,
+        selection="last",
+        clusters=0,  # the plain path; self-conditioning has its own tests below
     )
     params.update(kw)
     return GAN(**params)
@@ -308,9 +316,12 @@ def test_registered_and_presets(digits):
     values = model._preset_values("quick", (1, 28, 28), 8000)
     assert values["architecture"] == "dcgan" and values["augment"] == "none" and values["n_critic"] == 1
     assert model._preset_values("quick", (1, 8, 8), 1437)["augment"] == "translation,cutout"
-    # self-conditioning: unconditional quick models above 16x16 only
-    assert values["clusters"] == 50 and model._preset_values("quick", (1, 28, 28), 900)["clusters"] == 10
-    assert model._preset_values("quick", (1, 8, 8), 1437)["clusters"] == 0
+    # self-conditioning: unconditional quick models, K = sqrt(N / 2) in [10, 100]
+    assert values["clusters"] == 63 and model._preset_values("quick", (1, 28, 28), 900)["clusters"] == 21
+    assert model._preset_values("quick", (1, 8, 8), 1437)["clusters"] == 27
+    assert model._preset_values("quick", (1, 8, 8), 60)["clusters"] == 10
+    assert model._preset_values("quick", (1, 8, 8), 5)["clusters"] == 5
+    assert model._preset_values("quick", (1, 28, 28), 60_000)["clusters"] == 100
     assert GAN(condition="label")._preset_values("quick", (1, 28, 28), 8000)["clusters"] == 0
     assert model._preset_values("full", (1, 28, 28), 8000)["clusters"] == 0
     full = GAN(loss="wgan-gp")._preset_values("full", (3, 32, 32), 50000)
@@ -504,6 +515,11 @@ def test_clusters_recover_separated_groups_and_assign_like_training():
     assert torch.equal(again, found.labels)
     with pytest.raises(GenlabError, match="clusters=0"):
         fit_clusters(images, 0)
+    # fewer distinct images than clusters: the empty clusters are dropped
+    twins = torch.cat([images[:1].repeat(5, 1, 1, 1), images[-1:].repeat(5, 1, 1, 1)])
+    few = fit_clusters(twins, 4, seed=0)
+    assert few.counts.tolist() in ([5, 5],) and few.centroids.shape[0] == 2
+    assert torch.equal(few.labels, assign_clusters(twins, few.mean, few.components, few.centroids))
 
 
 @pytest.fixture(scope="module")

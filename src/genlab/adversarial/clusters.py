@@ -17,6 +17,7 @@ clusters.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -52,9 +53,11 @@ def _unit_flat(images: torch.Tensor) -> np.ndarray:
 
 def fit_clusters(images: torch.Tensor, n_clusters: int, seed: int = 0) -> ImageClusters:
     """Cluster uint8 images (N, C, H, W) into ``n_clusters`` groups (k-means, 4 restarts,
-    on the first ``PCA_COMPONENTS`` principal components)."""
+    on the first ``PCA_COMPONENTS`` principal components). Images with fewer distinct
+    values than ``n_clusters`` get fewer clusters (the empty ones are dropped)."""
     from sklearn.cluster import KMeans
     from sklearn.decomposition import PCA
+    from sklearn.exceptions import ConvergenceWarning
 
     n = int(images.shape[0])
     k = int(n_clusters)
@@ -64,17 +67,20 @@ def fit_clusters(images: torch.Tensor, n_clusters: int, seed: int = 0) -> ImageC
     p = max(1, min(PCA_COMPONENTS, x.shape[1], n - 1))
     pca = PCA(p, random_state=seed).fit(x)
     coords = pca.transform(x)
-    km = KMeans(k, n_init=4, random_state=seed).fit(coords)
-    labels = km.labels_.astype(np.int64)
-    counts = np.bincount(labels, minlength=k)
-    if (counts == 0).any():  # k-means never leaves a cluster empty, but duplicates could
-        raise GenlabError(f"clusters={k}: the images have fewer than {k} distinct groups; use fewer clusters")
+    with warnings.catch_warnings():  # duplicate images: "fewer distinct clusters" is handled below
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        km = KMeans(k, n_init=4, random_state=seed).fit(coords)
+    # with fewer distinct images than clusters k-means leaves some empty: drop them, renumber
+    used = np.flatnonzero(np.bincount(km.labels_, minlength=k))
+    renumber = np.full(k, -1, dtype=np.int64)
+    renumber[used] = np.arange(len(used))
+    labels = renumber[km.labels_]
     return ImageClusters(
         mean=torch.from_numpy(pca.mean_).float(),
         components=torch.from_numpy(pca.components_).float(),
-        centroids=torch.from_numpy(km.cluster_centers_).float(),
+        centroids=torch.from_numpy(km.cluster_centers_[used]).float(),
         labels=torch.from_numpy(labels),
-        counts=torch.from_numpy(counts.astype(np.int64)),
+        counts=torch.from_numpy(np.bincount(labels, minlength=len(used)).astype(np.int64)),
     )
 
 
