@@ -4,6 +4,7 @@ wall-clock time, and the FD curve with and without differentiable augmentation.
     python benchmarks/gan.py --dataset mnist10k                         # table + DCGAN comparison (~1 h on 2 cores)
     python benchmarks/gan.py --dataset digits --experiments augment     # FD vs images seen, aug on/off
     python benchmarks/gan.py --dataset digits --steps 1500 --threads 1  # a short smoke run
+    python benchmarks/gan.py --experiments gan --set clusters=25        # a variant: row "gan,clusters=25"
 
 Every model is fitted on the train split of ``load_dataset(npz:../shared/data/NAME.npz).split(0.2, 0)``
 and evaluated with ``evaluate_model(model, train, test, get_evaluator(train, test, seed=0),
@@ -79,6 +80,18 @@ def gan_params(steps: int | None, **extra) -> dict:
     if steps is not None:
         params["max_steps"] = steps
     params.update(extra)
+    return params
+
+
+def parse_overrides(pairs: list[str]) -> dict:
+    """``["clusters=25", "d_lr=4e-4"]`` -> ``{"clusters": 25, "d_lr": 0.0004}`` (the CLI's ``-p`` parser;
+    the GAN validates the values when it is fitted)."""
+    from genlab.cli import parse_params
+
+    params = parse_params(tuple(pairs), "--set")
+    unknown = sorted(set(params) - set(GAN().get_params()))
+    if unknown:
+        raise SystemExit(f"--set: unknown GAN parameter(s) {', '.join(unknown)}")
     return params
 
 
@@ -260,6 +273,13 @@ def main() -> None:
         default="translation,cutout;none",
         help="augment experiment: ';'-separated augment values to compare",
     )
+    ap.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="a GAN parameter for the genlab rows (repeatable), e.g. --set clusters=25; rows get the values in their key",
+    )
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--data-dir", type=Path, default=SHARED_DATA, help="folder with NAME.npz (default: ../shared/data)")
     args = ap.parse_args()
@@ -278,10 +298,14 @@ def main() -> None:
         produced: set[str] = set()
         gan_seconds = None
 
+        overrides = parse_overrides(args.set)
+        suffix = "".join(f" {k}={v}" for k, v in overrides.items())
+
         def fit_row(key: str, label: str, **params) -> float:
             """Fit a genlab GAN, evaluate it into ``rows[key]``; returns its fit seconds."""
+            key, label = key + suffix.replace(" ", ","), label + suffix
             start = time.perf_counter()
-            model = GAN(**gan_params(args.steps, **params)).fit(train.images, train.labels)
+            model = GAN(**gan_params(args.steps, **{**params, **overrides})).fit(train.images, train.labels)
             seconds = time.perf_counter() - start
             rows[key] = evaluate(label, model, train, test, evaluator, seconds, model.training_summary_["steps"])
             produced.add(key)
