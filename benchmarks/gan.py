@@ -280,6 +280,7 @@ def main() -> None:
         metavar="NAME=VALUE",
         help="a GAN parameter for the genlab rows (repeatable), e.g. --set clusters=25; rows get the values in their key",
     )
+    ap.add_argument("--save", type=Path, default=None, help="folder to save each genlab model in (SAVE/KEY)")
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--data-dir", type=Path, default=SHARED_DATA, help="folder with NAME.npz (default: ../shared/data)")
     args = ap.parse_args()
@@ -309,6 +310,8 @@ def main() -> None:
             seconds = time.perf_counter() - start
             rows[key] = evaluate(label, model, train, test, evaluator, seconds, model.training_summary_["steps"])
             produced.add(key)
+            if args.save is not None:
+                model.save(args.save / key)
             print(rows[key], flush=True)
             return seconds
 
