@@ -45,7 +45,9 @@ def _onehot(labels: torch.Tensor | None, n_classes: int, like: torch.Tensor) -> 
         raise GenlabError("this GAN is class-conditional: pass labels")
     if labels.ndim == 2:
         return labels.to(device=like.device, dtype=like.dtype)
-    return F.one_hot(labels.to(like.device).long(), n_classes).to(like.dtype)
+    # a comparison, not F.one_hot: one_hot validates the labels with a host read every call
+    classes = torch.arange(n_classes, device=like.device)
+    return (labels.to(like.device).long()[:, None] == classes).to(like.dtype)
 
 
 def _with_labels(z: torch.Tensor, labels: torch.Tensor | None, n_classes: int) -> torch.Tensor:
