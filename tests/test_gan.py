@@ -586,3 +586,5 @@ def test_self_conditioning_bad_input(digits):
         tiny(clusters=50).fit(digits.images[:40])
     with pytest.raises(GenlabError, match="clusters"):
         tiny(clusters=-1).fit(digits.images[:40])
+    with pytest.raises(GenlabError, match="must be <= 1000"):
+        tiny(clusters=5000).fit(digits.images[:40])

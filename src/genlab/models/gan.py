@@ -87,6 +87,10 @@ DECODE_BATCH = 512
 PROBE_SEED = 12345
 
 
+#: most self-conditioning clusters (each is a class embedding of G and D, and k-means is O(N K))
+MAX_CLUSTERS = 1_000
+
+
 def preset_clusters(n_images: int) -> int:
     """Self-conditioning clusters of the quick preset: the k ≈ √(N/2) rule of thumb, clipped
     to [10, 100] (and to N). Measured (1,000 samples, FD in the evaluator's space): mnist10k
@@ -400,7 +404,7 @@ class GAN(DataSpaceMixin, NeuralGenerativeModel):
         ``sample(n, y=...)``.
     clusters : int or None
         Self-conditioning of an unconditional GAN on this many k-means clusters of the
-        training images (0 = off; None = the preset's: quick √(N/2) clipped to [10, 100],
+        training images (0 = off, at most 1,000; None = the preset's: quick √(N/2) clipped to [10, 100],
         full 0). Codes of ``encode``/``decode`` are then z
         followed by the K cluster weights. Not with ``condition="label"``.
     n_critic : int or None
@@ -528,6 +532,7 @@ class GAN(DataSpaceMixin, NeuralGenerativeModel):
             "int",
             None,
             low=0,
+            high=MAX_CLUSTERS,
             nullable=True,
             help="self-conditioning on K k-means clusters of the images (0 = off; None = the preset's)",
         ),
@@ -712,11 +717,7 @@ class GAN(DataSpaceMixin, NeuralGenerativeModel):
 
     def _resolve_clusters(self, images: torch.Tensor) -> int:
         """K of self-conditioning for these training images (0 = off)."""
-        if self.clusters is not None:
-            k = int(self.clusters)
-        else:
-            preset = self._resolve_preset()
-            k = int(self._preset_values(preset, tuple(images.shape[1:]), len(images)).get("clusters", 0))
+        k = int(self._resolve_params(self._resolve_preset(), tuple(images.shape[1:]), len(images))["clusters"])
         if k > len(images):
             raise GenlabError(f"clusters={k} is larger than the number of training images ({len(images)})")
         return k
@@ -764,11 +765,8 @@ class GAN(DataSpaceMixin, NeuralGenerativeModel):
         evaluator = get_evaluator(Dataset(images, labels, name="gan-training"), device=self.device)
         n_ref = min(len(images), max(int(self.probe_samples), 2_000))
         idx = torch.randperm(len(images), generator=make_generator(PROBE_SEED))[:n_ref]
-        weights = None
-        if self.conditional:
-            weights = self.class_counts_.double()
-        elif self.self_conditioned_:
-            weights = self.cluster_counts_.double()
+        counts = self.class_counts_ if self.conditional else getattr(self, "cluster_counts_", None)
+        weights = None if counts is None else counts.double()
         return HealthProbe(
             evaluator,
             images[idx],
