@@ -57,6 +57,12 @@ def main() -> None:
     ap.add_argument(
         "--data-space", default="histogram", choices=("histogram", "linear"), help="the first layer (model default)"
     )
+    ap.add_argument(
+        "--histogram-mix",
+        type=float,
+        default=None,
+        help="data space 'histogram': weight of the histogram (model default)",
+    )
     ap.add_argument("--steps", type=int, default=None, help="optimiser steps (default: the quick preset's)")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument(
@@ -87,6 +93,8 @@ def main() -> None:
     )
     if args.steps is not None:
         kw["max_steps"] = args.steps
+    if args.histogram_mix is not None:
+        kw["histogram_mix"] = args.histogram_mix
     model = genlab.make_model("flow", **kw)
     t0 = time.perf_counter()
     model.fit(train.images)
@@ -97,6 +105,7 @@ def main() -> None:
     row = {
         "data": args.data,
         **{k: kw[k] for k in ("coupling", "mask", "dequantization", "data_space")},
+        "histogram_mix": model.histogram_mix,
         "likelihood": model.likelihood,
         "resolved": model.resolved_params_,
         "steps": steps,

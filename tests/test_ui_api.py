@@ -840,10 +840,23 @@ def test_a_job_started_with_sigint_ignored_still_stops_on_cancel():
             stderr=subprocess.DEVNULL,
         )
 
+    def catches_sigint(pid: int) -> bool:
+        """The process has a SIGINT handler installed (Linux: SigCgt in /proc/PID/status)."""
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("SigCgt:"):
+                return bool(int(line.split()[1], 16) & (1 << (signal.SIGINT - 1)))
+        return False
+
     plain = start([sys.executable, "-m", *sleeper])
     wrapped = start([sys.executable, "-m", "genlab.ui.interruptible", *sleeper])
     try:
-        time.sleep(3)  # both interpreters up and sleeping
+        # wait for the handler rather than a fixed time: importing genlab takes seconds on a loaded machine
+        deadline = time.monotonic() + 60
+        if Path("/proc/self/status").is_file():
+            while not catches_sigint(wrapped.pid) and time.monotonic() < deadline:
+                time.sleep(0.1)
+        else:
+            time.sleep(3)
         for proc in (plain, wrapped):
             proc.send_signal(signal.SIGINT)
         assert wrapped.wait(timeout=30) != 0  # KeyboardInterrupt ended it
