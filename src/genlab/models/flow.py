@@ -43,6 +43,7 @@ flag is a buffer saved in checkpoints and model files, so resuming never initial
 from __future__ import annotations
 
 import copy
+from dataclasses import replace
 from typing import Any, ClassVar
 
 import numpy as np
@@ -51,7 +52,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..device import make_generator
-from ..diffusion.pixel_space import HISTOGRAM_MIX, PixelSpace
+from ..diffusion.pixel_space import PixelSpace
 from ..errors import GenlabError
 from ..likelihood import LN_2, LN_256, dequantize, quantize, score_generator
 from ..nn.flows import COUPLINGS, MASKS, MultiscaleFlow, ResNetConditioner, no_autocast, standard_normal_log_prob
@@ -72,6 +73,8 @@ SCORE_NOISE_SEED = 1
 DEQ_LOG_SCALE_BOUND = 5.0
 #: largest per-call sampling temperature
 MAX_TEMPERATURE = 10.0
+#: the flow's default weight of the training histogram in the data space's cell widths
+FLOW_HISTOGRAM_MIX = 0.9
 
 
 class VariationalDequantizer(nn.Module):
@@ -244,7 +247,10 @@ class Flow(DataSpaceMixin, NeuralGenerativeModel):
         share of the training pixels, "linear" is ``u - 0.5`` (models saved before the
         option load with it). The likelihood stays exact either way (its Jacobian is scored).
     histogram_mix : float
-        data_space="histogram": weight of the training histogram in the cell widths.
+        data_space="histogram": weight of the training histogram in the cell widths (flow
+        default 0.9, not the diffusion family's 0.5: quick preset, held-out bits/dim mnist10k
+        1.274 -> 1.220 and digits 2.683 -> 2.108, sample FD 402 -> 364 and 9.98 -> 8.40, pixel TV
+        0.045 -> 0.017 on mnist10k; see the README).
     condition : {"none", "label"}
         "label": class-conditional priors at every level (``fit(X, y)``, ``sample(n, y=...)``).
     temperature : float
@@ -299,7 +305,7 @@ class Flow(DataSpaceMixin, NeuralGenerativeModel):
             "int", 1, low=1, help="draws of q(e|x) averaged per image when scoring a variational model"
         ),
         "data_space": DATA_SPACE_PARAM,
-        "histogram_mix": HISTOGRAM_MIX_PARAM,
+        "histogram_mix": replace(HISTOGRAM_MIX_PARAM, default=FLOW_HISTOGRAM_MIX),
         "condition": Param("choice", "none", choices=CONDITIONS, help="'label' = class-conditional priors"),
         "temperature": Param(
             "float",
@@ -337,7 +343,7 @@ class Flow(DataSpaceMixin, NeuralGenerativeModel):
         dequantization: str = "uniform",
         dequantization_samples: int = 1,
         data_space: str = "histogram",
-        histogram_mix: float = HISTOGRAM_MIX,
+        histogram_mix: float = FLOW_HISTOGRAM_MIX,
         condition: str = "none",
         temperature: float = 1.0,
         *,
