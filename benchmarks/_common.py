@@ -25,6 +25,16 @@ def load_shared(name: str):
     return x[tr], x[te], y[tr], y[te]
 
 
+def load_split(name: str, data_dir: Path = SHARED_DATA):
+    """(train, test) Datasets of DATA_DIR/NAME.npz split as the benchmarks share it: ``split(0.2, 0)``."""
+    import genlab
+
+    path = Path(data_dir) / f"{name}.npz"
+    if not path.is_file():
+        raise SystemExit(f"{path} not found: the benchmarks read the shared data files")
+    return genlab.load_dataset(f"npz:{path}").split(0.2, 0)
+
+
 @contextlib.contextmanager
 def threads(n: int | None):
     """Limit torch and the BLAS/OpenMP pools of NumPy/scikit-learn to n threads (None: all)."""

@@ -42,8 +42,7 @@ import torch
 from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import genlab  # noqa: E402
-from _common import SHARED_DATA, table, threads  # noqa: E402
+from _common import SHARED_DATA, load_split, table, threads  # noqa: E402
 from genlab.metrics.evaluate import evaluate_model, real_data_metrics, summarize  # noqa: E402
 from genlab.metrics.evaluator import get_evaluator  # noqa: E402
 from genlab.metrics.frechet import frechet_distance_from_statistics, gaussian_statistics  # noqa: E402
@@ -66,13 +65,6 @@ COLUMNS = [
     "fit_s",
     "steps",
 ]
-
-
-def load_split(name: str, data_dir: Path = SHARED_DATA):
-    path = Path(data_dir) / f"{name}.npz"
-    if not path.is_file():
-        raise SystemExit(f"{path} not found: the benchmarks read the shared data files")
-    return genlab.load_dataset(f"npz:{path}").split(0.2, 0)
 
 
 def gan_params(steps: int | None, **extra) -> dict:
