@@ -248,9 +248,10 @@ class Flow(DataSpaceMixin, NeuralGenerativeModel):
         option load with it). The likelihood stays exact either way (its Jacobian is scored).
     histogram_mix : float
         data_space="histogram": weight of the training histogram in the cell widths (flow
-        default 0.9 against 0.5: quick preset, held-out bits/dim mnist10k 1.274 -> 1.220 and
-        digits 2.683 -> 2.108, sample FD 402 -> 364 and 9.98 -> 8.40, pixel TV 0.045 -> 0.017
-        on mnist10k; 0.99 gave 1.217 / TV 0.015 on mnist10k but FD 9.59 on digits; see the README).
+        default 0.9; diffusion and flow matching keep 0.5. Against 0.5, quick preset:
+        held-out bits/dim mnist10k 1.274 -> 1.220 and digits 2.683 -> 2.108, sample FD 402 ->
+        364 and 9.98 -> 8.40, pixel TV 0.045 -> 0.017 on mnist10k; 0.99 gave 1.217 / TV 0.015
+        on mnist10k but FD 9.59 on digits; see the README).
     condition : {"none", "label"}
         "label": class-conditional priors at every level (``fit(X, y)``, ``sample(n, y=...)``).
     temperature : float

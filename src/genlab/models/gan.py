@@ -429,7 +429,7 @@ class GAN(DataSpaceMixin, NeuralGenerativeModel):
         0; "linear" is ``x = 2u - 1`` (models saved before the option load with it).
     histogram_mix : float
         data_space="histogram": weight of the training histogram in the cell widths (GAN
-        default 0.1, not the diffusion family's 0.9: on mnist10k, quick preset, 0.1 took the
+        default 0.1, not the diffusion family's 0.5: on mnist10k, quick preset, 0.1 took the
         faint pixels 1-7 from 4.6 % to 1.7 % (real 0.5 %) and precision from 0.863 to 0.896
         at FD 19.4 (linear 20.1), while 0.5 gave FD 28.2 — with a background cell that wide,
         D must be fooled by the dequantisation texture inside it; see the README).
