@@ -282,11 +282,12 @@ def test_codec_shapes_and_sampler_kinds(digits):
         0.5 * torch.randn(5, 2, generator=torch.Generator().manual_seed(0)),
     )
     assert torch.equal(
-        model.sample(5, seed=0, sampler="prior", temperature=1.0),
+        model.sample(5, seed=0, sampler="prior", temperature=1.0, tone_curve=False),  # decode rounds plainly
         model.decode(torch.randn(5, 2, generator=torch.Generator().manual_seed(0))),
     )
     assert torch.equal(
-        model.sample(5, seed=0, temperature=0.5), model.decode(model.sample_codes(5, seed=0, temperature=0.5))
+        model.sample(5, seed=0, temperature=0.5, tone_curve=False),
+        model.decode(model.sample_codes(5, seed=0, temperature=0.5)),
     )
     assert not torch.equal(model.sample_codes(5, seed=0, temperature=0.5), model.sample_codes(5, seed=0))
     with pytest.raises(GenlabError, match="sampler='gmm': this model was fitted with latent_sampler='prior'"):

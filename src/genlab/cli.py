@@ -378,6 +378,12 @@ def fit(
     default=None,
     help="Truncation psi in [0, inf) (GANs): latents drawn from N(0, 1) restricted to [-psi, psi].",
 )
+@click.option(
+    "--no-tone-curve",
+    "no_tone_curve",
+    is_flag=True,
+    help="Neural models: round outputs to the nearest pixel level instead of mapping them through the tone curve fitted after training.",
+)
 @click.option("--ncols", type=click.IntRange(min=1), default=None, help="Columns in the grid.")
 @overwrite_option
 def sample(
@@ -394,6 +400,7 @@ def sample(
     sampler,
     temperature,
     truncation,
+    no_tone_curve,
     ncols,
     overwrite,
 ) -> None:
@@ -408,6 +415,7 @@ def sample(
         "temperature": temperature,
         "truncation": truncation,
         "unconditional": unconditional or None,
+        "tone_curve": False if no_tone_curve else None,
     }
     options = {k: v for k, v in given.items() if v is not None}  # the model validates them (and names the valid ones)
     result = sample_run(
@@ -542,9 +550,15 @@ def cv(model_name, data_spec, folds, params, grid, seed, test_fraction, size, js
     metavar="PATH",
     help="Also compute the standard FID (fid_inception) with this FID Inception-v3 weights file (weights-inception-2015-12-05-6726825d.pth); needs genlab[fid], never downloads.",
 )
+@click.option(
+    "--no-tone-curve",
+    "no_tone_curve",
+    is_flag=True,
+    help="Neural models: sample with plain rounding to pixel levels instead of the tone curve fitted after training.",
+)
 @overwrite_option
 @quiet_option
-def evaluate(run_dir, data_spec, n_samples, json_out, seed, inception_weights, overwrite, quiet) -> None:
+def evaluate(run_dir, data_spec, n_samples, json_out, seed, inception_weights, no_tone_curve, overwrite, quiet) -> None:
     """Evaluate a trained run on held-out data: FD, precision/recall, density/coverage,
     memorisation, likelihood, class coverage, intrinsic dimension and sampling speed.
 
@@ -564,10 +578,12 @@ def evaluate(run_dir, data_spec, n_samples, json_out, seed, inception_weights, o
         json_out=json_out,
         overwrite=overwrite,
         echo=echo,
+        tone_curve=not no_tone_curve,
     )
     echo(
         f"{result.model} on {result.data}: {result.n_samples} samples vs {result.n_test} held-out images; {result.evaluator}"
     )
+    echo(f"pixel levels: {result.record['pixel_levels']}")
     for line in evaluation_lines(result.metrics, result.real_data, result.intervals):
         echo(line)
     echo(f"(evaluated in {result.seconds:.1f} s)")

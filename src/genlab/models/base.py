@@ -111,6 +111,7 @@ class GenerativeModel(BaseEstimator):
         if classes is not None:
             self.classes_ = classes
         self._fit(images, labels, **fit_args)
+        self._after_fit(images)
         return self
 
     def sample(self, n: int, *, y: Any = None, seed: int | None = None, **options: Any) -> torch.Tensor:
@@ -126,7 +127,9 @@ class GenerativeModel(BaseEstimator):
         ``seed``: makes the draw reproducible (labels included).
         ``options``: per-call sampling options of the family, declared in
         ``type(model).sample_options`` (e.g. ``sampler``, ``steps``, ``guidance`` for
-        diffusion); unknown or out-of-range options raise a :class:`GenlabError`. Options are
+        diffusion; ``tone_curve=False`` for neural models: round outputs to the nearest
+        level instead of mapping them through the tone curve fitted after training, see
+        :mod:`genlab.tone_curve`); unknown or out-of-range options raise a :class:`GenlabError`. Options are
         arguments of this call only, so one fitted model can be sampled from several
         threads at once.
         """
@@ -147,10 +150,9 @@ class GenerativeModel(BaseEstimator):
             )
         elif self.conditional and not options.get("unconditional"):
             labels = self._default_labels(n, generator)
+        tone_curve = bool(options.pop("tone_curve", True))  # how outputs become levels, not a sampler option
         out = self._sample(n, labels, generator, **options)
-        if out.dtype != torch.uint8:
-            out = quantize(out)
-        return out.cpu()
+        return self._to_pixels(out, tone_curve=tone_curve, generator=generator).cpu()
 
     def _default_labels(self, n: int, generator: torch.Generator) -> torch.Tensor:
         """n labels (int64) drawn from the training class frequencies (uniform without them)."""
@@ -368,6 +370,18 @@ class GenerativeModel(BaseEstimator):
 
     def _after_load(self) -> None:
         """Move loaded state to the model's device or rebuild caches."""
+
+    def _after_fit(self, images: torch.Tensor) -> None:
+        """Called by ``fit`` after ``_fit`` with the training images (uint8 (N, C, H, W));
+        neural models fit their tone curve here (:mod:`genlab.tone_curve`)."""
+
+    def _to_pixels(
+        self, out: torch.Tensor, *, tone_curve: bool = True, generator: torch.Generator | None = None
+    ) -> torch.Tensor:
+        """``_sample``'s output -> uint8 images: floats in [0, 1] are rounded to their level
+        (:func:`~genlab.likelihood.quantize`); neural models may map them through their tone
+        curve (whose tie-breaking draws from ``generator``, the sampling call's)."""
+        return out if out.dtype == torch.uint8 else quantize(out)
 
     def _fit_labels(self, X: Any, y: Any, n: int) -> tuple[torch.Tensor | None, list | None]:
         """(class indices, label values) for a conditional fit; (None, None) otherwise.

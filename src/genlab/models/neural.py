@@ -58,6 +58,8 @@ from torch import nn
 from ..device import make_generator, resolve_device, training_memory_bytes
 from ..errors import GenlabError
 from ..likelihood import quantize
+from ..progress import progress
+from ..tone_curve import TONE_IMAGES, apply_tone_curve, check_tone_thresholds, fit_tone_thresholds
 from ..training import SampleGridCallback, Trainer, TrainingConfig
 from ..training.config import model_training_fields
 from ..training.callbacks import Callback
@@ -160,6 +162,16 @@ class NeuralGenerativeModel(GenerativeModel):
     #: images in the grid written every ``sample_every`` epochs
     sample_grid_size: ClassVar[int] = 64
     parameter_schema: ClassVar[dict[str, Param]] = TRAINING_SCHEMA
+    sample_options: ClassVar[dict[str, Param]] = {
+        **GenerativeModel.sample_options,
+        "tone_curve": Param(
+            "bool",
+            True,
+            help="map outputs to pixel levels with the tone curve fitted after training (False: plain rounding)",
+        ),
+    }
+    #: images drawn after training to fit the tone curve (:mod:`genlab.tone_curve`)
+    tone_images: ClassVar[int] = TONE_IMAGES
 
     def __init__(self, **training_params: Any) -> None:
         self._set_training_params(training_params)
@@ -256,6 +268,37 @@ class NeuralGenerativeModel(GenerativeModel):
             )
         self.history_ = result.history
         self.training_summary_ = {k: v for k, v in result.to_dict().items() if k != "history"}
+
+    def _after_fit(self, images: torch.Tensor) -> None:
+        """Fit the tone curve: draw ``tone_images`` images as ``sample()`` would by default
+        (labels from the training frequencies, prompts from the training captions) with plain
+        rounding off, and match their output values to the training histogram
+        (:mod:`genlab.tone_curve`). The draw has its own generator (seeded from
+        ``random_state``), so it changes no other random stream."""
+        super()._after_fit(images)
+        if type(self)._sample is GenerativeModel._sample:  # a family that cannot sample has nothing to calibrate
+            return
+        seed = int(self.training_config_.get("random_state") or 0) + 7_919
+        generator = make_generator(seed)
+        n, chunk, outputs = int(self.tone_images), 64, []
+        with progress(total=n, desc="fitting the tone curve", unit="img") as bar:
+            for start in range(0, n, chunk):
+                m = min(chunk, n - start)
+                labels = self._default_labels(m, generator) if self.conditional else None
+                out = self._sample(m, labels, generator)
+                if out.dtype == torch.uint8:  # a family that rounds itself has no tone curve
+                    return
+                outputs.append(out.detach().float().cpu())
+                bar.update(m)
+        self.tone_thresholds_ = fit_tone_thresholds(torch.cat(outputs), images, generator)
+
+    def _to_pixels(
+        self, out: torch.Tensor, *, tone_curve: bool = True, generator: torch.Generator | None = None
+    ) -> torch.Tensor:
+        thresholds = getattr(self, "tone_thresholds_", None)
+        if out.dtype == torch.uint8 or thresholds is None or not tone_curve:
+            return super()._to_pixels(out)
+        return apply_tone_curve(out, thresholds, generator)
 
     def _check_network_fits(self, device: torch.device) -> None:
         """Refuse, before anything is allocated, a network whose training state cannot fit:
@@ -365,6 +408,8 @@ class NeuralGenerativeModel(GenerativeModel):
             raise GenlabError(
                 'fitted.network_: missing; a neural model\'s config must name its network ({"__module__": "network_"})'
             )
+        if hasattr(self, "tone_thresholds_"):  # absent in models saved before the tone curve: plain rounding
+            check_tone_thresholds(self.tone_thresholds_, int(self.image_shape_[0]))
 
     # ------------------------------------------------------------------ resolution
     def _resolve_preset(self) -> str:

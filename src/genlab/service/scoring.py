@@ -99,6 +99,7 @@ def evaluate_run(
     overwrite: bool = False,
     echo: Echo = silent,
     inspect: Callable[[Any, Any, Any], None] | None = None,
+    tone_curve: bool = True,
 ) -> EvaluateResult:
     """Evaluate a run on held-out data (FD, precision/recall, density/coverage, memorisation,
     likelihood, class coverage, intrinsic dimension, sampling speed) with ``n_samples``
@@ -107,7 +108,9 @@ def evaluate_run(
 
     ``inspect(evaluation, train, test)``: called with the model's
     :class:`~genlab.metrics.evaluate.Evaluation` (its samples and memorisation result) and the
-    split, for front ends that draw figures of them (the web app's memorisation strip)."""
+    split, for front ends that draw figures of them (the web app's memorisation strip).
+    ``tone_curve=False``: neural models round their outputs instead of using their tone curve
+    (:mod:`genlab.tone_curve`); the record's ``pixel_levels`` says which was used."""
     from ..io import write_json
     from ..metrics.evaluate import evaluate_model, real_data_metrics
     from ..metrics.evaluator import get_evaluators
@@ -133,8 +136,17 @@ def evaluate_run(
     start = time.perf_counter()
     evaluators = get_evaluators(train, test, seed=seed, echo=echo)
     evaluator = evaluators[0]
+    has_tone_curve = getattr(model, "tone_thresholds_", None) is not None
+    options = {"tone_curve": False} if has_tone_curve and not tone_curve else {}
     evaluation = evaluate_model(
-        model, train, test, evaluators, n_samples=n_samples, seed=seed, inception_weights=inception_weights
+        model,
+        train,
+        test,
+        evaluators,
+        n_samples=n_samples,
+        seed=seed,
+        inception_weights=inception_weights,
+        sample_options=options,
     )
     if inspect is not None:
         inspect(evaluation, train, test)
@@ -152,6 +164,7 @@ def evaluate_run(
         "intervals": intervals,
         "n": evaluation.extras.get("n", {}),
         "real_data": real,
+        "pixel_levels": "tone curve" if has_tone_curve and tone_curve else "rounded",
     }
     update_metrics(run_dir, evaluation=record)
     if json_out is not None:
