@@ -224,3 +224,16 @@ def test_cli_sample_and_evaluate_say_and_switch_the_pixel_levels(tmp_path, capsy
         assert main(["evaluate", str(run), "-n", "100", "-q", *flag]) == 0
         assert f"pixel levels: {levels}" in capsys.readouterr().out
         assert json.loads((run / "metrics.json").read_text())["evaluation"]["pixel_levels"] == levels
+
+
+def test_mapping_in_chunks_gives_what_one_pass_gives(monkeypatch):
+    import genlab.tone_curve as tone
+
+    g = torch.Generator().manual_seed(6)
+    unit = torch.rand(50, 2, 5, 5, generator=g)
+    unit[:, :, 0, 0] = 1.0  # ties, so the jitter matters
+    target = torch.randint(0, 256, (50, 2, 5, 5), generator=g).to(torch.uint8)
+    thresholds = fit_tone_thresholds(unit, target)
+    whole = apply_tone_curve(unit, thresholds, torch.Generator().manual_seed(9))
+    monkeypatch.setattr(tone, "APPLY_CHUNK_VALUES", 120)  # 2 images (50 values each) per chunk
+    assert torch.equal(apply_tone_curve(unit, thresholds, torch.Generator().manual_seed(9)), whole)

@@ -45,6 +45,8 @@ LEVELS = 256
 TONE_IMAGES = 256
 #: at most this many output values per channel enter the quantiles (a fixed-stride subset beyond it)
 MAX_VALUES_PER_CHANNEL = 4_000_000
+#: values mapped per chunk by :func:`apply_tone_curve` (~8 MB of float64)
+APPLY_CHUNK_VALUES = 1 << 20
 #: width of the tie-breaking jitter (2**-40 ~ 9e-13; float32 resolution at 1 is 6e-8)
 TIE_JITTER = 2.0**-40
 
@@ -103,11 +105,19 @@ def apply_tone_curve(
     n, channels = unit.shape[0], unit.shape[1]
     if thresholds.shape != (channels, LEVELS - 1):
         raise GenlabError(f"tone curve: thresholds of shape {tuple(thresholds.shape)} for {channels}-channel images")
-    # (C, N*H*W) rows searched against each channel's thresholds
-    values = _jittered(unit, generator).transpose(0, 1).reshape(channels, -1).contiguous()
-    levels = torch.searchsorted(thresholds.to(torch.float64).contiguous(), values, right=False)
-    shape = (channels, n, *unit.shape[2:])
-    return levels.clamp(0, LEVELS - 1).to(torch.uint8).reshape(shape).transpose(0, 1).contiguous()
+    sorted_rows = thresholds.to(torch.float64).contiguous()
+    generator = generator if generator is not None else torch.Generator().manual_seed(0)
+    out = torch.empty(unit.shape, dtype=torch.uint8)
+    # chunks of images bound the float64/int64 temporaries; the jitter is drawn in image
+    # order, so the result does not depend on the chunk size
+    chunk = max(1, APPLY_CHUNK_VALUES // max(1, unit[0].numel()))
+    for start in range(0, n, chunk):
+        part = unit[start : start + chunk]
+        # (C, images*H*W) rows searched against each channel's thresholds
+        values = _jittered(part, generator).transpose(0, 1).reshape(channels, -1).contiguous()
+        levels = torch.searchsorted(sorted_rows, values, right=False).clamp(0, LEVELS - 1).to(torch.uint8)
+        out[start : start + chunk] = levels.reshape(channels, part.shape[0], *unit.shape[2:]).transpose(0, 1)
+    return out
 
 
 def check_tone_thresholds(thresholds: object, channels: int) -> None:
