@@ -51,16 +51,21 @@ def dequantize(
     return (x + e) / 256.0
 
 
-def quantize(unit: torch.Tensor) -> torch.Tensor:
-    """Map values in ``[0, 1]`` back to uint8 pixels: ``floor(256 u)`` clipped to 0..255.
-
-    NaN would silently become 0 (black images): non-finite values raise a GenlabError instead."""
+def check_finite_outputs(unit: torch.Tensor) -> None:
+    """Raise a GenlabError if generated values hold NaN/inf (they would silently become black pixels)."""
     if unit.is_floating_point() and not bool(torch.isfinite(unit).all()):
         n_bad = int((~torch.isfinite(unit)).sum())
         raise GenlabError(
             f"generated images hold {n_bad} NaN/inf pixel values: the model's weights are not finite (training diverged?) "
             "or a sampling setting is extreme; retrain with a lower lr or grad_clip, or use milder settings"
         )
+
+
+def quantize(unit: torch.Tensor) -> torch.Tensor:
+    """Map values in ``[0, 1]`` back to uint8 pixels: ``floor(256 u)`` clipped to 0..255.
+
+    Non-finite values raise a GenlabError (:func:`check_finite_outputs`)."""
+    check_finite_outputs(unit)
     return torch.clamp(torch.floor(unit * 256.0), 0, 255).to(torch.uint8)
 
 

@@ -38,7 +38,7 @@ import numpy as np
 import torch
 
 from .errors import GenlabError
-from .likelihood import quantize
+from .likelihood import check_finite_outputs
 
 LEVELS = 256
 #: images the model draws after training to fit its tone curve
@@ -51,11 +51,14 @@ APPLY_CHUNK_VALUES = 1 << 20
 TIE_JITTER = 2.0**-40
 
 
-def _jittered(unit: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
-    """float64 CPU copy of ``unit`` plus uniform noise in [0, TIE_JITTER) (drawn on the CPU;
-    ``generator=None``: a fixed seed, so the result is reproducible)."""
+def _default_generator(generator: torch.Generator | None) -> torch.Generator:
+    """``generator``, or a fixed-seed one so that a call without it is reproducible."""
+    return generator if generator is not None else torch.Generator().manual_seed(0)
+
+
+def _jittered(unit: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """float64 CPU copy of ``unit`` plus uniform noise in [0, TIE_JITTER) drawn (on the CPU) from ``generator``."""
     values = unit.detach().to("cpu", torch.float64)
-    generator = generator if generator is not None else torch.Generator().manual_seed(0)
     return values + TIE_JITTER * torch.rand(values.shape, generator=generator, dtype=torch.float64)
 
 
@@ -76,10 +79,9 @@ def fit_tone_thresholds(
         )
     if training_images.dtype != torch.uint8:
         raise GenlabError(f"tone curve: training images must be uint8, got {training_images.dtype}")
-    if not bool(torch.isfinite(unit).all()):
-        quantize(unit)  # raises its clear error about non-finite outputs
+    check_finite_outputs(unit)
     channels = unit.shape[1]
-    jittered = _jittered(unit, generator)
+    jittered = _jittered(unit, _default_generator(generator))
     rows = []
     for c in range(channels):
         values = jittered[:, c].reshape(-1).numpy()
@@ -100,13 +102,12 @@ def apply_tone_curve(
     (``u`` with the tie-breaking jitter drawn from ``generator``).
 
     ``thresholds``: (C, 255), non-decreasing along the last axis (from :func:`fit_tone_thresholds`)."""
-    if not bool(torch.isfinite(unit).all()):
-        quantize(unit)  # raises its clear error about non-finite outputs
+    check_finite_outputs(unit)
     n, channels = unit.shape[0], unit.shape[1]
     if thresholds.shape != (channels, LEVELS - 1):
         raise GenlabError(f"tone curve: thresholds of shape {tuple(thresholds.shape)} for {channels}-channel images")
     sorted_rows = thresholds.to(torch.float64).contiguous()
-    generator = generator if generator is not None else torch.Generator().manual_seed(0)
+    generator = _default_generator(generator)  # one stream over all chunks
     out = torch.empty(unit.shape, dtype=torch.uint8)
     # chunks of images bound the float64/int64 temporaries; the jitter is drawn in image
     # order, so the result does not depend on the chunk size
